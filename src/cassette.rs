@@ -1,0 +1,473 @@
+//! Cassette: the sled-backed store of recorded interactions.
+//!
+//! One sled database per cassette directory (`--cassettes`), one sled tree per cassette name, so
+//! a single proxy serves a whole parallel test suite from one directory. Records are keyed by
+//! the 32-byte request key followed by the big-endian position among identical requests, so
+//! the nth identical request is one point lookup and the cassette stays flat as it grows.
+//!
+//! Recording opens the directory itself and holds an exclusive lock on `graph-vcr.lock` beside
+//! sled's files (sled allows one process per database; our lock exists to name the holder).
+//! Replay never writes to the directory: sled writes when it opens a database, so replay opens
+//! a private copy in the system temporary directory, removed when the store is dropped.
+
+use crate::interaction::Interaction;
+use crate::key::Key;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const LOCK_FILE: &str = "graph-vcr.lock";
+const TREE_PREFIX: &str = "cassette:";
+/// Per-cassette metadata lives under this key. Record keys are exactly 36 bytes, so a key of
+/// another length can never collide with one, and iteration skips it by length.
+const META_KEY: &[u8] = b"meta";
+
+/// Errors of the cassette store. Every message names the directory or cassette involved.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "cassette directory {dir} is in use by another graph-vcr process ({holder}); sled allows one \
+         process per database. Stop that process, or pass another --cassettes directory"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error("cassette directory {dir} does not exist (record into it first, or check --cassettes)")]
+    Missing { dir: PathBuf },
+    #[error("{dir} is not a graph-vcr cassette directory: {reason}")]
+    NotACassetteDir { dir: PathBuf, reason: String },
+    #[error("cassette directory {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cassette database in {dir}: {source}")]
+    Sled {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("cassette {cassette}: record {key} is unreadable: {source}")]
+    Corrupt {
+        cassette: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "invalid cassette name {0:?}: use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.'"
+    )]
+    BadName(String),
+}
+
+/// A validated cassette name: safe as a file or tree name anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CassetteName(String);
+
+impl CassetteName {
+    pub fn new(name: &str) -> Result<Self, StoreError> {
+        let ok = !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(StoreError::BadName(name.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CassetteName {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl std::fmt::Display for CassetteName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How to open a cassette directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Open in place, create if missing, lock exclusively (record, auto).
+    ReadWrite,
+    /// Open a private copy; the directory itself is never written (replay).
+    ReadOnly,
+}
+
+/// An open cassette directory.
+pub struct Store {
+    db: sled::Db,
+    dir: PathBuf,
+    /// Held for the store's lifetime; the OS releases the lock when it closes.
+    _lock: Option<File>,
+    /// The private copy replay works in, removed on drop.
+    private_copy: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens the cassette directory `dir`.
+    pub fn open(dir: &Path, access: Access) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        match access {
+            Access::ReadWrite => {
+                fs::create_dir_all(dir).map_err(io)?;
+                let lock = take_lock(dir)?;
+                let db = open_sled(dir, dir)?;
+                Ok(Self {
+                    db,
+                    dir: dir.to_path_buf(),
+                    _lock: Some(lock),
+                    private_copy: None,
+                })
+            }
+            Access::ReadOnly => {
+                if !dir.is_dir() {
+                    return Err(StoreError::Missing {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                if !dir.join("conf").is_file() || !dir.join("db").is_file() {
+                    return Err(StoreError::NotACassetteDir {
+                        dir: dir.to_path_buf(),
+                        reason: "no sled database (conf, db) in it".into(),
+                    });
+                }
+                // A recorder mid-write would give us a torn copy; a shared lock waits for none
+                // and fails clearly instead. Only an existing lock file is opened: replay must
+                // not create files in the directory.
+                let shared = match File::open(dir.join(LOCK_FILE)) {
+                    Ok(f) => {
+                        if f.try_lock_shared().is_err() {
+                            return Err(StoreError::Locked {
+                                dir: dir.to_path_buf(),
+                                holder: describe_holder(dir),
+                            });
+                        }
+                        Some(f)
+                    }
+                    Err(_) => None,
+                };
+                let copy = private_copy_path();
+                copy_dir(dir, &copy).map_err(|source| StoreError::Io {
+                    dir: dir.to_path_buf(),
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "copying to private replay copy {}: {source}",
+                            copy.display()
+                        ),
+                    ),
+                })?;
+                drop(shared);
+                let db = match open_sled(&copy, dir) {
+                    Ok(db) => db,
+                    Err(e) => {
+                        let _ = fs::remove_dir_all(&copy);
+                        return Err(e);
+                    }
+                };
+                Ok(Self {
+                    db,
+                    dir: dir.to_path_buf(),
+                    _lock: None,
+                    private_copy: Some(copy),
+                })
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cassette `name`, created empty if it does not exist.
+    pub fn cassette(&self, name: &CassetteName) -> Result<Cassette, StoreError> {
+        let tree = self
+            .db
+            .open_tree(format!("{TREE_PREFIX}{name}"))
+            .map_err(|source| self.sled_err(source))?;
+        Ok(Cassette {
+            tree,
+            name: name.clone(),
+        })
+    }
+
+    /// Names of the cassettes in this directory.
+    pub fn cassette_names(&self) -> Vec<CassetteName> {
+        self.db
+            .tree_names()
+            .iter()
+            .filter_map(|n| {
+                std::str::from_utf8(n)
+                    .ok()?
+                    .strip_prefix(TREE_PREFIX)
+                    .map(str::to_string)
+            })
+            .filter_map(|n| CassetteName::new(&n).ok())
+            .collect()
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|source| self.sled_err(source))
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(copy) = &self.private_copy {
+            let _ = fs::remove_dir_all(copy);
+        }
+    }
+}
+
+/// One cassette: the recorded interactions of one name.
+#[derive(Clone)]
+pub struct Cassette {
+    tree: sled::Tree,
+    name: CassetteName,
+}
+
+fn record_key(key: &Key, position: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&key.0);
+    k[32..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+impl Cassette {
+    pub fn name(&self) -> &CassetteName {
+        &self.name
+    }
+
+    /// The interaction recorded for the `position`th request with `key`.
+    pub fn get(&self, key: &Key, position: u32) -> Result<Option<Interaction>, StoreError> {
+        match self
+            .tree
+            .get(record_key(key, position))
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(bytes) => self.decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last interaction recorded with `key`.
+    pub fn last(&self, key: &Key) -> Result<Option<Interaction>, StoreError> {
+        match self.tree.scan_prefix(key.0).next_back() {
+            Some(Ok((_, bytes))) => self.decode(key, &bytes).map(Some),
+            Some(Err(e)) => Err(self.sled_err(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores an interaction (serialized and scrubbed by the caller) at its key and position,
+    /// replacing what was there. Not durable until [`Store::flush`].
+    pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
+        self.tree
+            .insert(record_key(key, position), record)
+            .map(|_| ())
+            .map_err(|e| self.sled_err(e))
+    }
+
+    /// Every interaction, in key order. Unreadable records are reported, not skipped silently.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Interaction, StoreError>> + '_ {
+        self.tree.iter().filter_map(move |item| match item {
+            Ok((k, v)) if k.len() == 36 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&k[..32]);
+                Some(self.decode(&Key(key), &v))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(self.sled_err(e))),
+        })
+    }
+
+    /// Number of recorded interactions.
+    pub fn len(&self) -> usize {
+        self.tree
+            .iter()
+            .keys()
+            .filter(|k| k.as_ref().is_ok_and(|k| k.len() == 36))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Per-cassette metadata (the key options it was recorded with), as JSON.
+    pub fn meta(&self) -> Option<serde_json::Value> {
+        let bytes = self.tree.get(META_KEY).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn set_meta(&self, meta: &serde_json::Value) -> Result<(), StoreError> {
+        self.tree
+            .insert(META_KEY, meta.to_string().into_bytes())
+            .map(|_| ())
+            .map_err(|e| self.sled_err(e))
+    }
+
+    fn decode(&self, key: &Key, bytes: &[u8]) -> Result<Interaction, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+            cassette: self.name.to_string(),
+            key: key.to_hex(),
+            source,
+        })
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            dir: PathBuf::from(format!("cassette {}", self.name)),
+            source,
+        }
+    }
+}
+
+fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        // Small: lookups are point reads, and replay must stay lean with large cassettes.
+        .cache_capacity(16 * 1024 * 1024)
+        .open()
+        .map_err(|source| match source {
+            // sled's own lock is the backstop behind ours (another tool, an older graph-vcr).
+            sled::Error::Io(ref e) if e.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: e.to_string(),
+                }
+            }
+            sled::Error::Io(e) => StoreError::Io {
+                dir: dir.to_path_buf(),
+                source: e,
+            },
+            sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+                StoreError::NotACassetteDir {
+                    dir: dir.to_path_buf(),
+                    reason: source.to_string(),
+                }
+            }
+            other => StoreError::Sled {
+                dir: dir.to_path_buf(),
+                source: other,
+            },
+        })
+}
+
+fn take_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| StoreError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    if file.try_lock().is_err() {
+        return Err(StoreError::Locked {
+            dir: dir.to_path_buf(),
+            holder: describe_holder(dir),
+        });
+    }
+    let who = format!(
+        "pid {} since {}\n",
+        std::process::id(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    file.set_len(0).map_err(io)?;
+    file.write_all(who.as_bytes()).map_err(io)?;
+    Ok(file)
+}
+
+fn describe_holder(dir: &Path) -> String {
+    let path = dir.join(LOCK_FILE);
+    let mut text = String::new();
+    let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
+    let text = text.trim();
+    if text.is_empty() {
+        format!("lock held on {}", path.display())
+    } else {
+        format!("{text}, lock on {}", path.display())
+    }
+}
+
+fn private_copy_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("graph-vcr-replay-{}-{nanos}", std::process::id()))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == LOCK_FILE {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &to.join(&name))?;
+        } else if ty.is_file() {
+            fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cassette_names() {
+        for ok in ["default", "onboarding", "suite-1.v2", "A_b"] {
+            assert!(CassetteName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a b",
+            &"x".repeat(101),
+        ] {
+            assert!(CassetteName::new(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Headers: which headers cross the proxy, and which are the proxy's own.
+//!
+//! Hop-by-hop headers belong to one connection and are never forwarded or stored (RFC 9110
+//! §7.6.1). `x-graph-vcr-*` request headers are instructions to graph-vcr and never reach the
+//! tenant.
+
+use http::HeaderMap;
+use http::header::HeaderName;
+
+/// The request header that selects a cassette for one request.
+pub const CASSETTE_HEADER: &str = "x-graph-vcr-cassette";
+/// Response header saying how graph-vcr answered (`replayed`, `recorded`, `forwarded`, ...).
+pub const OUTCOME_HEADER: &str = "x-graph-vcr-outcome";
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether `name` is hop-by-hop, by the fixed list or by the message's `Connection` header.
+pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n)
+        || headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(n)))
+        })
+}
+
+/// Whether `name` is one of graph-vcr's own control headers.
+pub fn is_control(name: &HeaderName) -> bool {
+    name.as_str().starts_with("x-graph-vcr-")
+}
+
+/// The end-to-end headers of a message, without hop-by-hop, control, `host` and
+/// `content-length` (which the outgoing side sets from the actual body).
+pub fn end_to_end(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &http::HeaderValue)> {
+    headers.iter().filter(move |(name, _)| {
+        !is_hop_by_hop(name, headers)
+            && !is_control(name)
+            && *name != http::header::HOST
+            && *name != http::header::CONTENT_LENGTH
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_hop_by_hop_control_and_framing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "close, x-custom-hop"
+                .parse()
+                .unwrap_or(http::HeaderValue::from_static("")),
+        );
+        h.insert("x-custom-hop", http::HeaderValue::from_static("1"));
+        h.insert(
+            "transfer-encoding",
+            http::HeaderValue::from_static("chunked"),
+        );
+        h.insert(CASSETTE_HEADER, http::HeaderValue::from_static("c"));
+        h.insert("host", http::HeaderValue::from_static("h"));
+        h.insert("content-length", http::HeaderValue::from_static("3"));
+        h.insert("authorization", http::HeaderValue::from_static("Bearer t"));
+        h.insert("client-request-id", http::HeaderValue::from_static("c1"));
+        let kept: Vec<&str> = end_to_end(&h).map(|(n, _)| n.as_str()).collect();
+        assert_eq!(kept, vec!["authorization", "client-request-id"]);
+    }
+}

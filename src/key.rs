@@ -1,0 +1,419 @@
+//! Key: the cassette key of a request, from its normalized form.
+//!
+//! Two requests that mean the same call must get the same key, and any other difference must
+//! not. The key is a SHA-256 digest over the method, the API version, the normalized path and
+//! query (see `classify`) and the canonical body. The canonical body of JSON is the value
+//! re-serialized with sorted keys and no insignificant whitespace, with `@odata.type` compared
+//! without its leading `#`, an element `@odata.type` that only restates the declared element
+//! type dropped, the assignments collection sorted (unless `--ordered-arrays`) and the
+//! `--ignore-field` fields left out. A body that is not JSON is keyed by its bytes.
+
+use crate::classify::Classified;
+use crate::contract::Action;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// How bodies are normalized into keys. Recording and replaying must use the same options; the
+/// cassette remembers them and a replay with other options warns.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// Make the order of the assignments collection significant.
+    ///
+    /// By default `[A, B]` and `[B, A]` are the same call, as Intune treats them.
+    #[arg(long, env = "GRAPH_VCR_ORDERED_ARRAYS")]
+    pub ordered_arrays: bool,
+
+    /// Leave a body field out of the key (repeatable, or comma-separated).
+    ///
+    /// A bare name (`id`) drops that field at any depth; a JSON pointer with `*` for any array
+    /// index (`/enrollmentConfigurationAssignments/*/id`) drops exactly that field.
+    /// Example: `--ignore-field id` for client-generated assignment ids.
+    #[arg(
+        long = "ignore-field",
+        value_name = "FIELD",
+        env = "GRAPH_VCR_IGNORE_FIELDS",
+        value_delimiter = ','
+    )]
+    pub ignore_fields: Vec<String>,
+}
+
+/// The canonical form of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanonicalBody {
+    /// Canonical JSON text.
+    Json(String),
+    /// Not JSON (or empty): keyed by its bytes.
+    Bytes(Vec<u8>),
+}
+
+impl CanonicalBody {
+    /// Canonicalizes `body` for `action` (which decides which collections are sets).
+    pub fn of(body: &[u8], action: Option<&Action>, opts: &KeyOptions) -> Self {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Self::Bytes(Vec::new());
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(mut value) => {
+                canonicalize(&mut value, action, opts);
+                Self::Json(to_canonical_string(&value))
+            }
+            Err(_) => Self::Bytes(body.to_vec()),
+        }
+    }
+
+    fn tag_and_bytes(&self) -> (u8, &[u8]) {
+        match self {
+            Self::Json(s) => (b'j', s.as_bytes()),
+            Self::Bytes(b) => (b'b', b),
+        }
+    }
+}
+
+/// Normalizes a parsed JSON body in place.
+pub fn canonicalize(value: &mut Value, action: Option<&Action>, opts: &KeyOptions) {
+    for field in &opts.ignore_fields {
+        if field.starts_with('/') {
+            let parts: Vec<&str> = field.split('/').skip(1).collect();
+            remove_pointer(value, &parts);
+        } else {
+            remove_named(value, field);
+        }
+    }
+    strip_odata_hash(value);
+    let Value::Object(top) = value else { return };
+    for (name, param) in top.iter_mut() {
+        let Value::Array(items) = param else { continue };
+        // A listed action knows its collections; an unlisted assign action is assumed to take
+        // collections only, which every documented one does.
+        let declared = match action {
+            Some(a) => match a.parameter(name) {
+                Some(p) => Some(p.element_type.as_str()),
+                None => continue,
+            },
+            None => None,
+        };
+        if let Some(declared) = declared {
+            for item in items.iter_mut() {
+                if let Value::Object(obj) = item {
+                    let restates = obj
+                        .get("@odata.type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(declared));
+                    if restates {
+                        obj.remove("@odata.type");
+                    }
+                }
+            }
+        }
+        if !opts.ordered_arrays {
+            items.sort_by_cached_key(to_canonical_string);
+        }
+    }
+}
+
+fn strip_odata_hash(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == "@odata.type" {
+                    if let Value::String(s) = v
+                        && let Some(rest) = s.strip_prefix('#')
+                    {
+                        *s = rest.to_string();
+                    }
+                } else {
+                    strip_odata_hash(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_odata_hash),
+        _ => {}
+    }
+}
+
+fn remove_named(value: &mut Value, name: &str) {
+    match value {
+        Value::Object(map) => {
+            map.remove(name);
+            map.values_mut().for_each(|v| remove_named(v, name));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| remove_named(v, name)),
+        _ => {}
+    }
+}
+
+fn remove_pointer(value: &mut Value, parts: &[&str]) {
+    let [head, rest @ ..] = parts else { return };
+    // JSON pointer escapes: ~1 is '/', ~0 is '~'.
+    let head = head.replace("~1", "/").replace("~0", "~");
+    match value {
+        Value::Object(map) if rest.is_empty() => {
+            map.remove(&head);
+        }
+        Value::Object(map) => {
+            if let Some(child) = map.get_mut(&head) {
+                remove_pointer(child, rest);
+            }
+        }
+        Value::Array(items) if head == "*" => {
+            if rest.is_empty() {
+                items.clear();
+            } else {
+                items.iter_mut().for_each(|v| remove_pointer(v, rest));
+            }
+        }
+        Value::Array(items) => {
+            if let Ok(i) = head.parse::<usize>() {
+                if rest.is_empty() {
+                    if i < items.len() {
+                        items.remove(i);
+                    }
+                } else if let Some(child) = items.get_mut(i) {
+                    remove_pointer(child, rest);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Serializes with object keys in byte order and no whitespace, independent of how
+/// `serde_json::Map` happens to be ordered in this build.
+pub fn to_canonical_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// A cassette key: SHA-256 of the normalized request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub [u8; 32]);
+
+impl Key {
+    /// Computes the key of a classified request with canonical body `body`.
+    pub fn compute(method: &str, classified: &Classified, body: &CanonicalBody) -> Self {
+        let mut h = Sha256::new();
+        let version = classified.version.map_or("", |v| v.as_str());
+        let (tag, bytes) = body.tag_and_bytes();
+        // Length-prefix every field so that no two different requests frame the same bytes.
+        for field in [
+            b"graph-vcr-key-v1".as_slice(),
+            method.to_ascii_uppercase().as_bytes(),
+            version.as_bytes(),
+            classified.normalized_path.as_bytes(),
+            classified.normalized_query.as_bytes(),
+            &[tag],
+            bytes,
+        ] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
+        }
+        Self(h.finalize().into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::classify;
+
+    const SEED_PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/cfg-1/assign";
+
+    /// The request body of the seed document's example, verbatim.
+    const SEED_BODY: &str = r##"{
+  "enrollmentConfigurationAssignments": [
+    {
+      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
+      "id": "705b021c-021c-705b-1c02-5b701c025b70",
+      "target": {
+        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
+        "collectionId": "Collection Id value"
+      }
+    }
+  ]
+}"##;
+
+    fn key(path: &str, body: &str, opts: &KeyOptions) -> Key {
+        let c = classify(path, None);
+        Key::compute(
+            "POST",
+            &c,
+            &CanonicalBody::of(body.as_bytes(), c.action, opts),
+        )
+    }
+
+    #[test]
+    fn sdk_spelling_of_the_seed_call_has_the_seed_key() {
+        // As msgraph-sdk emits it: no element @odata.type, '#' on the target type, its own order.
+        let sdk = r##"{"enrollmentConfigurationAssignments":[{"id":"705b021c-021c-705b-1c02-5b701c025b70","target":{"@odata.type":"#microsoft.graph.configurationManagerCollectionAssignmentTarget","collectionId":"Collection Id value"}}]}"##;
+        let o = KeyOptions::default();
+        assert_eq!(key(SEED_PATH, SEED_BODY, &o), key(SEED_PATH, sdk, &o));
+    }
+
+    #[test]
+    fn a_real_difference_changes_the_key() {
+        let other = SEED_BODY.replace("Collection Id value", "Another collection");
+        let o = KeyOptions::default();
+        assert_ne!(key(SEED_PATH, SEED_BODY, &o), key(SEED_PATH, &other, &o));
+        let group = SEED_BODY.replace(
+            "configurationManagerCollectionAssignmentTarget",
+            "groupAssignmentTarget",
+        );
+        assert_ne!(key(SEED_PATH, SEED_BODY, &o), key(SEED_PATH, &group, &o));
+        // The method and the version are part of the key too.
+        let c = classify(SEED_PATH, None);
+        let b = CanonicalBody::of(SEED_BODY.as_bytes(), c.action, &o);
+        assert_ne!(Key::compute("POST", &c, &b), Key::compute("PUT", &c, &b));
+        assert_ne!(
+            key(SEED_PATH, SEED_BODY, &o),
+            key(&SEED_PATH.replace("v1.0", "beta"), SEED_BODY, &o)
+        );
+    }
+
+    #[test]
+    fn assignment_order_is_ignored_unless_asked() {
+        let ab = r##"{"enrollmentConfigurationAssignments":[{"target":{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"a"}},{"target":{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"b"}}]}"##;
+        let ba = r##"{"enrollmentConfigurationAssignments":[{"target":{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"b"}},{"target":{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"a"}}]}"##;
+        let unordered = KeyOptions::default();
+        assert_eq!(
+            key(SEED_PATH, ab, &unordered),
+            key(SEED_PATH, ba, &unordered)
+        );
+        let ordered = KeyOptions {
+            ordered_arrays: true,
+            ..KeyOptions::default()
+        };
+        assert_ne!(key(SEED_PATH, ab, &ordered), key(SEED_PATH, ba, &ordered));
+    }
+
+    #[test]
+    fn nested_arrays_keep_their_order() {
+        // Only the action's collection is a set; other arrays are data.
+        let a = r#"{"enrollmentConfigurationAssignments":[{"x":[1,2]}]}"#;
+        let b = r#"{"enrollmentConfigurationAssignments":[{"x":[2,1]}]}"#;
+        let o = KeyOptions::default();
+        assert_ne!(key(SEED_PATH, a, &o), key(SEED_PATH, b, &o));
+    }
+
+    #[test]
+    fn ignored_fields_by_name_and_by_pointer() {
+        let other_id = SEED_BODY.replace("705b021c-021c-705b-1c02-5b701c025b70", "client-made-id");
+        let o = KeyOptions::default();
+        assert_ne!(key(SEED_PATH, SEED_BODY, &o), key(SEED_PATH, &other_id, &o));
+        for field in ["id", "/enrollmentConfigurationAssignments/*/id"] {
+            let o = KeyOptions {
+                ignore_fields: vec![field.into()],
+                ..KeyOptions::default()
+            };
+            assert_eq!(
+                key(SEED_PATH, SEED_BODY, &o),
+                key(SEED_PATH, &other_id, &o),
+                "{field}"
+            );
+        }
+        // A pointer drops only what it names: a target property is still significant.
+        let o = KeyOptions {
+            ignore_fields: vec!["/enrollmentConfigurationAssignments/*/id".into()],
+            ..KeyOptions::default()
+        };
+        let other_collection = SEED_BODY.replace("Collection Id value", "x");
+        assert_ne!(
+            key(SEED_PATH, SEED_BODY, &o),
+            key(SEED_PATH, &other_collection, &o)
+        );
+    }
+
+    #[test]
+    fn a_target_type_that_restates_nothing_is_kept() {
+        // The target's declared type is abstract, so its @odata.type always carries meaning.
+        let without = r#"{"enrollmentConfigurationAssignments":[{"target":{"collectionId":"c"}}]}"#;
+        let with = r#"{"enrollmentConfigurationAssignments":[{"target":{"@odata.type":"microsoft.graph.configurationManagerCollectionAssignmentTarget","collectionId":"c"}}]}"#;
+        let o = KeyOptions::default();
+        assert_ne!(key(SEED_PATH, without, &o), key(SEED_PATH, with, &o));
+    }
+
+    #[test]
+    fn non_json_is_keyed_by_bytes() {
+        let o = KeyOptions::default();
+        assert_eq!(
+            CanonicalBody::of(b"not json {", None, &o),
+            CanonicalBody::Bytes(b"not json {".to_vec())
+        );
+        assert_ne!(
+            key(SEED_PATH, "not json", &o),
+            key(SEED_PATH, "not json ", &o)
+        );
+        // A JSON string and the same bytes not parsed as JSON must not collide.
+        assert_ne!(key(SEED_PATH, "\"x\"", &o), key(SEED_PATH, "\"x", &o));
+    }
+
+    #[test]
+    fn canonical_text_sorts_keys_and_strips_whitespace() {
+        let v: Value =
+            serde_json::from_str("{ \"b\" : 1, \"a\" : { \"d\":[true, null], \"c\":\"é\" } }")
+                .unwrap_or_default();
+        assert_eq!(
+            to_canonical_string(&v),
+            r#"{"a":{"c":"é","d":[true,null]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let k = key(SEED_PATH, SEED_BODY, &KeyOptions::default());
+        assert_eq!(Key::from_hex(&k.to_hex()), Some(k));
+        assert_eq!(Key::from_hex("zz"), None);
+    }
+}

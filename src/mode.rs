@@ -1,0 +1,99 @@
+//! Mode: record, replay or auto — what to do with a keyed request.
+//!
+//! The nth identical request (same cassette, same key) in a run is occurrence n. Record
+//! forwards it and stores the response as the nth recording (replacing an older one, so
+//! re-recording a suite refreshes its cassette). Replay serves the nth recording; past the last
+//! it repeats the last, or misses with `--on-exhausted miss`. Auto replays what is recorded and
+//! forwards and records the rest, so a new call is recorded at the next free position.
+
+use crate::cassette::{Cassette, CassetteName, StoreError};
+use crate::interaction::Interaction;
+use crate::key::Key;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How the proxy answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Forward to the upstream and record assign calls.
+    Record,
+    /// Answer from the cassette only; never open a network connection.
+    Replay,
+    /// Replay what is recorded; forward and record the rest.
+    Auto,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Record => "record",
+            Self::Replay => "replay",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// What replay does when a request has been played as often as it was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnExhausted {
+    /// Serve the last recording again.
+    #[default]
+    Repeat,
+    /// Answer with a miss.
+    Miss,
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Serve this recording.
+    Replay(Box<Interaction>),
+    /// Forward upstream; `record` says whether to store the response.
+    Forward { record: bool },
+    /// No recording; `recorded` is how many recordings the key has (0: never recorded).
+    Miss { recorded: u32 },
+}
+
+/// Counts identical requests per cassette in this run.
+#[derive(Debug, Default)]
+pub struct Occurrences(Mutex<HashMap<(CassetteName, Key), u32>>);
+
+impl Occurrences {
+    /// The 0-based occurrence of this request, counting it.
+    pub fn next(&self, cassette: &CassetteName, key: &Key) -> u32 {
+        // A poisoned lock only means another request panicked mid-increment; the map is
+        // still a valid map of counters.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry((cassette.clone(), *key)).or_insert(0);
+        let current = *n;
+        *n = n.saturating_add(1);
+        current
+    }
+}
+
+/// Decides what to do with occurrence `n` of `key` in `cassette`.
+pub fn decide(
+    mode: Mode,
+    recordable: bool,
+    cassette: &Cassette,
+    key: &Key,
+    n: u32,
+    on_exhausted: OnExhausted,
+) -> Result<Decision, StoreError> {
+    Ok(match mode {
+        Mode::Record => Decision::Forward { record: recordable },
+        Mode::Replay => match cassette.get(key, n)? {
+            Some(i) => Decision::Replay(Box::new(i)),
+            None => match (n, on_exhausted, cassette.last(key)?) {
+                (1.., OnExhausted::Repeat, Some(last)) => Decision::Replay(Box::new(last)),
+                (_, _, last) => Decision::Miss {
+                    recorded: last.map_or(0, |l| l.position + 1),
+                },
+            },
+        },
+        Mode::Auto => match cassette.get(key, n)? {
+            Some(i) => Decision::Replay(Box::new(i)),
+            None => Decision::Forward { record: recordable },
+        },
+    })
+}

@@ -1,0 +1,63 @@
+//! Stats: what a run did, counted as it happens and summarized at shutdown.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by every connection. Relaxed atomics: they are tallies, not synchronization.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub replayed: AtomicU64,
+    pub recorded: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub misses: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub requests: u64,
+    pub replayed: u64,
+    pub recorded: u64,
+    pub forwarded: u64,
+    pub misses: u64,
+    pub upstream_errors: u64,
+    pub rejected: u64,
+}
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn summary(&self) -> Summary {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            requests: g(&self.requests),
+            replayed: g(&self.replayed),
+            recorded: g(&self.recorded),
+            forwarded: g(&self.forwarded),
+            misses: g(&self.misses),
+            upstream_errors: g(&self.upstream_errors),
+            rejected: g(&self.rejected),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} requests: {} replayed, {} recorded, {} forwarded, {} missed, {} upstream errors, {} rejected",
+            self.requests,
+            self.replayed,
+            self.recorded,
+            self.forwarded,
+            self.misses,
+            self.upstream_errors,
+            self.rejected
+        )
+    }
+}
