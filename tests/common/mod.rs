@@ -1,0 +1,510 @@
+//! Test harness shared by the integration tests: a test CA made at test time, a stand-in Graph
+//! server over real TLS on loopback, the real `graph-vcr` binary as a child process, and a real
+//! HTTP client. Nothing here mocks graph-vcr itself.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type TestResult = Result<(), Error>;
+
+/// The request body of the seed document's example (v1.0 deviceEnrollmentConfiguration assign),
+/// verbatim, including its `Content-length: 360` worth of whitespace.
+pub const SEED_BODY: &str = r##"{
+  "enrollmentConfigurationAssignments": [
+    {
+      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
+      "id": "705b021c-021c-705b-1c02-5b701c025b70",
+      "target": {
+        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
+        "collectionId": "Collection Id value"
+      }
+    }
+  ]
+}"##;
+
+/// The same call as msgraph-sdk serializes it: no element `@odata.type`, `#` on the target
+/// type, the SDK's own key order, no whitespace.
+pub const SDK_BODY: &str = r##"{"enrollmentConfigurationAssignments":[{"id":"705b021c-021c-705b-1c02-5b701c025b70","target":{"@odata.type":"#microsoft.graph.configurationManagerCollectionAssignmentTarget","collectionId":"Collection Id value"}}]}"##;
+
+pub const SEED_PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
+
+/// A JWT-shaped bearer token: what real Graph clients send.
+pub const JWT: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20iLCJ0aWQiOiJ0ZXN0In0.dGVzdC1zaWduYXR1cmUtYnl0ZXM";
+
+// ---------------------------------------------------------------------------------------------
+// Test CA
+
+/// A root CA and a leaf for `localhost` / 127.0.0.1 signed by it, generated per test.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub leaf_chain: Vec<CertificateDer<'static>>,
+    leaf_key_der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new() -> Result<Self, Error> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "graph-vcr test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+        Ok(Self {
+            ca_pem: ca.pem(),
+            leaf_chain: vec![leaf.der().clone(), ca.der().clone()],
+            leaf_key_der: leaf_key.serialize_der(),
+        })
+    }
+
+    /// Writes the CA certificate to `dir/ca.pem` for `--upstream-ca`.
+    pub fn write_ca(&self, dir: &Path) -> Result<PathBuf, Error> {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem)?;
+        Ok(path)
+    }
+
+    fn server_config(&self) -> Result<rustls::ServerConfig, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key_der.clone()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.leaf_chain.clone(), key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stand-in Graph server
+
+/// One request as the stand-in received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A stand-in for graph.microsoft.com over TLS on loopback, answering like Graph does:
+/// 204 for most assign actions, 200 with `{"value": [...]}` for deviceConfigurations and
+/// deviceCompliancePolicies, `request-id` on every response, `client-request-id` echoed.
+/// A path containing `/slow/` answers after 5 s; `/not-json` answers with text.
+pub struct StandIn {
+    pub addr: SocketAddr,
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    tasks: JoinSet<()>,
+}
+
+static STAND_IN_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+impl StandIn {
+    pub async fn start(ca: &TestCa) -> Result<Self, Error> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()?));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = JoinSet::new();
+        let rec = Arc::clone(&received);
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let rec = Arc::clone(&rec);
+                conns.spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req| {
+                        let rec = Arc::clone(&rec);
+                        async move { Ok::<_, Infallible>(answer(req, rec).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            url: format!("https://localhost:{}", addr.port()),
+            received,
+            tasks,
+        })
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Stops accepting and drops every open connection.
+    pub async fn stop(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn answer(
+    req: Request<hyper::body::Incoming>,
+    rec: Arc<Mutex<Vec<Received>>>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    if let Ok(mut r) = rec.lock() {
+        r.push(Received {
+            method: parts.method.clone(),
+            path_and_query: path.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
+    if path.contains("/slow/") {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let request_id = format!("00000000-0000-4000-8000-{n:012}");
+    let lower = path.to_ascii_lowercase();
+    let (status, content_type, out): (StatusCode, Option<&str>, Bytes) =
+        if lower.contains("/not-json") {
+            (
+                StatusCode::OK,
+                Some("text/plain"),
+                Bytes::from_static(b"plain text answer"),
+            )
+        } else if lower.ends_with("/assign")
+            && (lower.contains("/deviceconfigurations/")
+                || lower.contains("/devicecompliancepolicies/"))
+        {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let value = v
+                .get("assignments")
+                .cloned()
+                .unwrap_or(Value::Array(vec![]));
+            (
+                StatusCode::OK,
+                Some("application/json; odata.metadata=minimal"),
+                Bytes::from(serde_json::json!({"value": value}).to_string()),
+            )
+        } else if lower.ends_with("/assign") {
+            (StatusCode::NO_CONTENT, None, Bytes::new())
+        } else {
+            (
+                StatusCode::OK,
+                Some("application/json"),
+                Bytes::from(format!(r#"{{"id":"other-{n}"}}"#)),
+            )
+        };
+    let mut response = Response::new(Full::new(out));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    if let Some(ct) = content_type {
+        h.insert(
+            "content-type",
+            ct.parse()
+                .unwrap_or(http::HeaderValue::from_static("application/json")),
+        );
+    }
+    h.insert(
+        "request-id",
+        request_id
+            .parse()
+            .unwrap_or(http::HeaderValue::from_static("x")),
+    );
+    if let Some(cid) = parts.headers.get("client-request-id") {
+        h.insert("client-request-id", cid.clone());
+    }
+    h.insert(
+        "x-ms-ags-diagnostic",
+        http::HeaderValue::from_static(r#"{"ServerInfo":{"DataCenter":"Test"}}"#),
+    );
+    h.insert(
+        "strict-transport-security",
+        http::HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        "set-cookie",
+        http::HeaderValue::from_static("fpc=StandInCookieSecret0123456789; path=/; secure"),
+    );
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary
+
+/// A running `graph-vcr` child process.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub base: String,
+    stderr_path: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+/// How a proxy process ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_graph-vcr")
+}
+
+impl Proxy {
+    /// Starts `graph-vcr ARGS --listen 127.0.0.1:0` and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Result<Self, Error> {
+        Self::try_start(args).map_err(|e| format!("graph-vcr did not start: {e:?}").into())
+    }
+
+    /// Like [`Proxy::start`], but a process that exits before listening is returned as `Err`.
+    pub fn try_start(args: &[&str]) -> Result<Self, Exit> {
+        let scratch = tempfile::tempdir().map_err(io_exit)?;
+        let stderr_path = scratch.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).map_err(io_exit)?;
+        let mut child = Command::new(binary())
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("GRAPH_VCR_CASSETTE")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(io_exit)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io_exit(std::io::Error::other("no stdout")))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let addr = line
+                    .strip_prefix("listening on http://")
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .ok_or_else(|| {
+                        io_exit(std::io::Error::other(format!(
+                            "unexpected first line {line:?}"
+                        )))
+                    })?;
+                Ok(Self {
+                    child,
+                    addr,
+                    base: format!("http://{addr}"),
+                    stderr_path,
+                    _scratch: scratch,
+                })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map_err(io_exit)?;
+                Err(Exit {
+                    status,
+                    stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") and waits for the process to end.
+    pub fn signal(mut self, signal: &str) -> Result<Exit, Error> {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        if !ok.success() {
+            return Err(format!("kill -{signal} failed").into());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Exit {
+                    status,
+                    stderr: self.stderr(),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("graph-vcr did not exit within 30 s of the signal".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `graph-vcr ARGS` to completion (for commands that do not serve).
+pub fn run_to_end(args: &[&str]) -> Result<Exit, Error> {
+    let out = Command::new(binary()).args(args).output()?;
+    Ok(Exit {
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout),
+    })
+}
+
+fn io_exit(e: std::io::Error) -> Exit {
+    #[cfg(unix)]
+    let status = std::os::unix::process::ExitStatusExt::from_raw(1 << 8);
+    Exit {
+        status,
+        stderr: format!("harness error: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real HTTP client
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
+
+impl HttpClient {
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Resp, Error> {
+        let mut b = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let response = self
+            .0
+            .request(b.body(Full::new(Bytes::from(body.to_string())))?)
+            .await?;
+        let (parts, body) = response.into_parts();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        })
+    }
+
+    /// POSTs an assign body with the headers a Graph SDK sends.
+    pub async fn assign(
+        &self,
+        base: &str,
+        path: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Resp, Error> {
+        let auth = format!("Bearer {JWT}");
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ];
+        headers.extend_from_slice(extra);
+        self.send("POST", &format!("{base}{path}"), &headers, body)
+            .await
+    }
+}
+
+/// Every file under `dir`, with its bytes, sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether `needle` occurs in any file under `dir`.
+pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    files_under(dir)
+        .iter()
+        .any(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+}
