@@ -198,7 +198,7 @@ async fn answer(
     }
     let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let request_id = format!("00000000-0000-4000-8000-{n:012}");
-    let lower = path.to_ascii_lowercase();
+    let lower = parts.uri.path().to_ascii_lowercase();
     let (status, content_type, out): (StatusCode, Option<&str>, Bytes) =
         if lower.contains("/not-json") {
             (
