@@ -6,7 +6,7 @@ use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
 use graph_vcr::proxy::{CassetteOptions, DEFAULT_MAX_BODY, Proxy, ProxyConfig};
 use graph_vcr::upstream::UpstreamOptions;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(cli.log)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let (listen, config) = match cli.command {
