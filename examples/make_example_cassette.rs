@@ -13,8 +13,7 @@ use graph_vcr::interaction::{Body, FORMAT, Interaction, RecordedRequest, Recorde
 use graph_vcr::key::{CanonicalBody, Key, KeyOptions};
 use std::path::PathBuf;
 
-const PATH: &str =
-    "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
+const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
 
 const BODY: &str = r##"{
   "enrollmentConfigurationAssignments": [
@@ -31,11 +30,15 @@ const BODY: &str = r##"{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "cassettes".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "cassettes".into()),
+    );
     let store = Store::open(&dir, Access::ReadWrite)?;
     let cassette = store.cassette(&CassetteName::new("example")?)?;
     let opts = KeyOptions::default();
-    cassette.set_meta(&serde_json::json!({"key_options": {"ordered_arrays": false, "ignore_fields": []}}))?;
+    cassette.set_meta(&serde_json::json!({ "key_options": opts.to_json() }))?;
 
     let classified = classify(PATH, None);
     let canonical = CanonicalBody::of(BODY.as_bytes(), classified.action, &opts);
@@ -66,8 +69,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         response: RecordedResponse {
             status: 204,
             headers: vec![
-                ("request-id".into(), "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into()),
-                ("client-request-id".into(), "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into()),
+                (
+                    "request-id".into(),
+                    "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
+                ),
+                (
+                    "client-request-id".into(),
+                    "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
+                ),
                 ("cache-control".into(), "no-cache".into()),
             ],
             body: Body::Empty,
@@ -75,6 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     cassette.put(&key, 0, serde_json::to_vec(&interaction)?)?;
     store.flush().await?;
-    println!("wrote cassette \"example\" ({} interaction) to {}", cassette.len(), dir.display());
+    println!(
+        "wrote cassette \"example\" ({} interaction) to {}",
+        cassette.len(),
+        dir.display()
+    );
     Ok(())
 }

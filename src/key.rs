@@ -38,6 +38,13 @@ pub struct KeyOptions {
     pub ignore_fields: Vec<String>,
 }
 
+impl KeyOptions {
+    /// The options as stored in a cassette's metadata, to compare on replay.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"ordered_arrays": self.ordered_arrays, "ignore_fields": self.ignore_fields})
+    }
+}
+
 /// The canonical form of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CanonicalBody {

@@ -312,7 +312,7 @@ impl Proxy {
             return Ok(c.clone());
         }
         let cassette = self.store.cassette(name)?;
-        let want = json!({"ordered_arrays": self.key.ordered_arrays, "ignore_fields": self.key.ignore_fields});
+        let want = self.key.to_json();
         match (self.mode, cassette.meta()) {
             (Mode::Record | Mode::Auto, None) => {
                 cassette.set_meta(&json!({"key_options": want}))?

@@ -17,8 +17,16 @@ async fn no_secret_reaches_the_cassette_directory() -> TestResult {
     let ca_pem = ca.write_ca(tmp.path())?;
     let dir = tmp.path().join("cassettes");
     let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &stand_in.url,
-        "--upstream-ca", path_str(&ca_pem)?, "--record-all"])?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        path_str(&ca_pem)?,
+        "--record-all",
+    ])?;
     let client = HttpClient::new();
 
     let opaque = "OpaqueAccessToken-7f3e9c1d2b4a6e8f";
@@ -32,14 +40,28 @@ async fn no_secret_reaches_the_cassette_directory() -> TestResult {
         &format!("\"note\": \"Bearer {JWT}\", \"client_secret\": \"{secret}\", \"enrollmentConfigurationAssignments\""),
     );
     let r = client
-        .send("POST", &format!("{}{SEED_PATH}?access_token={opaque}&x={JWT}", proxy.base),
-            &[("authorization", &auth), ("cookie", &cookie_header), ("x-api-key", secret),
-              ("content-type", "application/json")], &body)
+        .send(
+            "POST",
+            &format!("{}{SEED_PATH}?access_token={opaque}&x={JWT}", proxy.base),
+            &[
+                ("authorization", &auth),
+                ("cookie", &cookie_header),
+                ("x-api-key", secret),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
         .await?;
     assert_eq!(r.status, 204);
     // The service got the real credentials: redaction is for disk only.
     let seen = stand_in.received();
-    assert_eq!(seen[0].headers.get("authorization").and_then(|v| v.to_str().ok()), Some(auth.as_str()));
+    assert_eq!(
+        seen[0]
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some(auth.as_str())
+    );
     assert!(String::from_utf8_lossy(&seen[0].body).contains(secret));
     // A JWT in the Authorization header of a second request.
     let r = client.assign(&proxy.base, SEED_PATH, SDK_BODY, &[]).await?;
@@ -47,7 +69,10 @@ async fn no_secret_reaches_the_cassette_directory() -> TestResult {
     proxy.signal("TERM")?;
     stand_in.stop().await;
 
-    assert!(dir_contains(&dir, marker.as_bytes()), "the search can see recorded bytes");
+    assert!(
+        dir_contains(&dir, marker.as_bytes()),
+        "the search can see recorded bytes"
+    );
     for needle in [opaque, cookie, secret, JWT, "StandInCookieSecret0123456789"] {
         let hits: Vec<_> = files_under(&dir)
             .into_iter()
@@ -60,7 +85,10 @@ async fn no_secret_reaches_the_cassette_directory() -> TestResult {
     let proxy = Proxy::start(&["replay", "--cassettes", path_str(&dir)?])?;
     let r = client.assign(&proxy.base, SEED_PATH, SDK_BODY, &[]).await?;
     assert_eq!(r.header("x-graph-vcr-outcome"), Some("replayed"));
-    assert!(r.header("set-cookie").is_some_and(|c| c.contains("REDACTED")));
+    assert!(
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("REDACTED"))
+    );
     Ok(())
 }
 
@@ -71,19 +99,37 @@ async fn sigkill_loses_no_answered_recording() -> TestResult {
     let ca_pem = ca.write_ca(tmp.path())?;
     let dir = tmp.path().join("cassettes");
     let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &stand_in.url,
-        "--upstream-ca", path_str(&ca_pem)?])?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        path_str(&ca_pem)?,
+    ])?;
     let client = HttpClient::new();
-    let bodies: Vec<String> = (0..20).map(|i| SEED_BODY.replace("Collection Id value", &format!("c-{i}"))).collect();
+    let bodies: Vec<String> = (0..20)
+        .map(|i| SEED_BODY.replace("Collection Id value", &format!("c-{i}")))
+        .collect();
     for b in &bodies {
-        assert_eq!(client.assign(&proxy.base, SEED_PATH, b, &[]).await?.status, 204);
+        assert_eq!(
+            client.assign(&proxy.base, SEED_PATH, b, &[]).await?.status,
+            204
+        );
     }
     // No shutdown, no flush on exit: the process dies right after the last answer.
     let exit = proxy.signal("KILL")?;
     assert!(!exit.status.success());
     stand_in.stop().await;
 
-    let proxy = Proxy::start(&["replay", "--cassettes", path_str(&dir)?, "--on-exhausted", "miss"])?;
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        path_str(&dir)?,
+        "--on-exhausted",
+        "miss",
+    ])?;
     for b in &bodies {
         let r = client.assign(&proxy.base, SEED_PATH, b, &[]).await?;
         assert_eq!(r.status, 204, "lost: {b}: {}", r.text());
@@ -95,23 +141,61 @@ async fn sigkill_loses_no_answered_recording() -> TestResult {
 async fn a_second_recorder_on_the_same_directory_fails_clearly() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("cassettes");
-    let first = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", "http://127.0.0.1:9"])?;
-    let second = Proxy::try_start(&["auto", "--cassettes", path_str(&dir)?, "--upstream", "http://127.0.0.1:9"]);
-    let Err(exit) = second else { return Err("second recorder started".into()) };
+    let first = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        "http://127.0.0.1:9",
+    ])?;
+    let second = Proxy::try_start(&[
+        "auto",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        "http://127.0.0.1:9",
+    ]);
+    let Err(exit) = second else {
+        return Err("second recorder started".into());
+    };
     assert_eq!(exit.status.code(), Some(2), "{}", exit.stderr);
-    assert!(exit.stderr.contains(path_str(&dir)?), "names the directory: {}", exit.stderr);
-    assert!(exit.stderr.contains(&format!("pid {}", first.pid())), "names the holder: {}", exit.stderr);
-    assert!(exit.stderr.contains("graph-vcr.lock"), "names the lock: {}", exit.stderr);
+    assert!(
+        exit.stderr.contains(path_str(&dir)?),
+        "names the directory: {}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains(&format!("pid {}", first.pid())),
+        "names the holder: {}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("graph-vcr.lock"),
+        "names the lock: {}",
+        exit.stderr
+    );
     assert!(!exit.stderr.contains("panicked"), "{}", exit.stderr);
 
     // Replay would copy a directory being written: refused too, clearly.
     let replay = Proxy::try_start(&["replay", "--cassettes", path_str(&dir)?]);
-    let Err(exit) = replay else { return Err("replay started beside a recorder".into()) };
-    assert!(exit.stderr.contains(&format!("pid {}", first.pid())), "{}", exit.stderr);
+    let Err(exit) = replay else {
+        return Err("replay started beside a recorder".into());
+    };
+    assert!(
+        exit.stderr.contains(&format!("pid {}", first.pid())),
+        "{}",
+        exit.stderr
+    );
 
     // Once the first is gone, the directory is free.
     first.signal("TERM")?;
-    let again = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", "http://127.0.0.1:9"])?;
+    let again = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        "http://127.0.0.1:9",
+    ])?;
     again.signal("TERM")?;
     Ok(())
 }
@@ -123,22 +207,64 @@ async fn replay_leaves_the_cassette_directory_byte_identical() -> TestResult {
     let ca_pem = ca.write_ca(tmp.path())?;
     let dir = tmp.path().join("cassettes");
     let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &stand_in.url,
-        "--upstream-ca", path_str(&ca_pem)?])?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        path_str(&ca_pem)?,
+    ])?;
     let client = HttpClient::new();
-    client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?;
+    client
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
     proxy.signal("TERM")?;
     stand_in.stop().await;
 
     let before = files_under(&dir);
     assert!(!before.is_empty());
-    let proxy = Proxy::start(&["replay", "--cassettes", path_str(&dir)?, "--cassette", "default"])?;
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?.status, 204);
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, "{}", &[]).await?.status, 501);
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[("x-graph-vcr-cassette", "new-one")]).await?.status, 501);
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        path_str(&dir)?,
+        "--cassette",
+        "default",
+    ])?;
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, "{}", &[])
+            .await?
+            .status,
+        501
+    );
+    assert_eq!(
+        client
+            .assign(
+                &proxy.base,
+                SEED_PATH,
+                SEED_BODY,
+                &[("x-graph-vcr-cassette", "new-one")]
+            )
+            .await?
+            .status,
+        501
+    );
     let exit = proxy.signal("TERM")?;
     assert!(exit.status.success(), "{}", exit.stderr);
-    assert_eq!(files_under(&dir), before, "replay changed the cassette directory");
+    assert_eq!(
+        files_under(&dir),
+        before,
+        "replay changed the cassette directory"
+    );
     Ok(())
 }
 
@@ -147,17 +273,32 @@ async fn replay_opens_no_network_connection() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("cassettes");
     // An empty cassette directory, made by a recorder that saw no traffic.
-    Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", "http://127.0.0.1:9"])?.signal("TERM")?;
+    Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        "http://127.0.0.1:9",
+    ])?
+    .signal("TERM")?;
     // A listener that would see any connection replay made to the upstream it is given.
     let trap = std::net::TcpListener::bind("127.0.0.1:0")?;
     trap.set_nonblocking(true)?;
     let upstream = format!("http://{}", trap.local_addr()?);
     let proxy = Proxy::start(&["replay", "--cassettes", path_str(&dir)?])?;
     let client = HttpClient::new();
-    let r = client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?;
+    let r = client
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
     assert_eq!(r.status, 501);
     // replay takes no --upstream at all.
-    let e = run_to_end(&["replay", "--cassettes", path_str(&dir)?, "--upstream", &upstream])?;
+    let e = run_to_end(&[
+        "replay",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &upstream,
+    ])?;
     assert_eq!(e.status.code(), Some(2));
     assert!(e.stderr.contains("--upstream"), "{}", e.stderr);
     assert!(trap.accept().is_err(), "something connected to the trap");
@@ -175,43 +316,123 @@ async fn upstream_failures_are_graph_errors_and_record_nothing() -> TestResult {
     // Refused: nothing listens on the port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let refused_url = format!("https://127.0.0.1:{}", closed.port());
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &refused_url])?;
-    let r = client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[("client-request-id", "cid-1")]).await?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &refused_url,
+    ])?;
+    let r = client
+        .assign(
+            &proxy.base,
+            SEED_PATH,
+            SEED_BODY,
+            &[("client-request-id", "cid-1")],
+        )
+        .await?;
     assert_eq!(r.status, 502, "{}", r.text());
     let e = r.json();
     assert_eq!(e["error"]["code"], "graphVcrUpstreamUnreachable");
-    let msg = e["error"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(msg.contains(&refused_url) && msg.to_lowercase().contains("refused"), "{msg}");
+    let msg = e["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains(&refused_url) && msg.to_lowercase().contains("refused"),
+        "{msg}"
+    );
     assert_eq!(e["error"]["innerError"]["client-request-id"], "cid-1");
     proxy.signal("TERM")?;
 
     // TLS: the stand-in's certificate is signed by a CA we are not told to trust.
     let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &stand_in.url])?;
-    let r = client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &stand_in.url,
+    ])?;
+    let r = client
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
     assert_eq!(r.status, 502, "{}", r.text());
-    let msg = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(msg.contains("TLS") && msg.contains("UnknownIssuer"), "{msg}");
+    let msg = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("TLS") && msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
     proxy.signal("TERM")?;
 
     // Timeout: the stand-in answers /slow/ after 5 s.
-    let proxy = Proxy::start(&["record", "--cassettes", path_str(&dir)?, "--upstream", &stand_in.url,
-        "--upstream-ca", path_str(&ca_pem)?, "--upstream-timeout", "300ms"])?;
-    let r = client.assign(&proxy.base, "/v1.0/deviceManagement/deviceConfigurations/slow/assign", "{}", &[]).await?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        path_str(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        path_str(&ca_pem)?,
+        "--upstream-timeout",
+        "300ms",
+    ])?;
+    let r = client
+        .assign(
+            &proxy.base,
+            "/v1.0/deviceManagement/deviceConfigurations/slow/assign",
+            "{}",
+            &[],
+        )
+        .await?;
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "graphVcrUpstreamTimeout");
     assert!(r.text().contains(&stand_in.url), "{}", r.text());
     // The proxy keeps serving after a failure.
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?.status, 204);
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+            .await?
+            .status,
+        204
+    );
     let exit = proxy.signal("TERM")?;
     assert!(exit.stderr.contains("nothing recorded"), "{}", exit.stderr);
     stand_in.stop().await;
 
     // Of the four calls only the one that got a real answer was recorded.
-    let proxy = Proxy::start(&["replay", "--cassettes", path_str(&dir)?, "--on-exhausted", "miss"])?;
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?.status, 204);
-    assert_eq!(client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]).await?.status, 501);
-    let slow = client.assign(&proxy.base, "/v1.0/deviceManagement/deviceConfigurations/slow/assign", "{}", &[]).await?;
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        path_str(&dir)?,
+        "--on-exhausted",
+        "miss",
+    ])?;
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+            .await?
+            .status,
+        501
+    );
+    let slow = client
+        .assign(
+            &proxy.base,
+            "/v1.0/deviceManagement/deviceConfigurations/slow/assign",
+            "{}",
+            &[],
+        )
+        .await?;
     assert_eq!(slow.status, 501);
     Ok(())
 }
@@ -222,33 +443,73 @@ fn bad_configuration_is_a_clear_error_before_listening() -> TestResult {
     let missing = tmp.path().join("nope");
     let e = run_to_end(&["replay", "--cassettes", path_str(&missing)?])?;
     assert_eq!(e.status.code(), Some(2));
-    assert!(e.stderr.contains("does not exist") && e.stderr.contains(path_str(&missing)?), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("does not exist") && e.stderr.contains(path_str(&missing)?),
+        "{}",
+        e.stderr
+    );
 
     let e = run_to_end(&["replay", "--cassettes", path_str(tmp.path())?])?;
-    assert!(e.stderr.contains("not a graph-vcr cassette directory"), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("not a graph-vcr cassette directory"),
+        "{}",
+        e.stderr
+    );
 
     let e = run_to_end(&["replay", "--cassette", "../x"])?;
     assert_eq!(e.status.code(), Some(2));
     assert!(e.stderr.contains("invalid cassette name"), "{}", e.stderr);
 
-    let e = run_to_end(&["record", "--cassettes", path_str(&tmp.path().join("c"))?, "--upstream", "ftp://x"])?;
+    let e = run_to_end(&[
+        "record",
+        "--cassettes",
+        path_str(&tmp.path().join("c"))?,
+        "--upstream",
+        "ftp://x",
+    ])?;
     assert!(e.stderr.contains("invalid --upstream"), "{}", e.stderr);
 
     let bad_ca = tmp.path().join("bad.pem");
     std::fs::write(&bad_ca, "not a certificate")?;
-    let e = run_to_end(&["record", "--cassettes", path_str(&tmp.path().join("c"))?, "--upstream-ca", path_str(&bad_ca)?])?;
-    assert!(e.stderr.contains("--upstream-ca") && e.stderr.contains("bad.pem"), "{}", e.stderr);
+    let e = run_to_end(&[
+        "record",
+        "--cassettes",
+        path_str(&tmp.path().join("c"))?,
+        "--upstream-ca",
+        path_str(&bad_ca)?,
+    ])?;
+    assert!(
+        e.stderr.contains("--upstream-ca") && e.stderr.contains("bad.pem"),
+        "{}",
+        e.stderr
+    );
     Ok(())
 }
 
 #[test]
 fn help_explains_every_flag_with_its_environment_variable() -> TestResult {
     let e = run_to_end(&["record", "--help"])?;
-    for flag in ["--listen", "--cassettes", "--cassette", "--upstream", "--upstream-ca", "--upstream-timeout",
-        "--ordered-arrays", "--ignore-field", "--record-all", "GRAPH_VCR_LISTEN", "GRAPH_VCR_UPSTREAM", "Example"] {
+    for flag in [
+        "--listen",
+        "--cassettes",
+        "--cassette",
+        "--upstream",
+        "--upstream-ca",
+        "--upstream-timeout",
+        "--ordered-arrays",
+        "--ignore-field",
+        "--record-all",
+        "GRAPH_VCR_LISTEN",
+        "GRAPH_VCR_UPSTREAM",
+        "Example",
+    ] {
         assert!(e.stderr.contains(flag), "record --help lacks {flag}");
     }
     let e = run_to_end(&["replay", "--help"])?;
-    assert!(e.stderr.contains("--on-exhausted") && !e.stderr.contains("--upstream"), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("--on-exhausted") && !e.stderr.contains("--upstream"),
+        "{}",
+        e.stderr
+    );
     Ok(())
 }
