@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates contracts/actions.json from the reference data set.
 
-Usage: python3 contracts/generate.py PATH/TO/graph-assign-contracts.json > contracts/actions.json
+Usage: python3 contracts/generate.py PATH/TO/graph-assign-contracts.json contracts/
+writes contracts/actions.json (the actions) and contracts/types.json (element and target types).
 
 This is a maintainer's tool, run by hand when the reference data changes. graph-vcr never reads
 the reference data at build, run or test time: the generated file is committed and compiled in.
@@ -20,7 +21,66 @@ def normalise_template(path):
     return re.sub(r"\{[^}]*\}", "{id}", path)
 
 
-def main(src):
+# Properties the service needs although the CSDL marks them nullable: a target that names no
+# group or collection assigns nothing. Curated by hand; see docs/DEVIATIONS.md.
+REQUIRED = {
+    "microsoft.graph.groupAssignmentTarget": ["groupId"],
+    "microsoft.graph.exclusionGroupAssignmentTarget": ["groupId"],
+    "microsoft.graph.configurationManagerCollectionAssignmentTarget": ["collectionId"],
+    "microsoft.graph.cloudPcManagementGroupAssignmentTarget": ["groupId"],
+    # Non-nullable install intents: an app or e-book assignment without one means nothing.
+    "microsoft.graph.mobileAppAssignment": ["intent"],
+    "microsoft.graph.managedEBookAssignment": ["installIntent"],
+    "microsoft.graph.iosVppEBookAssignment": ["installIntent"],
+}
+
+GETTER_TYPES = {
+    "get_str_value": "Edm.String",
+    "get_bool_value": "Edm.Boolean",
+    "get_int_value": "Edm.Int32",
+    "get_object_value": "object",
+}
+
+
+def types_document(ref):
+    v1 = ref["v1.0"]
+    types = {}
+    for name, t in v1["types"].items():
+        if name == "microsoft.graph.entity":
+            continue
+        props = {}
+        for pname, p in t["properties"].items():
+            if p.get("kind") == "navigation":
+                continue  # not part of a request body
+            props[pname] = {"type": p["type"], "collection": p["collection"], "nullable": p.get("nullable", True)}
+        required = REQUIRED.get(name, [])
+        types[name] = {
+            "abstract": t["abstract"],
+            "base": t["base"] if t["base"] != "microsoft.graph.entity" else None,
+            "derived": t["derived_types"],
+            "properties": props,
+            "required": sorted(set(required)),
+        }
+    enums = {n: [m["name"] for m in e["members"]] for n, e in v1["enums"].items()}
+    beta = ref["beta_differences"]
+    added = {}
+    derived = {}
+    for name, diff in beta["type_differences_from_beta_sdk"].items():
+        for pname, p in diff.get("added_properties", {}).items():
+            if p["sdk_getter"] == "get_enum_value":
+                ty = "microsoft.graph." + p["sdk_type"][0].lower() + p["sdk_type"][1:]
+            else:
+                ty = GETTER_TYPES[p["sdk_getter"]]
+            added.setdefault(name, {})[pname] = {"type": ty, "collection": False, "nullable": True}
+        for d in diff.get("beta_sdk_discriminator_values_added", []):
+            derived.setdefault(name, []).append(d.lstrip("#"))
+    return {
+        "v1.0": {"types": types, "enums": enums},
+        "beta": {"added_properties": added, "added_derived": derived, "enums": beta["enums"]},
+    }
+
+
+def main(src, out_dir):
     ref = json.load(open(src))
     out = []
     seen = set()
@@ -55,11 +115,15 @@ def main(src):
             "success_body": "value" if a["sdk_expects_response_body"] else "none",
             "doc_page": None,
         })
-    json.dump({"source": "graph-assign-contracts.json (msgraph-sdk 1.65.0, msgraph-beta-sdk 1.66.0, "
-                         "v1.0 CSDL, microsoft-graph-docs-contrib)",
-               "actions": out}, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    source = ("graph-assign-contracts.json (msgraph-sdk 1.65.0, msgraph-beta-sdk 1.66.0, "
+              "v1.0 CSDL, microsoft-graph-docs-contrib)")
+    with open(f"{out_dir}/actions.json", "w") as f:
+        json.dump({"source": source, "actions": out}, f, indent=2)
+        f.write("\n")
+    with open(f"{out_dir}/types.json", "w") as f:
+        json.dump({"source": source, **types_document(ref)}, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

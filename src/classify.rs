@@ -22,6 +22,9 @@ pub struct Classified {
     /// An Intune assign action: `…/{id}/assign` under `/deviceManagement/` or
     /// `/deviceAppManagement/`, or any registry entry.
     pub is_assign: bool,
+    /// Shaped like an assign action whatever the version segment says, so that a call to
+    /// `/v2/deviceManagement/…/assign` is still checked (and flagged for its version).
+    pub assign_shaped: bool,
 }
 
 impl Classified {
@@ -43,7 +46,13 @@ pub fn classify(path: &str, query: Option<&str>) -> Classified {
         segments.remove(0);
     }
     let action = version.and_then(|v| contract::registry().find(v, &segments));
-    let is_assign = action.is_some() || (version.is_some() && looks_like_assign(&segments));
+    let below_version = if version.is_some() {
+        &segments[..]
+    } else {
+        segments.get(1..).unwrap_or(&[])
+    };
+    let assign_shaped = action.is_some() || looks_like_assign(below_version);
+    let is_assign = version.is_some() && assign_shaped;
 
     let normalized: Vec<String> = segments
         .iter()
@@ -68,6 +77,7 @@ pub fn classify(path: &str, query: Option<&str>) -> Classified {
         normalized_query: normalize_query(query.unwrap_or("")),
         action,
         is_assign,
+        assign_shaped,
     }
 }
 
@@ -144,7 +154,8 @@ mod tests {
         let c = classify("/v1.0/me", None);
         assert!(!c.is_assign);
         let c = classify("/v2/deviceManagement/deviceConfigurations/1/assign", None);
-        assert!(c.version.is_none() && !c.is_assign);
+        assert!(c.version.is_none() && !c.is_assign && c.assign_shaped);
+        assert!(!classify("/v1.0/me/assign", None).assign_shaped);
     }
 
     #[test]

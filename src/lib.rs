@@ -8,6 +8,7 @@
 //! and calls into this library, so tests and benchmarks exercise exactly the shipped code.
 
 pub mod cassette;
+pub mod check;
 pub mod classify;
 pub mod contract;
 pub mod diff;

@@ -5,7 +5,10 @@
 //! API version, a path template whose `{id}` segments match any id, the body parameters with
 //! their declared element types, and the documented success status. The classifier uses the
 //! registry to say which action a request is; the key uses it to know which collection is
-//! order-insensitive and which `@odata.type` only restates the declared element type.
+//! order-insensitive and which `@odata.type` only restates the declared element type; `check`
+//! uses it, with the types in [`types`], to hold each call to its documented contract.
+
+pub mod types;
 
 use serde::Deserialize;
 use std::fmt;
@@ -117,7 +120,7 @@ struct RegistryFile {
     actions: Vec<Action>,
 }
 
-const ACTIONS_JSON: &str = include_str!("../contracts/actions.json");
+const ACTIONS_JSON: &str = include_str!("../../contracts/actions.json");
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     // The file is part of this binary, not input: a parse failure is a build defect that the

@@ -1,0 +1,320 @@
+//! Check: hold every assign call to its documented Graph contract.
+//!
+//! Runs after `classify`, in every mode, on every request shaped like an Intune assign action,
+//! and (in record, auto and audit) on the response the service gave. Each finding is a
+//! [`Deviation`] with a stable [`Code`] (documented in `docs/DEVIATIONS.md`), a severity, the
+//! JSON pointer or header it is about, and a one-line message. With `--on-deviation reject` a
+//! request with an `error` deviation is answered 400 and never reaches the tenant.
+
+mod body;
+mod response;
+
+pub use response::check_response;
+
+use crate::classify::Classified;
+use crate::contract::ApiVersion;
+use http::{HeaderMap, Method};
+use serde::Serialize;
+use std::fmt;
+
+/// What to do with a request that has an `error` deviation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnDeviation {
+    /// Pass it on as usual; flag it in the `x-graph-vcr-deviations` header, journal and log.
+    #[default]
+    Flag,
+    /// Answer 400 with the deviations; never forward or replay it.
+    Reject,
+}
+
+/// Contract-check options.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// What to do with a request that breaks the contract (an `error` deviation).
+    ///
+    /// `reject` answers 400 with a Graph-format error listing the deviations, and the request
+    /// never reaches the tenant. Example: `--on-deviation reject` in CI.
+    #[arg(long, env = "GRAPH_VCR_ON_DEVIATION", value_enum, default_value_t = OnDeviation::Flag)]
+    pub on_deviation: OnDeviation,
+}
+
+/// How bad a deviation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Error => "error",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident = $text:literal, $sev:ident;)*) => {
+        /// A stable deviation code. Never renamed: users filter and count on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $text),* }
+            }
+
+            /// The usual severity (some codes are milder in beta, whose registry is partial).
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$sev),* }
+            }
+        }
+    };
+}
+
+codes! {
+    MethodNotPost = "method-not-post", Error;
+    UnknownApiVersion = "unknown-api-version", Error;
+    AuthMissing = "auth-missing", Error;
+    AuthNotBearer = "auth-not-bearer", Error;
+    ContentTypeNotJson = "content-type-not-json", Error;
+    AcceptExcludesJson = "accept-excludes-json", Warning;
+    BodyNotJson = "body-not-json", Error;
+    BodyNotObject = "body-not-object", Error;
+    ParameterMissing = "parameter-missing", Error;
+    ParameterNull = "parameter-null", Error;
+    ParameterNotArray = "parameter-not-array", Error;
+    UnknownParameter = "unknown-parameter", Error;
+    EmptyAssignments = "empty-assignments", Warning;
+    ElementNotObject = "element-not-object", Error;
+    ElementTypeUnknown = "element-type-unknown", Error;
+    TargetMissing = "target-missing", Error;
+    TargetTypeMissing = "target-type-missing", Error;
+    TargetTypeUnknown = "target-type-unknown", Error;
+    TargetTypeNotAllowed = "target-type-not-allowed", Error;
+    TargetPropertyMissing = "target-property-missing", Error;
+    RequiredPropertyMissing = "required-property-missing", Error;
+    OdataTypeUnknown = "odata-type-unknown", Error;
+    PropertyWrongType = "property-wrong-type", Error;
+    UnknownEnumValue = "unknown-enum-value", Warning;
+    UnknownProperty = "unknown-property", Warning;
+    OdataTypeWithoutHash = "odata-type-without-hash", Warning;
+    GroupIdNotGuid = "group-id-not-guid", Warning;
+    DuplicateTarget = "duplicate-target", Warning;
+    GroupIncludedAndExcluded = "group-included-and-excluded", Error;
+    UnexpectedSuccessStatus = "unexpected-success-status", Warning;
+    SuccessBodyNotValue = "success-body-not-value", Warning;
+    BodyOn204 = "body-on-204", Warning;
+    ErrorBodyNotGraphFormat = "error-body-not-graph-format", Warning;
+    ResponseMissingRequestId = "response-missing-request-id", Warning;
+    ThrottleMissingRetryAfter = "throttle-missing-retry-after", Warning;
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One departure from the documented contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deviation {
+    pub code: Code,
+    pub severity: Severity,
+    /// A JSON pointer into the body (`/assignments/0/target`), or a header name.
+    pub at: String,
+    pub message: String,
+}
+
+impl Deviation {
+    pub fn new(code: Code, at: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity: code.severity(),
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn with_severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+}
+
+impl fmt::Display for Deviation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = if self.at.is_empty() {
+            "(body)"
+        } else {
+            &self.at
+        };
+        write!(
+            f,
+            "{:<7} {} at {}: {}",
+            self.severity.as_str(),
+            self.code,
+            at,
+            self.message
+        )
+    }
+}
+
+/// Whether any deviation is an error.
+pub fn has_error(deviations: &[Deviation]) -> bool {
+    deviations.iter().any(|d| d.severity == Severity::Error)
+}
+
+/// `code1,code2`: the distinct codes, for the `x-graph-vcr-deviations` header.
+pub fn header_value(deviations: &[Deviation]) -> String {
+    let mut codes: Vec<&str> = deviations.iter().map(|d| d.code.as_str()).collect();
+    codes.dedup();
+    let mut seen = std::collections::HashSet::new();
+    codes.retain(|c| seen.insert(*c));
+    codes.join(",")
+}
+
+/// Checks a request to an assign-shaped path: method, headers, and body.
+pub fn check_request(
+    method: &Method,
+    classified: &Classified,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<Deviation> {
+    let mut out = Vec::new();
+    if !classified.assign_shaped {
+        return out;
+    }
+    if method != Method::POST {
+        out.push(Deviation::new(
+            Code::MethodNotPost,
+            "method",
+            format!("assign actions are invoked with POST, not {method}"),
+        ));
+    }
+    check_headers(headers, &mut out);
+    match classified.version {
+        None => out.push(Deviation::new(
+            Code::UnknownApiVersion,
+            "path",
+            "the first path segment is not a Graph API version (v1.0 or beta)",
+        )),
+        Some(version) => check_body(version, classified, body, &mut out),
+    }
+    out
+}
+
+/// Checks only the body, as `graph-vcr check` does offline.
+pub fn check_body(
+    version: ApiVersion,
+    classified: &Classified,
+    body: &[u8],
+    out: &mut Vec<Deviation>,
+) {
+    body::check(version, classified.action, body, out);
+}
+
+fn check_headers(headers: &HeaderMap, out: &mut Vec<Deviation>) {
+    match headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => out.push(Deviation::new(
+            Code::AuthMissing,
+            "Authorization",
+            "no Authorization header: Graph requires `Authorization: Bearer <token>`",
+        )),
+        Some(v) => {
+            let scheme = v.split_whitespace().next().unwrap_or("");
+            let has_token = v.split_whitespace().nth(1).is_some();
+            if !scheme.eq_ignore_ascii_case("bearer") || !has_token {
+                out.push(Deviation::new(
+                    Code::AuthNotBearer,
+                    "Authorization",
+                    format!(
+                        "Authorization scheme is {:?}; Graph requires `Bearer <token>`",
+                        scheme
+                    ),
+                ));
+            }
+        }
+    }
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let is_json = content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        out.push(Deviation::new(
+            Code::ContentTypeNotJson,
+            "Content-Type",
+            match content_type {
+                Some(ct) => {
+                    format!("Content-Type is {ct:?}; the body must be sent as application/json")
+                }
+                None => "no Content-Type; the body must be sent as application/json".to_string(),
+            },
+        ));
+    }
+    if let Some(accept) = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    {
+        let accepts_json = accept.split(',').any(|r| {
+            let range = r
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            let refused = r.split(';').skip(1).any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            !refused && matches!(range.as_str(), "application/json" | "application/*" | "*/*")
+        });
+        if !accepts_json {
+            out.push(Deviation::new(Code::AcceptExcludesJson, "Accept",
+                format!("Accept is {accept:?}; Graph answers errors (and some assigns) in application/json")));
+        }
+    }
+}
+
+/// One line per deviation, for people.
+pub fn format_text(deviations: &[Deviation]) -> String {
+    if deviations.is_empty() {
+        return "no deviations\n".to_string();
+    }
+    let mut s = String::new();
+    for d in deviations {
+        s.push_str(&d.to_string());
+        s.push('\n');
+    }
+    let errors = deviations
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    s.push_str(&format!(
+        "{errors} error(s), {} warning(s)\n",
+        deviations.len() - errors
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests;
