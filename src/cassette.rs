@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 const LOCK_FILE: &str = "graph-vcr.lock";
+/// The default journal file, kept beside the database (see `journal`). Not part of a cassette:
+/// replay's private copy leaves it out.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
 const TREE_PREFIX: &str = "cassette:";
 /// Per-cassette metadata lives under this key. Record keys are exactly 36 bytes, so a key of
 /// another length can never collide with one, and iteration skips it by length.
@@ -54,6 +57,14 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cassette {cassette}: cannot encode a record: {source}")]
+    Encode {
+        cassette: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("audit mode has no cassette store")]
+    NoStore,
     #[error(
         "invalid cassette name {0:?}: use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.'"
     )]
@@ -435,7 +446,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == LOCK_FILE {
+        if name == LOCK_FILE || name == JOURNAL_FILE {
             continue;
         }
         let ty = entry.file_type()?;

@@ -1,9 +1,9 @@
 //! graph-vcr: a record/replay testing proxy for Microsoft Graph's Intune `assign` actions.
 //!
 //! A request flows through one module per stage:
-//! [`listener`] → [`classify`] (which action, which contract in [`contract`]) → [`redact`] →
-//! [`key`] → [`mode`] (record / replay / auto) → respond ([`proxy`], [`upstream`],
-//! [`graph_error`]) → store ([`cassette`]). [`proxy`] is the pipeline that runs the stages;
+//! [`listener`] → [`classify`] (which action, which contract in [`contract`]) → [`check`] →
+//! [`redact`] → [`key`] → [`mode`] (record / replay / auto / audit) → [`respond`] ([`upstream`],
+//! [`graph_error`], store in [`cassette`]) → [`journal`]. [`proxy`] runs the stages;
 //! `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only parses flags
 //! and calls into this library, so tests and benchmarks exercise exactly the shipped code.
 
@@ -15,10 +15,12 @@ pub mod diff;
 pub mod graph_error;
 pub mod headers;
 pub mod interaction;
+pub mod journal;
 pub mod key;
 pub mod listener;
 pub mod mode;
 pub mod proxy;
 pub mod redact;
+pub mod respond;
 pub mod stats;
 pub mod upstream;

@@ -1,12 +1,16 @@
-//! The `graph-vcr` command line: flags in, a running proxy out. All behaviour is in the library.
+//! The `graph-vcr` command line: flags in, a running proxy (or a check) out. All behaviour is
+//! in the library; this file only wires the stages' own option structs together.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use graph_vcr::check::{self, CheckOptions};
+use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
 use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
 use graph_vcr::proxy::{CassetteOptions, DEFAULT_MAX_BODY, Proxy, ProxyConfig};
 use graph_vcr::upstream::UpstreamOptions;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +18,9 @@ use std::sync::Arc;
 ///
 /// Point your Graph client's base URL at the proxy (http://127.0.0.1:8080/v1.0 or /beta).
 /// `record` forwards to Graph and stores each assign call in a cassette; `replay` answers from
-/// the cassette with no network at all; `auto` replays what it has and records the rest.
-/// Every flag can also be set by the environment variable shown.
+/// the cassette with no network at all; `auto` replays what it has and records the rest;
+/// `audit` forwards everything and records nothing. Every mode checks each assign call against
+/// the documented Graph contract. Every flag can also be set by the environment variable shown.
 #[derive(Parser, Debug)]
 #[command(name = "graph-vcr", version, propagate_version = true)]
 struct Cli {
@@ -47,6 +52,15 @@ enum Command {
     ///
     /// Example: graph-vcr auto --cassette onboarding
     Auto(ForwardArgs),
+    /// Forward everything, record nothing; check and journal every assign call.
+    ///
+    /// Example: graph-vcr audit --on-deviation reject --journal audit.jsonl
+    Audit(ForwardArgs),
+    /// Check a request body offline against an action's contract.
+    ///
+    /// Exit status: 0 when there is no `error` deviation, 1 when there is, 2 on usage errors.
+    /// Example: graph-vcr check --action /v1.0/deviceManagement/deviceConfigurations/{id}/assign body.json
+    Check(CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +73,10 @@ struct ForwardArgs {
     key: KeyOptions,
     #[command(flatten)]
     upstream: UpstreamOptions,
+    #[command(flatten)]
+    check: CheckOptions,
+    #[command(flatten)]
+    journal: JournalOptions,
 }
 
 #[derive(Args, Debug)]
@@ -69,9 +87,34 @@ struct ReplayArgs {
     cassettes: CassetteOptions,
     #[command(flatten)]
     key: KeyOptions,
+    #[command(flatten)]
+    check: CheckOptions,
+    #[command(flatten)]
+    journal: JournalOptions,
     /// What to answer when a request is made more often than it was recorded.
     #[arg(long, env = "GRAPH_VCR_ON_EXHAUSTED", value_enum, default_value_t = OnExhausted::Repeat)]
     on_exhausted: OnExhausted,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The action whose contract applies: its path template or a real path.
+    ///
+    /// Without a version, v1.0 is assumed. Example: `--action /beta/deviceAppManagement/mobileApps/{id}/assign`.
+    #[arg(long, value_name = "PATH", default_value = check::SEED_ACTION)]
+    action: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The request body to check, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -84,8 +127,10 @@ fn main() -> ExitCode {
         .init();
 
     let (listen, config) = match cli.command {
+        Command::Check(a) => return run_check(&a),
         Command::Record(a) => forward_config(Mode::Record, a),
         Command::Auto(a) => forward_config(Mode::Auto, a),
+        Command::Audit(a) => forward_config(Mode::Audit, a),
         Command::Replay(a) => (
             a.listen,
             ProxyConfig {
@@ -94,11 +139,12 @@ fn main() -> ExitCode {
                 key: a.key,
                 upstream: None,
                 on_exhausted: a.on_exhausted,
+                check: a.check,
+                journal: a.journal,
                 max_body: DEFAULT_MAX_BODY,
             },
         ),
     };
-
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
@@ -115,6 +161,8 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> (ListenOptions, ProxyConfig) {
             key: a.key,
             upstream: Some(a.upstream),
             on_exhausted: OnExhausted::Repeat,
+            check: a.check,
+            journal: a.journal,
             max_body: DEFAULT_MAX_BODY,
         },
     )
@@ -139,14 +187,53 @@ async fn run(listen: ListenOptions, config: ProxyConfig) -> ExitCode {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{addr}");
     let _ = stdout.flush();
-    tracing::info!(mode = mode.as_str(), cassettes = %dir.display(), "graph-vcr ready");
+    tracing::info!(mode = mode.as_str(), cassettes = %dir.display(),
+        journal = %proxy.journal_path().map_or("none".into(), |p| p.display().to_string()), "graph-vcr ready");
 
     listener.serve(shutdown_signal()).await;
-    if let Err(e) = proxy.store().flush().await {
-        return fail(&format!("final flush of {} failed: {e}", dir.display()));
+    if let Err(e) = proxy.close().await {
+        return fail(&format!("shutting down: {e}"));
     }
     eprintln!("graph-vcr: {}", proxy.stats.summary());
     ExitCode::SUCCESS
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let mut body = Vec::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut body).map(|_| ())
+    } else {
+        std::fs::read(&args.file).map(|b| body = b)
+    };
+    if let Err(e) = read {
+        return fail(&format!("cannot read {}: {e}", args.file.display()));
+    }
+    let (action, deviations) = match check::check_offline(&args.action, &body) {
+        Ok(r) => r,
+        Err(message) => return fail(&message),
+    };
+    let text = match args.format {
+        Format::Text => format!("{action}\n{}", check::format_text(&deviations)),
+        Format::Json => {
+            let errors = deviations
+                .iter()
+                .filter(|d| d.severity == check::Severity::Error)
+                .count();
+            let doc = serde_json::json!({
+                "action": action,
+                "errors": errors,
+                "warnings": deviations.len() - errors,
+                "deviations": deviations,
+            });
+            format!("{doc:#}\n")
+        }
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    if check::has_error(&deviations) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,8 @@ pub enum Mode {
     Replay,
     /// Replay what is recorded; forward and record the rest.
     Auto,
+    /// Forward everything, record nothing; check and journal every call.
+    Audit,
 }
 
 impl Mode {
@@ -29,6 +31,7 @@ impl Mode {
             Self::Record => "record",
             Self::Replay => "replay",
             Self::Auto => "auto",
+            Self::Audit => "audit",
         }
     }
 }
@@ -82,6 +85,7 @@ pub fn decide(
 ) -> Result<Decision, StoreError> {
     Ok(match mode {
         Mode::Record => Decision::Forward { record: recordable },
+        Mode::Audit => Decision::Forward { record: false },
         Mode::Replay => match cassette.get(key, n)? {
             Some(i) => Decision::Replay(Box::new(i)),
             None => match (n, on_exhausted, cassette.last(key)?) {

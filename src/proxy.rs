@@ -1,26 +1,29 @@
 //! Proxy: one request's path through graph-vcr.
 //!
 //! `listener` hands each request to [`Proxy::handle`], which runs the stages in order:
-//! read the body (bounded) → pick the cassette → `classify` → `redact` → `key` → `mode`
-//! (decide) → respond (replay, forward upstream and record, or miss). Every answer graph-vcr
-//! makes itself is a Graph-format error (`graph_error`), and every outcome is counted (`stats`).
+//! read the body (bounded) → pick the cassette → `classify` → `check` → `redact` → `key` →
+//! `mode` (decide) → `respond` (replay, forward upstream and record, or miss) → `journal`.
+//! Every answer graph-vcr makes itself is a Graph-format error (`graph_error`); every outcome
+//! is counted (`stats`), journaled, and its contract deviations are flagged on the response.
 
-use crate::cassette::{Access, Cassette, CassetteName, Store, StoreError};
+use crate::cassette::{Access, Cassette, CassetteName, JOURNAL_FILE, Store, StoreError};
+use crate::check::{self, CheckOptions, Deviation, OnDeviation, Severity};
 use crate::classify::{self, Classified};
-use crate::diff;
-use crate::graph_error::{GraphError, MISS_STATUS};
-use crate::headers::{self, CASSETTE_HEADER, OUTCOME_HEADER};
+use crate::graph_error::GraphError;
+use crate::headers::CASSETTE_HEADER;
 use crate::interaction::{
     self, Body as StoredBody, Interaction, RecordedRequest, RecordedResponse,
 };
+use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
+use crate::respond::{self, Miss};
 use crate::stats::Stats;
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use serde_json::json;
@@ -32,8 +35,8 @@ use thiserror::Error;
 
 /// Largest request body accepted by default (assign bodies are a few KiB).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
-/// How many recordings a miss examines to find the nearest one.
-const NEAREST_SCAN_LIMIT: usize = 10_000;
+/// Response header listing the contract deviations of the call.
+pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
 
 /// Where cassettes live and which one a request uses.
 #[derive(clap::Args, Debug, Clone)]
@@ -71,9 +74,11 @@ pub struct ProxyConfig {
     pub mode: Mode,
     pub cassettes: CassetteOptions,
     pub key: KeyOptions,
-    /// Required for record and auto; ignored (and never connected) in replay.
+    /// Required for record, auto and audit; never used (nor connected) in replay.
     pub upstream: Option<UpstreamOptions>,
     pub on_exhausted: OnExhausted,
+    pub check: CheckOptions,
+    pub journal: JournalOptions,
     pub max_body: usize,
 }
 
@@ -86,39 +91,64 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("{0} mode needs an upstream")]
     NoUpstream(&'static str),
+    #[error("journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The shared state of a running proxy.
 pub struct Proxy {
     mode: Mode,
-    store: Store,
+    /// `None` in audit mode, which records nothing and reads nothing.
+    store: Option<Store>,
     cassettes: Mutex<HashMap<CassetteName, Cassette>>,
     default_cassette: CassetteName,
     record_all: bool,
     key: KeyOptions,
     upstream: Option<Upstream>,
     on_exhausted: OnExhausted,
+    on_deviation: OnDeviation,
+    journal: Option<Journal>,
     max_body: usize,
     occurrences: Occurrences,
     pub stats: Stats,
 }
 
-/// What the pipeline produced: a response and how it came about.
-type Answer = Result<Response<Full<Bytes>>, GraphError>;
+/// What happened to one request, for the journal and the deviations header.
+struct Trace {
+    cassette: CassetteName,
+    action: String,
+    key: Option<Key>,
+    outcome: &'static str,
+    deviations: Vec<Deviation>,
+}
 
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
-        let access = match config.mode {
-            Mode::Replay => Access::ReadOnly,
-            Mode::Record | Mode::Auto => Access::ReadWrite,
-        };
+        let dir = &config.cassettes.cassettes;
         // Replay gets no upstream at all: it cannot open a connection even by mistake.
         let upstream = match (config.mode, &config.upstream) {
             (Mode::Replay, _) => None,
             (_, Some(opts)) => Some(Upstream::new(opts)?),
             (m, None) => return Err(ProxyError::NoUpstream(m.as_str())),
         };
-        let store = Store::open(&config.cassettes.cassettes, access)?;
+        let store = match config.mode {
+            Mode::Replay => Some(Store::open(dir, Access::ReadOnly)?),
+            Mode::Record | Mode::Auto => Some(Store::open(dir, Access::ReadWrite)?),
+            Mode::Audit => None,
+        };
+        let journal_path = match (&config.journal.journal, config.mode) {
+            (Some(p), _) => Some(p.clone()),
+            // Replay never writes into the cassette directory.
+            (None, Mode::Replay) => None,
+            (None, _) => Some(dir.join(JOURNAL_FILE)),
+        };
+        let journal = journal_path
+            .map(|path| Journal::open(&path).map_err(|source| ProxyError::Journal { path, source }))
+            .transpose()?;
         let proxy = Self {
             mode: config.mode,
             store,
@@ -128,12 +158,16 @@ impl Proxy {
             key: config.key,
             upstream,
             on_exhausted: config.on_exhausted,
+            on_deviation: config.check.on_deviation,
+            journal,
             max_body: config.max_body,
             occurrences: Occurrences::default(),
             stats: Stats::default(),
         };
         // Open the default cassette now, so a broken one fails at startup, not on first use.
-        proxy.cassette(&proxy.default_cassette.clone())?;
+        if proxy.store.is_some() {
+            proxy.cassette(&proxy.default_cassette.clone())?;
+        }
         Ok(proxy)
     }
 
@@ -141,8 +175,21 @@ impl Proxy {
         self.mode
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn journal_path(&self) -> Option<&std::path::Path> {
+        self.journal.as_ref().map(Journal::path)
+    }
+
+    /// Makes every recording durable and writes out the journal. Call once, at shutdown.
+    pub async fn close(&self) -> Result<(), String> {
+        if let Some(store) = &self.store {
+            store.flush().await.map_err(|e| e.to_string())?;
+        }
+        if let Some(journal) = &self.journal {
+            journal
+                .close()
+                .map_err(|e| format!("journal {}: {e}", journal.path().display()))?;
+        }
+        Ok(())
     }
 
     /// Answers one request. Never fails: every error becomes a Graph-format response.
@@ -154,107 +201,188 @@ impl Proxy {
         Stats::bump(&self.stats.requests);
         let (parts, body) = request.into_parts();
         let client_request_id = parts.headers.get("client-request-id").cloned();
-        match self.pipeline(parts, body).await {
+        let mut trace = Trace {
+            cassette: self.default_cassette.clone(),
+            action: String::new(),
+            key: None,
+            outcome: "error",
+            deviations: Vec::new(),
+        };
+        let mut response = match self.pipeline(&parts, body, &mut trace).await {
             Ok(response) => response,
             Err(e) => e.into_response(client_request_id.as_ref()),
+        };
+        if !trace.deviations.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&check::header_value(&trace.deviations))
+        {
+            response.headers_mut().insert(DEVIATIONS_HEADER, v);
         }
+        self.finish(&parts, &trace, response.status());
+        response
     }
 
-    async fn pipeline<B>(&self, parts: Parts, body: B) -> Answer
+    async fn pipeline<B>(
+        &self,
+        parts: &Parts,
+        body: B,
+        trace: &mut Trace,
+    ) -> Result<Response<Full<Bytes>>, GraphError>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let body = self.read_body(body).await?;
-        let cassette = self.select_cassette(&parts.headers)?;
+        trace.cassette = self.cassette_name(&parts.headers)?;
 
-        let raw_query = parts.uri.query();
-        let query = raw_query.map(redact::redact_query);
+        let query = parts.uri.query().map(redact::redact_query);
         let classified = classify::classify(parts.uri.path(), query.as_deref());
-        let recordable = classified.is_assign || self.record_all;
+        trace.action = classified.action_label();
+        trace.deviations = check::check_request(&parts.method, &classified, &parts.headers, &body);
+        if self.on_deviation == OnDeviation::Reject && check::has_error(&trace.deviations) {
+            trace.outcome = "rejected";
+            Stats::bump(&self.stats.rejected);
+            return Err(rejection(&trace.deviations));
+        }
+
         let (stored_body, _) = redact::redact_body(&body);
         let canonical = CanonicalBody::of(&stored_body, classified.action, &self.key);
         let key = Key::compute(parts.method.as_str(), &classified, &canonical);
-        let n = self.occurrences.next(cassette.name(), &key);
-        tracing::debug!(cassette = %cassette.name(), method = %parts.method, path = parts.uri.path(),
-            key = %key, occurrence = n, "request");
+        trace.key = Some(key);
+        let n = self.occurrences.next(&trace.cassette, &key);
+        let recordable = classified.is_assign || self.record_all;
 
-        let decision = mode::decide(self.mode, recordable, &cassette, &key, n, self.on_exhausted)
-            .map_err(|e| self.store_failure(&e))?;
+        let cassette = match self.mode {
+            Mode::Audit => None,
+            _ => Some(
+                self.cassette(&trace.cassette)
+                    .map_err(|e| self.store_failure(&e))?,
+            ),
+        };
+        let decision = match &cassette {
+            None => Decision::Forward { record: false },
+            Some(c) => mode::decide(self.mode, recordable, c, &key, n, self.on_exhausted)
+                .map_err(|e| self.store_failure(&e))?,
+        };
         match decision {
             Decision::Replay(interaction) => {
+                trace.outcome = "replayed";
                 Stats::bump(&self.stats.replayed);
-                replay_response(&interaction, &parts.headers)
+                respond::replayed(&interaction, &parts.headers)
             }
             Decision::Miss { recorded } => {
+                trace.outcome = "miss";
                 Stats::bump(&self.stats.misses);
-                Err(self.miss(
-                    &cassette,
-                    &parts,
-                    &classified,
-                    &key,
-                    &canonical,
-                    n,
-                    recorded,
-                ))
-            }
-            Decision::Forward { record } => {
-                let upstream = self.upstream.as_ref().ok_or_else(|| {
-                    GraphError::new(
+                let Some(cassette) = &cassette else {
+                    return Err(GraphError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "graphVcrInternal",
-                        "no upstream configured in this mode",
-                    )
-                })?;
-                let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                let response = upstream
-                    .send(parts.method.clone(), path_and_query, &parts.headers, body.clone())
-                    .await
-                    .map_err(|e| {
-                        Stats::bump(&self.stats.upstream_errors);
-                        tracing::warn!(cassette = %cassette.name(), path = parts.uri.path(), error = %e,
-                            "upstream call failed; nothing recorded");
-                        GraphError::new(e.status(), e.code(), e.to_string())
-                            .with_detail("upstream", upstream.url())
-                    })?;
-                if record {
-                    let interaction = Interaction {
-                        format: interaction::FORMAT,
-                        key: key.to_hex(),
-                        position: n,
-                        action: classified.action_label(),
-                        recorded_at: humantime::format_rfc3339_millis(SystemTime::now())
-                            .to_string(),
-                        upstream: upstream.url().to_string(),
-                        request: RecordedRequest {
-                            method: parts.method.to_string(),
-                            version: classified.version.map(|v| v.to_string()),
-                            path: parts.uri.path().to_string(),
-                            query: query.map(|q| q.into_owned()),
-                            headers: stored_headers(&parts.headers),
-                            body: StoredBody::from_bytes(&stored_body),
-                            canonical_body: match &canonical {
-                                CanonicalBody::Json(s) => Some(s.clone()),
-                                CanonicalBody::Bytes(_) => None,
-                            },
-                        },
-                        response: RecordedResponse {
-                            status: response.status.as_u16(),
-                            headers: stored_headers(&response.headers),
-                            body: StoredBody::from_bytes(&response.body),
-                        },
-                    };
-                    self.record(&cassette, &key, &interaction, &parts.headers, &response)
-                        .await?;
-                    Stats::bump(&self.stats.recorded);
-                    tracing::info!(cassette = %cassette.name(), action = %interaction.action,
-                        status = interaction.response.status, key = %key, position = n, "recorded");
-                    Ok(forwarded_response(response, "recorded"))
-                } else {
-                    Stats::bump(&self.stats.forwarded);
-                    Ok(forwarded_response(response, "forwarded"))
+                        "a miss without a cassette",
+                    ));
+                };
+                tracing::warn!(cassette = %trace.cassette, method = %parts.method, path = parts.uri.path(),
+                    key = %key, "replay miss");
+                let miss = Miss {
+                    cassette,
+                    parts,
+                    classified: &classified,
+                    key: &key,
+                    canonical: &canonical,
+                    occurrence: n,
+                    recorded,
+                };
+                Err(miss.error())
+            }
+            Decision::Forward { record } => {
+                let response = self.forward(parts, body.clone(), trace).await?;
+                if classified.assign_shaped {
+                    trace.deviations.extend(check::check_response(
+                        classified.action,
+                        response.status,
+                        &response.headers,
+                        &response.body,
+                    ));
+                }
+                match (&cassette, record) {
+                    (Some(cassette), true) => {
+                        let interaction = build_interaction(
+                            parts,
+                            &classified,
+                            &key,
+                            n,
+                            &query,
+                            &stored_body,
+                            &canonical,
+                            &response,
+                            self.upstream.as_ref().map_or("", |u| u.url()),
+                        );
+                        self.record(cassette, &key, &interaction, &parts.headers, &response)
+                            .await?;
+                        trace.outcome = "recorded";
+                        Stats::bump(&self.stats.recorded);
+                        tracing::info!(cassette = %trace.cassette, action = %interaction.action,
+                            status = interaction.response.status, key = %key, position = n, "recorded");
+                        Ok(respond::forwarded(response, "recorded"))
+                    }
+                    _ => {
+                        trace.outcome = "forwarded";
+                        Stats::bump(&self.stats.forwarded);
+                        Ok(respond::forwarded(response, "forwarded"))
+                    }
                 }
             }
+        }
+    }
+
+    async fn forward(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+        trace: &mut Trace,
+    ) -> Result<UpstreamResponse, GraphError> {
+        let Some(upstream) = &self.upstream else {
+            return Err(GraphError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "graphVcrInternal",
+                "no upstream configured in this mode",
+            ));
+        };
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        upstream
+            .send(parts.method.clone(), path_and_query, &parts.headers, body)
+            .await
+            .map_err(|e| {
+                trace.outcome = "upstream-error";
+                Stats::bump(&self.stats.upstream_errors);
+                tracing::warn!(cassette = %trace.cassette, path = parts.uri.path(), error = %e,
+                "upstream call failed; nothing recorded");
+                GraphError::new(e.status(), e.code(), e.to_string())
+                    .with_detail("upstream", upstream.url())
+            })
+    }
+
+    /// Logs, counts and journals what happened.
+    fn finish(&self, parts: &Parts, trace: &Trace, status: StatusCode) {
+        for d in &trace.deviations {
+            match d.severity {
+                Severity::Error => Stats::bump(&self.stats.deviation_errors),
+                Severity::Warning => Stats::bump(&self.stats.deviation_warnings),
+            }
+            tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
+                cassette = %trace.cassette, path = parts.uri.path(), "contract deviation: {}", d.message);
+        }
+        if let Some(journal) = &self.journal {
+            journal.write(&Entry {
+                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                cassette: trace.cassette.to_string(),
+                action: trace.action.clone(),
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                key: trace.key.map(|k| k.to_hex()),
+                mode: self.mode.as_str(),
+                outcome: trace.outcome,
+                status: status.as_u16(),
+                deviations: trace.deviations.clone(),
+            });
         }
     }
 
@@ -288,22 +416,18 @@ impl Proxy {
         }
     }
 
-    fn select_cassette(&self, headers: &HeaderMap) -> Result<Cassette, GraphError> {
-        let name = match headers.get(CASSETTE_HEADER) {
-            None => self.default_cassette.clone(),
-            Some(v) => {
-                let text = v.to_str().unwrap_or("\u{fffd}");
-                CassetteName::new(text).map_err(|e| {
-                    Stats::bump(&self.stats.rejected);
-                    GraphError::new(
-                        StatusCode::BAD_REQUEST,
-                        "graphVcrBadCassette",
-                        format!("{CASSETTE_HEADER}: {e}"),
-                    )
-                })?
-            }
-        };
-        self.cassette(&name).map_err(|e| self.store_failure(&e))
+    fn cassette_name(&self, headers: &HeaderMap) -> Result<CassetteName, GraphError> {
+        match headers.get(CASSETTE_HEADER) {
+            None => Ok(self.default_cassette.clone()),
+            Some(v) => CassetteName::new(v.to_str().unwrap_or("\u{fffd}")).map_err(|e| {
+                Stats::bump(&self.stats.rejected);
+                GraphError::new(
+                    StatusCode::BAD_REQUEST,
+                    "graphVcrBadCassette",
+                    format!("{CASSETTE_HEADER}: {e}"),
+                )
+            }),
+        }
     }
 
     fn cassette(&self, name: &CassetteName) -> Result<Cassette, StoreError> {
@@ -311,7 +435,10 @@ impl Proxy {
         if let Some(c) = open.get(name) {
             return Ok(c.clone());
         }
-        let cassette = self.store.cassette(name)?;
+        let Some(store) = &self.store else {
+            return Err(StoreError::NoStore);
+        };
+        let cassette = store.cassette(name)?;
         let want = self.key.to_json();
         match (self.mode, cassette.meta()) {
             (Mode::Record | Mode::Auto, None) => {
@@ -355,241 +482,89 @@ impl Proxy {
                 secrets.add_header_value(v);
             }
         }
-        let written = serde_json::to_vec(interaction)
-            .map_err(|e| StoreError::Io {
-                dir: self.store.dir().into(),
-                source: e.into(),
-            })
-            .map(|bytes| secrets.scrub(bytes));
-        let result = match written {
-            Ok(bytes) => match cassette.put(key, interaction.position, bytes) {
-                Ok(()) => self.store.flush().await,
+        let result = match serde_json::to_vec(interaction) {
+            Ok(bytes) => match cassette.put(key, interaction.position, secrets.scrub(bytes)) {
+                Ok(()) => match &self.store {
+                    Some(store) => store.flush().await,
+                    None => Ok(()),
+                },
                 Err(e) => Err(e),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(StoreError::Encode {
+                cassette: cassette.name().to_string(),
+                source: e,
+            }),
         };
         result.map_err(|e| {
             tracing::error!(cassette = %cassette.name(), error = %e, "recording failed");
-            GraphError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "graphVcrRecordFailed",
-                format!(
-                    "the call reached the upstream, which answered {}, but recording it failed: {e}",
-                    response.status
-                ),
-            )
+            GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "graphVcrRecordFailed", format!(
+                "the call reached the upstream, which answered {}, but recording it failed: {e}",
+                response.status
+            ))
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn miss(
-        &self,
-        cassette: &Cassette,
-        parts: &Parts,
-        classified: &Classified,
-        key: &Key,
-        canonical: &CanonicalBody,
-        n: u32,
-        recorded: u32,
-    ) -> GraphError {
-        let target = format!("{} {}", parts.method, parts.uri.path());
-        let mut message = if recorded > 0 {
-            format!(
-                "cassette \"{}\" has {recorded} recording(s) of {target} and all were played (--on-exhausted miss); \
-                 this is occurrence {} of that request",
-                cassette.name(),
-                n + 1
-            )
-        } else {
-            format!(
-                "no recording in cassette \"{}\" for {target} (key {})",
-                cassette.name(),
-                &key.to_hex()[..16]
-            )
-        };
-        let mut error = GraphError::new(MISS_STATUS, "graphVcrNoRecording", String::new())
-            .with_detail("cassette", cassette.name().as_str())
-            .with_detail("key", key.to_hex())
-            .with_detail("occurrence", n + 1);
-        if recorded == 0 {
-            match nearest(cassette, parts, classified, canonical) {
-                Some((near, lines)) => {
-                    message.push_str(&format!(
-                        ". Nearest recording of the same action (key {}, recorded {}) differs in:\n  {}",
-                        &near.key[..16.min(near.key.len())],
-                        near.recorded_at,
-                        lines.join("\n  ")
-                    ));
-                    error = error.with_detail(
-                        "nearest",
-                        json!({"key": near.key, "recordedAt": near.recorded_at, "differences": lines}),
-                    );
-                }
-                None => message.push_str(&format!(
-                    ". The cassette has no recording of this action ({}).",
-                    classified.action_label()
-                )),
-            }
-        }
-        tracing::warn!(cassette = %cassette.name(), request = %target, key = %key, "replay miss");
-        error.message = message;
-        error
     }
 }
 
-/// The recording of the same action and method nearest to the request, with the differences.
-fn nearest(
-    cassette: &Cassette,
+/// The record of a forwarded call, everything in it already redacted.
+#[allow(clippy::too_many_arguments)]
+fn build_interaction(
     parts: &Parts,
     classified: &Classified,
+    key: &Key,
+    position: u32,
+    query: &Option<std::borrow::Cow<'_, str>>,
+    stored_body: &[u8],
     canonical: &CanonicalBody,
-) -> Option<(Interaction, Vec<String>)> {
-    let label = classified.action_label();
-    let request_body = canonical_text(canonical);
-    let mut best: Option<(usize, Interaction, Vec<String>)> = None;
-    for recorded in cassette.iter().take(NEAREST_SCAN_LIMIT).flatten() {
-        if recorded.action != label
-            || !recorded
-                .request
-                .method
-                .eq_ignore_ascii_case(parts.method.as_str())
-        {
-            continue;
-        }
-        let mut lines = Vec::new();
-        let theirs = classify::classify(&recorded.request.path, recorded.request.query.as_deref());
-        if theirs.normalized_path != classified.normalized_path {
-            lines.push(format!(
-                "path: recorded {}, request {}",
-                recorded.request.path,
-                parts.uri.path()
-            ));
-        }
-        if theirs.normalized_query != classified.normalized_query {
-            lines.push(format!(
-                "query: recorded {:?}, request {:?}",
-                theirs.normalized_query, classified.normalized_query
-            ));
-        }
-        let recorded_body = match &recorded.request.canonical_body {
-            Some(c) => c.clone(),
-            None => recorded
-                .request
-                .body
-                .to_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
-        };
-        let d = diff::diff_bodies(&recorded_body, &request_body);
-        let distance = lines.len() + d.count;
-        let hidden = d.count - d.lines.len();
-        lines.extend(d.lines);
-        if hidden > 0 {
-            lines.push(format!("… and {hidden} more differences"));
-        }
-        if distance == 0 {
-            // Same request under other key options: say so rather than show an empty diff.
-            lines.push(
-                "no difference in the canonical form: the cassette was keyed with other \
-                        --ordered-arrays/--ignore-field options"
-                    .into(),
-            );
-        }
-        if best.as_ref().is_none_or(|(d, _, _)| distance < *d) {
-            best = Some((distance, recorded, lines));
-        }
-    }
-    best.map(|(_, i, lines)| (i, lines))
-}
-
-fn canonical_text(canonical: &CanonicalBody) -> String {
-    match canonical {
-        CanonicalBody::Json(s) => s.clone(),
-        CanonicalBody::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    response: &UpstreamResponse,
+    upstream: &str,
+) -> Interaction {
+    Interaction {
+        format: interaction::FORMAT,
+        key: key.to_hex(),
+        position,
+        action: classified.action_label(),
+        recorded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        upstream: upstream.to_string(),
+        request: RecordedRequest {
+            method: parts.method.to_string(),
+            version: classified.version.map(|v| v.to_string()),
+            path: parts.uri.path().to_string(),
+            query: query.as_ref().map(|q| q.to_string()),
+            headers: respond::stored_headers(&parts.headers),
+            body: StoredBody::from_bytes(stored_body),
+            canonical_body: match canonical {
+                CanonicalBody::Json(s) => Some(s.clone()),
+                CanonicalBody::Bytes(_) => None,
+            },
+        },
+        response: RecordedResponse {
+            status: response.status.as_u16(),
+            headers: respond::stored_headers(&response.headers),
+            body: StoredBody::from_bytes(&response.body),
+        },
     }
 }
 
-/// Headers as stored: end-to-end only, credentials redacted, other values scanned for tokens.
-fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers::end_to_end(headers)
-        .map(|(name, value)| {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            let stored = if redact::is_credential_header(name.as_str()) {
-                redact::redact_credential_value(&text)
-            } else {
-                redact::redact_text(&text).into_owned()
-            };
-            (name.as_str().to_string(), stored)
-        })
-        .collect()
-}
-
-fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static(OUTCOME_HEADER),
-        HeaderValue::from_static(value),
-    )
-}
-
-fn forwarded_response(upstream: UpstreamResponse, how: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(upstream.body));
-    *response.status_mut() = upstream.status;
-    let h = response.headers_mut();
-    for (name, value) in headers::end_to_end(&upstream.headers) {
-        h.append(name.clone(), value.clone());
-    }
-    let (n, v) = outcome(how);
-    h.insert(n, v);
-    response
-}
-
-/// The recorded response, with `client-request-id` echoing this request as the service would.
-fn replay_response(interaction: &Interaction, request_headers: &HeaderMap) -> Answer {
-    let corrupt = |what: &str| {
-        GraphError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "graphVcrCorruptCassette",
-            format!(
-                "recording {} (position {}) has {what}",
-                interaction.key, interaction.position
-            ),
-        )
-    };
-    let body = interaction
-        .response
-        .body
-        .to_bytes()
-        .ok_or_else(|| corrupt("a body that is not valid base64"))?;
-    let status = StatusCode::from_u16(interaction.response.status)
-        .map_err(|_| corrupt("an invalid status"))?;
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    for (name, value) in &interaction.response.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            return Err(corrupt(&format!("an invalid header {name:?}")));
-        };
-        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-            continue;
-        }
-        h.append(name, value);
-    }
-    if let Some(id) = request_headers.get("client-request-id") {
-        h.insert("client-request-id", id.clone());
-    }
-    let (n, v) = outcome("replayed");
-    h.insert(n, v);
-    Ok(response)
+/// The 400 for a request rejected by `--on-deviation reject`.
+fn rejection(deviations: &[Deviation]) -> GraphError {
+    let errors: Vec<&Deviation> = deviations
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|d| format!("{} at {}: {}", d.code, d.at, d.message))
+        .collect();
+    GraphError::new(StatusCode::BAD_REQUEST, "graphVcrContractViolation", format!(
+        "graph-vcr rejected this call before it reached the tenant (--on-deviation reject): {} contract error(s):\n  {}",
+        errors.len(),
+        lines.join("\n  ")
+    ))
+    .with_detail("deviations", serde_json::to_value(deviations).unwrap_or_default())
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("mode", &self.mode)
-            .field("dir", &self.store.dir())
-            .finish()
+        f.debug_struct("Proxy").field("mode", &self.mode).finish()
     }
 }

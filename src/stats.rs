@@ -13,6 +13,8 @@ pub struct Stats {
     pub misses: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub rejected: AtomicU64,
+    pub deviation_errors: AtomicU64,
+    pub deviation_warnings: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -25,6 +27,8 @@ pub struct Summary {
     pub misses: u64,
     pub upstream_errors: u64,
     pub rejected: u64,
+    pub deviation_errors: u64,
+    pub deviation_warnings: u64,
 }
 
 impl Stats {
@@ -42,6 +46,8 @@ impl Stats {
             misses: g(&self.misses),
             upstream_errors: g(&self.upstream_errors),
             rejected: g(&self.rejected),
+            deviation_errors: g(&self.deviation_errors),
+            deviation_warnings: g(&self.deviation_warnings),
         }
     }
 }
@@ -50,14 +56,17 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests: {} replayed, {} recorded, {} forwarded, {} missed, {} upstream errors, {} rejected",
+            "{} requests: {} replayed, {} recorded, {} forwarded, {} missed, {} upstream errors, {} rejected; \
+             deviations: {} errors, {} warnings",
             self.requests,
             self.replayed,
             self.recorded,
             self.forwarded,
             self.misses,
             self.upstream_errors,
-            self.rejected
+            self.rejected,
+            self.deviation_errors,
+            self.deviation_warnings
         )
     }
 }

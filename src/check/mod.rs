@@ -212,7 +212,14 @@ pub fn check_request(
         )),
         Some(version) => check_body(version, classified, body, &mut out),
     }
+    errors_first(&mut out);
     out
+}
+
+/// Errors before warnings, each in the order found (body order), so the first thing a reader
+/// sees is what breaks the call.
+fn errors_first(deviations: &mut [Deviation]) {
+    deviations.sort_by_key(|d| std::cmp::Reverse(d.severity));
 }
 
 /// Checks only the body, as `graph-vcr check` does offline.
@@ -291,6 +298,52 @@ fn check_headers(headers: &HeaderMap, out: &mut Vec<Deviation>) {
         if !accepts_json {
             out.push(Deviation::new(Code::AcceptExcludesJson, "Accept",
                 format!("Accept is {accept:?}; Graph answers errors (and some assigns) in application/json")));
+        }
+    }
+}
+
+/// The seed action, the default of `graph-vcr check --action`.
+pub const SEED_ACTION: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/{id}/assign";
+
+/// Checks a body offline against the action at `action_path` (a template with `{id}`, or a
+/// real path; `/v1.0` is assumed when no version is given). Returns the action's label and the
+/// deviations, or a message naming the known actions.
+pub fn check_offline(action_path: &str, body: &[u8]) -> Result<(String, Vec<Deviation>), String> {
+    let mut path: String = action_path
+        .split('/')
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                "id"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let first = path.split('/').nth(1).unwrap_or("");
+    if ApiVersion::from_segment(first).is_none() {
+        path.insert_str(0, "/v1.0");
+    }
+    let classified = crate::classify::classify(&path, None);
+    match (classified.version, classified.action) {
+        (Some(version), Some(_)) => {
+            let mut out = Vec::new();
+            check_body(version, &classified, body, &mut out);
+            errors_first(&mut out);
+            Ok((classified.action_label(), out))
+        }
+        _ => {
+            let known: Vec<String> = crate::contract::registry()
+                .actions()
+                .map(|a| format!("  /{}{}", a.version, a.path))
+                .collect();
+            Err(format!(
+                "no contract for {action_path:?}; known actions:\n{}",
+                known.join("\n")
+            ))
         }
     }
 }

@@ -114,7 +114,8 @@ pub struct Received {
 /// A stand-in for graph.microsoft.com over TLS on loopback, answering like Graph does:
 /// 204 for most assign actions, 200 with `{"value": [...]}` for deviceConfigurations and
 /// deviceCompliancePolicies, `request-id` on every response, `client-request-id` echoed.
-/// A path containing `/slow/` answers after 5 s; `/not-json` answers with text.
+/// A path containing `/slow/` answers after 5 s; `/not-json` answers with text; `/misbehave-`
+/// answers 200 with `{}` and no `request-id`, as Graph's documentation says it never does.
 pub struct StandIn {
     pub addr: SocketAddr,
     pub url: String,
@@ -199,6 +200,14 @@ async fn answer(
     let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let request_id = format!("00000000-0000-4000-8000-{n:012}");
     let lower = parts.uri.path().to_ascii_lowercase();
+    if lower.contains("/misbehave-") {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+        response.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     let (status, content_type, out): (StatusCode, Option<&str>, Bytes) =
         if lower.contains("/not-json") {
             (

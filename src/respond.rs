@@ -1,0 +1,225 @@
+//! Respond: the responses graph-vcr sends, and the records it keeps of them.
+//!
+//! A replayed response is the recording with `client-request-id` echoing the request, as the
+//! service would; a forwarded one is the upstream's, minus hop-by-hop headers. A miss explains
+//! itself: the nearest recording of the same action and how its canonical body differs.
+
+use crate::cassette::Cassette;
+use crate::classify::{self, Classified};
+use crate::diff;
+use crate::graph_error::{GraphError, MISS_STATUS};
+use crate::headers::{self, OUTCOME_HEADER};
+use crate::interaction::Interaction;
+use crate::key::{CanonicalBody, Key};
+use crate::redact;
+use crate::upstream::UpstreamResponse;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+/// How many recordings a miss examines to find the nearest one.
+const NEAREST_SCAN_LIMIT: usize = 10_000;
+
+fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(OUTCOME_HEADER),
+        HeaderValue::from_static(value),
+    )
+}
+
+/// The upstream's response, passed through.
+pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(upstream.body));
+    *response.status_mut() = upstream.status;
+    let h = response.headers_mut();
+    for (name, value) in headers::end_to_end(&upstream.headers) {
+        h.append(name.clone(), value.clone());
+    }
+    let (n, v) = outcome(how);
+    h.insert(n, v);
+    response
+}
+
+/// The recorded response, with `client-request-id` echoing this request.
+pub fn replayed(
+    interaction: &Interaction,
+    request_headers: &HeaderMap,
+) -> Result<Response<Full<Bytes>>, GraphError> {
+    let corrupt = |what: &str| {
+        GraphError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "graphVcrCorruptCassette",
+            format!(
+                "recording {} (position {}) has {what}",
+                interaction.key, interaction.position
+            ),
+        )
+    };
+    let body = interaction
+        .response
+        .body
+        .to_bytes()
+        .ok_or_else(|| corrupt("a body that is not valid base64"))?;
+    let status = StatusCode::from_u16(interaction.response.status)
+        .map_err(|_| corrupt("an invalid status"))?;
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    for (name, value) in &interaction.response.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(corrupt(&format!("an invalid header {name:?}")));
+        };
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        h.append(name, value);
+    }
+    if let Some(id) = request_headers.get("client-request-id") {
+        h.insert("client-request-id", id.clone());
+    }
+    let (n, v) = outcome("replayed");
+    h.insert(n, v);
+    Ok(response)
+}
+
+/// Headers as stored: end-to-end only, credentials redacted, other values scanned for tokens.
+pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers::end_to_end(headers)
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let stored = if redact::is_credential_header(name.as_str()) {
+                redact::redact_credential_value(&text)
+            } else {
+                redact::redact_text(&text).into_owned()
+            };
+            (name.as_str().to_string(), stored)
+        })
+        .collect()
+}
+
+/// The answer to a request the cassette has no recording for.
+pub struct Miss<'a> {
+    pub cassette: &'a Cassette,
+    pub parts: &'a Parts,
+    pub classified: &'a Classified,
+    pub key: &'a Key,
+    pub canonical: &'a CanonicalBody,
+    /// 0-based occurrence of this request.
+    pub occurrence: u32,
+    /// How many recordings the key has (all played, with `--on-exhausted miss`).
+    pub recorded: u32,
+}
+
+impl Miss<'_> {
+    pub fn error(&self) -> GraphError {
+        let name = self.cassette.name();
+        let target = format!("{} {}", self.parts.method, self.parts.uri.path());
+        let mut message = if self.recorded > 0 {
+            format!(
+                "cassette \"{name}\" has {} recording(s) of {target} and all were played (--on-exhausted miss); \
+                 this is occurrence {} of that request",
+                self.recorded,
+                self.occurrence + 1
+            )
+        } else {
+            format!(
+                "no recording in cassette \"{name}\" for {target} (key {})",
+                &self.key.to_hex()[..16]
+            )
+        };
+        let mut error = GraphError::new(MISS_STATUS, "graphVcrNoRecording", String::new())
+            .with_detail("cassette", name.as_str())
+            .with_detail("key", self.key.to_hex())
+            .with_detail("occurrence", self.occurrence + 1);
+        if self.recorded == 0 {
+            match self.nearest() {
+                Some((near, lines)) => {
+                    message.push_str(&format!(
+                        ". Nearest recording of the same action (key {}, recorded {}) differs in:\n  {}",
+                        &near.key[..16.min(near.key.len())],
+                        near.recorded_at,
+                        lines.join("\n  ")
+                    ));
+                    error = error.with_detail(
+                        "nearest",
+                        json!({"key": near.key, "recordedAt": near.recorded_at, "differences": lines}),
+                    );
+                }
+                None => message.push_str(&format!(
+                    ". The cassette has no recording of this action ({}).",
+                    self.classified.action_label()
+                )),
+            }
+        }
+        error.message = message;
+        error
+    }
+
+    /// The recording of the same action and method nearest to the request, with the differences.
+    fn nearest(&self) -> Option<(Interaction, Vec<String>)> {
+        let label = self.classified.action_label();
+        let request_body = match self.canonical {
+            CanonicalBody::Json(s) => s.clone(),
+            CanonicalBody::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        };
+        let mut best: Option<(usize, Interaction, Vec<String>)> = None;
+        for recorded in self.cassette.iter().take(NEAREST_SCAN_LIMIT).flatten() {
+            let same_method = recorded
+                .request
+                .method
+                .eq_ignore_ascii_case(self.parts.method.as_str());
+            if recorded.action != label || !same_method {
+                continue;
+            }
+            let mut lines = Vec::new();
+            let theirs =
+                classify::classify(&recorded.request.path, recorded.request.query.as_deref());
+            if theirs.normalized_path != self.classified.normalized_path {
+                lines.push(format!(
+                    "path: recorded {}, request {}",
+                    recorded.request.path,
+                    self.parts.uri.path()
+                ));
+            }
+            if theirs.normalized_query != self.classified.normalized_query {
+                lines.push(format!(
+                    "query: recorded {:?}, request {:?}",
+                    theirs.normalized_query, self.classified.normalized_query
+                ));
+            }
+            let recorded_body = match &recorded.request.canonical_body {
+                Some(c) => c.clone(),
+                None => recorded
+                    .request
+                    .body
+                    .to_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+            };
+            let d = diff::diff_bodies(&recorded_body, &request_body);
+            let distance = lines.len() + d.count;
+            let hidden = d.count - d.lines.len();
+            lines.extend(d.lines);
+            if hidden > 0 {
+                lines.push(format!("… and {hidden} more differences"));
+            }
+            if distance == 0 {
+                // Same request under other key options: say so rather than show an empty diff.
+                lines.push(
+                    "no difference in the canonical form: the cassette was keyed with other \
+                     --ordered-arrays/--ignore-field options"
+                        .into(),
+                );
+            }
+            if best.as_ref().is_none_or(|(d, _, _)| distance < *d) {
+                best = Some((distance, recorded, lines));
+            }
+        }
+        best.map(|(_, i, lines)| (i, lines))
+    }
+}
