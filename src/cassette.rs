@@ -8,7 +8,8 @@
 //! Recording opens the directory itself and holds an exclusive lock on `graph-vcr.lock` beside
 //! sled's files (sled allows one process per database; our lock exists to name the holder).
 //! Replay never writes to the directory: sled writes when it opens a database, so replay opens
-//! a private copy in the system temporary directory, removed when the store is dropped.
+//! a private copy in the system temporary directory, removed when the store is dropped. A
+//! directory of JSON exports (see `export`) is imported into such a private copy instead.
 
 use crate::interaction::Interaction;
 use crate::key::Key;
@@ -152,11 +153,8 @@ impl Store {
                         dir: dir.to_path_buf(),
                     });
                 }
-                if !dir.join("conf").is_file() || !dir.join("db").is_file() {
-                    return Err(StoreError::NotACassetteDir {
-                        dir: dir.to_path_buf(),
-                        reason: "no sled database (conf, db) in it".into(),
-                    });
+                if !dir.join("db").is_file() {
+                    return Self::from_exports(dir);
                 }
                 // A recorder mid-write would give us a torn copy; a shared lock waits for none
                 // and fails clearly instead. Only an existing lock file is opened: replay must
@@ -202,8 +200,59 @@ impl Store {
         }
     }
 
+    /// A private database holding the JSON exports (`*.json`) found in `dir`.
+    fn from_exports(dir: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let not_cassettes = |reason: String| StoreError::NotACassetteDir {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let files = crate::export::export_files(dir).map_err(io)?;
+        if files.is_empty() {
+            return Err(not_cassettes(
+                "no sled database (db) and no cassette exports (*.json) in it".into(),
+            ));
+        }
+        let copy = private_copy_path();
+        let db = open_sled(&copy, dir)?;
+        let store = Self {
+            db,
+            dir: dir.to_path_buf(),
+            _lock: None,
+            private_copy: Some(copy),
+        };
+        for file in files {
+            let shown = file.display().to_string();
+            let bytes = fs::read(&file).map_err(io)?;
+            let imported = crate::export::parse(&bytes, &shown)
+                .and_then(|doc| crate::export::import(&store, doc, None, false, &shown));
+            if let Err(e) = imported {
+                return Err(not_cassettes(e.to_string()));
+            }
+        }
+        Ok(store)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes cassette `name`. Returns whether it existed.
+    pub fn drop_cassette(&self, name: &CassetteName) -> Result<bool, StoreError> {
+        self.db
+            .drop_tree(format!("{TREE_PREFIX}{name}"))
+            .map_err(|source| self.sled_err(source))
+    }
+
+    /// Makes every write so far durable, blocking the calling thread (for tools, not requests).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| self.sled_err(source))
     }
 
     /// The cassette `name`, created empty if it does not exist.

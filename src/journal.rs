@@ -7,7 +7,7 @@
 
 use crate::check::Deviation;
 use crate::redact;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub struct JournalOptions {
 }
 
 /// One journal line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub time: String,
     pub cassette: String,
@@ -36,10 +36,16 @@ pub struct Entry {
     pub path: String,
     /// Hex key, absent when the request was turned away before keying.
     pub key: Option<String>,
-    pub mode: &'static str,
+    pub mode: String,
     /// `replayed`, `recorded`, `forwarded`, `miss`, `rejected`, `upstream-error`, `error`.
-    pub outcome: &'static str,
+    pub outcome: String,
     pub status: u16,
+    /// The recording served or written (replayed, recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// What graph-vcr answered when it answered itself (a miss's diff, a rejection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     pub deviations: Vec<Deviation>,
 }
 
@@ -109,14 +115,25 @@ fn write_lines(file: File, rx: Receiver<Vec<u8>>) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Reads a journal back (for `verify` and tests). Lines that do not parse are returned as
-/// errors with their line number, not skipped.
+/// Reads a journal back as JSON values (for tools and tests). Lines that do not parse are
+/// returned as errors with their line number, not skipped.
 pub fn read(path: &Path) -> std::io::Result<Vec<Result<serde_json::Value, String>>> {
+    read_as(path)
+}
+
+/// Reads a journal back as entries (for `verify`).
+pub fn read_entries(path: &Path) -> std::io::Result<Vec<Result<Entry, String>>> {
+    read_as(path)
+}
+
+fn read_as<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Vec<Result<T, String>>> {
     let text = std::fs::read_to_string(path)?;
     Ok(text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))
+        })
         .collect())
 }

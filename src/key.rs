@@ -16,7 +16,9 @@ use std::fmt;
 
 /// How bodies are normalized into keys. Recording and replaying must use the same options; the
 /// cassette remembers them and a replay with other options warns.
-#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(
+    clap::Args, Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
 pub struct KeyOptions {
     /// Make the order of the assignments collection significant.
     ///
@@ -41,7 +43,7 @@ pub struct KeyOptions {
 impl KeyOptions {
     /// The options as stored in a cassette's metadata, to compare on replay.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({"ordered_arrays": self.ordered_arrays, "ignore_fields": self.ignore_fields})
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

@@ -2,12 +2,14 @@
 //! in the library; this file only wires the stages' own option structs together.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use graph_vcr::cassette::{Access, CassetteName, Store};
 use graph_vcr::check::{self, CheckOptions};
 use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
 use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
 use graph_vcr::proxy::{CassetteOptions, DEFAULT_MAX_BODY, Proxy, ProxyConfig};
+use graph_vcr::report::ReportOptions;
 use graph_vcr::upstream::UpstreamOptions;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -56,6 +58,15 @@ enum Command {
     ///
     /// Example: graph-vcr audit --on-deviation reject --journal audit.jsonl
     Audit(ForwardArgs),
+    /// After a run: which recordings were never played, which requests missed, what deviated.
+    ///
+    /// Reads the run's journal. Exit status as at the end of a run: 1 on misses or contract
+    /// errors (unless allowed), 0 otherwise, 2 on usage errors.
+    /// Example: graph-vcr verify --cassette onboarding --journal out/journal.jsonl --report-junit out/junit.xml
+    Verify(VerifyArgs),
+    /// List, show, remove, export and import cassettes.
+    #[command(subcommand)]
+    Cassette(CassetteCommand),
     /// Check a request body offline against an action's contract.
     ///
     /// Exit status: 0 when there is no `error` deviation, 1 when there is, 2 on usage errors.
@@ -77,6 +88,8 @@ struct ForwardArgs {
     check: CheckOptions,
     #[command(flatten)]
     journal: JournalOptions,
+    #[command(flatten)]
+    report: ReportOptions,
 }
 
 #[derive(Args, Debug)]
@@ -91,9 +104,112 @@ struct ReplayArgs {
     check: CheckOptions,
     #[command(flatten)]
     journal: JournalOptions,
+    #[command(flatten)]
+    report: ReportOptions,
     /// What to answer when a request is made more often than it was recorded.
     #[arg(long, env = "GRAPH_VCR_ON_EXHAUSTED", value_enum, default_value_t = OnExhausted::Repeat)]
     on_exhausted: OnExhausted,
+    /// Warn about recordings older than this (a changing API drifts from old cassettes).
+    ///
+    /// Example: `--max-age 90d`. With `--strict`, refuse to start instead.
+    #[arg(long, env = "GRAPH_VCR_MAX_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_age: Option<std::time::Duration>,
+    /// With `--max-age`: exit 1 instead of warning when a recording is too old.
+    #[arg(long, env = "GRAPH_VCR_STRICT", requires = "max_age")]
+    strict: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Directory holding the cassettes (a sled database, or JSON exports).
+    #[arg(
+        long,
+        env = "GRAPH_VCR_CASSETTES",
+        value_name = "DIR",
+        default_value = "cassettes"
+    )]
+    cassettes: PathBuf,
+    /// The cassette to verify.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_CASSETTE",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    cassette: CassetteName,
+    /// The run's journal. Default: journal.jsonl in the cassette directory.
+    #[arg(long, env = "GRAPH_VCR_JOURNAL", value_name = "FILE")]
+    journal: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportOptions,
+}
+
+#[derive(Subcommand, Debug)]
+enum CassetteCommand {
+    /// One line per cassette: name, interactions, actions, recorded dates.
+    List(DirArg),
+    /// Every interaction of a cassette, readable (compressed bodies decoded).
+    Show {
+        name: CassetteName,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Remove a cassette.
+    Rm {
+        name: CassetteName,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Write a cassette as deterministic, pretty JSON (same cassette, same bytes).
+    ///
+    /// Example: graph-vcr cassette export onboarding -o tests/cassettes/onboarding.json
+    /// With --all, -o names a directory and each cassette goes to NAME.json in it.
+    Export {
+        /// The cassette (omit with --all).
+        #[arg(required_unless_present = "all")]
+        name: Option<CassetteName>,
+        /// Export every cassette.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        /// Output file (or directory with --all); default: standard output.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Load exported cassettes back into the sled database.
+    Import {
+        /// Export files (JSON).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Import under this name instead of the one in the file (one file only).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<CassetteName>,
+        /// Replace a cassette that already has recordings.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// For git's textconv: print the cassettes of a sled `db` file as JSON.
+    ///
+    /// git config diff.graph-vcr.textconv "graph-vcr cassette textconv"
+    Textconv {
+        /// The `db` file git hands over.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct DirArg {
+    /// Directory holding the cassettes.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_CASSETTES",
+        value_name = "DIR",
+        default_value = "cassettes"
+    )]
+    cassettes: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -126,8 +242,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let (listen, config) = match cli.command {
+    let (listen, config, report, max_age) = match cli.command {
         Command::Check(a) => return run_check(&a),
+        Command::Verify(a) => return run_verify(&a),
+        Command::Cassette(c) => return run_cassette(c),
         Command::Record(a) => forward_config(Mode::Record, a),
         Command::Auto(a) => forward_config(Mode::Auto, a),
         Command::Audit(a) => forward_config(Mode::Audit, a),
@@ -143,16 +261,25 @@ fn main() -> ExitCode {
                 journal: a.journal,
                 max_body: DEFAULT_MAX_BODY,
             },
+            a.report,
+            a.max_age.map(|age| (age, a.strict)),
         ),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run(listen, config))
+    runtime.block_on(run(listen, config, report, max_age))
 }
 
-fn forward_config(mode: Mode, a: ForwardArgs) -> (ListenOptions, ProxyConfig) {
+type ServeConfig = (
+    ListenOptions,
+    ProxyConfig,
+    ReportOptions,
+    Option<(std::time::Duration, bool)>,
+);
+
+fn forward_config(mode: Mode, a: ForwardArgs) -> ServeConfig {
     (
         a.listen,
         ProxyConfig {
@@ -165,16 +292,45 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> (ListenOptions, ProxyConfig) {
             journal: a.journal,
             max_body: DEFAULT_MAX_BODY,
         },
+        a.report,
+        None,
     )
 }
 
-async fn run(listen: ListenOptions, config: ProxyConfig) -> ExitCode {
+async fn run(
+    listen: ListenOptions,
+    config: ProxyConfig,
+    reports: ReportOptions,
+    max_age: Option<(std::time::Duration, bool)>,
+) -> ExitCode {
     let mode = config.mode;
     let dir = config.cassettes.cassettes.clone();
     let proxy = match Proxy::new(config) {
         Ok(p) => Arc::new(p),
         Err(e) => return fail(&format!("cannot start {} mode: {e}", mode.as_str())),
     };
+    if let (Some((age, strict)), Some(store)) = (max_age, proxy.store()) {
+        match graph_vcr::inspect::stale(store, age) {
+            Ok(stale) if !stale.is_empty() => {
+                for (cassette, i) in stale.iter().take(20) {
+                    tracing::warn!(%cassette, key = &i.key[..16.min(i.key.len())], recorded_at = %i.recorded_at,
+                        action = %i.action, "recording older than --max-age");
+                }
+                let what = format!(
+                    "{} recording(s) older than {}",
+                    stale.len(),
+                    humantime::format_duration(age)
+                );
+                if strict {
+                    eprintln!("graph-vcr: error: {what} (--strict); re-record them");
+                    return ExitCode::from(1);
+                }
+                tracing::warn!("{what}; re-record them, or pass a larger --max-age");
+            }
+            Ok(_) => {}
+            Err(e) => return fail(&format!("reading recording dates: {e}")),
+        }
+    }
     let listener = match Listener::bind(listen.listen, Arc::clone(&proxy)).await {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.listen)),
@@ -195,7 +351,204 @@ async fn run(listen: ListenOptions, config: ProxyConfig) -> ExitCode {
         return fail(&format!("shutting down: {e}"));
     }
     eprintln!("graph-vcr: {}", proxy.stats.summary());
-    ExitCode::SUCCESS
+    match proxy.report() {
+        Ok(report) => conclude(&report, &reports),
+        Err(e) => fail(&format!("building the report: {e}")),
+    }
+}
+
+/// Writes the reports, prints the verdict, and turns it into the exit status.
+fn conclude(report: &graph_vcr::report::Report, opts: &ReportOptions) -> ExitCode {
+    if let Err(e) = report.write(opts) {
+        return fail(&format!("writing reports: {e}"));
+    }
+    for line in report.summary_lines(opts) {
+        eprintln!("graph-vcr: {line}");
+    }
+    if report.failures(opts).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run_verify(a: &VerifyArgs) -> ExitCode {
+    let journal = a
+        .journal
+        .clone()
+        .unwrap_or_else(|| a.cassettes.join(graph_vcr::cassette::JOURNAL_FILE));
+    let entries = match graph_vcr::journal::read_entries(&journal) {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(&format!(
+                "cannot read journal {}: {e} (replay writes one only with --journal FILE)",
+                journal.display()
+            ));
+        }
+    };
+    let store = match Store::open(&a.cassettes, Access::ReadOnly) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let cassette = match store.cassette(&a.cassette) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let run = graph_vcr::report::RunLog::default();
+    let mut mode = String::from("verify");
+    for entry in entries {
+        match entry {
+            Ok(e) if e.cassette == a.cassette.as_str() => {
+                mode.clone_from(&e.mode);
+                run.add(&e);
+            }
+            Ok(_) => {}
+            Err(e) => return fail(&format!("journal is damaged: {e}")),
+        }
+    }
+    let report = match run.report(&format!("{mode} (verified)"), &[cassette]) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let t = &report.totals;
+    eprintln!(
+        "graph-vcr: cassette {}: {} requests, {} missed, {} contract errors, {} warnings, {} never played",
+        a.cassette, t.requests, t.misses, t.deviation_errors, t.deviation_warnings, t.unplayed
+    );
+    for u in &report.unplayed {
+        eprintln!(
+            "graph-vcr: never played: {} {} #{} (key {}, recorded {})",
+            u.method,
+            u.path,
+            u.position,
+            &u.key[..12.min(u.key.len())],
+            u.recorded_at
+        );
+    }
+    conclude(&report, &a.report)
+}
+
+fn run_cassette(command: CassetteCommand) -> ExitCode {
+    match cassette_command(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn cassette_command(command: CassetteCommand) -> Result<(), String> {
+    use graph_vcr::{export, inspect};
+    let open =
+        |dir: &DirArg, access| Store::open(&dir.cassettes, access).map_err(|e| e.to_string());
+    let out = |text: &[u8]| std::io::stdout().write_all(text).map_err(|e| e.to_string());
+    match command {
+        CassetteCommand::List(dir) => out(inspect::list(&open(&dir, Access::ReadOnly)?)
+            .map_err(|e| e.to_string())?
+            .as_bytes()),
+        CassetteCommand::Show { name, dir } => {
+            let store = open(&dir, Access::ReadOnly)?;
+            require(&store, &name)?;
+            let cassette = store.cassette(&name).map_err(|e| e.to_string())?;
+            out(inspect::show(&cassette)
+                .map_err(|e| e.to_string())?
+                .as_bytes())
+        }
+        CassetteCommand::Rm { name, dir } => {
+            let store = open(&dir, Access::ReadWrite)?;
+            require(&store, &name)?;
+            store.drop_cassette(&name).map_err(|e| e.to_string())?;
+            store.flush_blocking().map_err(|e| e.to_string())?;
+            eprintln!(
+                "graph-vcr: removed cassette {name} from {}",
+                dir.cassettes.display()
+            );
+            Ok(())
+        }
+        CassetteCommand::Export {
+            name,
+            all,
+            output,
+            dir,
+        } => {
+            let store = open(&dir, Access::ReadOnly)?;
+            let names = match (name, all) {
+                (Some(n), _) => {
+                    require(&store, &n)?;
+                    vec![n]
+                }
+                (None, _) => store.cassette_names(),
+            };
+            for n in names {
+                let cassette = store.cassette(&n).map_err(|e| e.to_string())?;
+                let bytes =
+                    export::to_bytes(&export::export(&cassette).map_err(|e| e.to_string())?);
+                match (&output, all) {
+                    (None, _) => out(&bytes)?,
+                    (Some(dir_out), true) => {
+                        std::fs::create_dir_all(dir_out)
+                            .map_err(|e| format!("{}: {e}", dir_out.display()))?;
+                        let path = dir_out.join(format!("{n}.json"));
+                        std::fs::write(&path, &bytes)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                    (Some(file), false) => std::fs::write(file, &bytes)
+                        .map_err(|e| format!("{}: {e}", file.display()))?,
+                }
+            }
+            Ok(())
+        }
+        CassetteCommand::Import {
+            files,
+            as_name,
+            replace,
+            dir,
+        } => {
+            if as_name.is_some() && files.len() > 1 {
+                return Err("--as takes one file".into());
+            }
+            let store = open(&dir, Access::ReadWrite)?;
+            for file in files {
+                let shown = file.display().to_string();
+                let bytes = std::fs::read(&file).map_err(|e| format!("{shown}: {e}"))?;
+                let doc = export::parse(&bytes, &shown).map_err(|e| e.to_string())?;
+                let done = export::import(&store, doc, as_name.clone(), replace, &shown)
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "graph-vcr: imported {} interaction(s) into cassette {} ({} re-keyed)",
+                    done.interactions, done.name, done.rekeyed
+                );
+            }
+            Ok(())
+        }
+        CassetteCommand::Textconv { file } => {
+            let tmp =
+                std::env::temp_dir().join(format!("graph-vcr-textconv-{}", std::process::id()));
+            let result = (|| {
+                std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+                std::fs::copy(&file, tmp.join("db"))
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let store = Store::open(&tmp, Access::ReadOnly).map_err(|e| e.to_string())?;
+                let mut names = store.cassette_names();
+                names.sort();
+                for n in names {
+                    let cassette = store.cassette(&n).map_err(|e| e.to_string())?;
+                    out(&export::to_bytes(
+                        &export::export(&cassette).map_err(|e| e.to_string())?,
+                    ))?;
+                }
+                Ok(())
+            })();
+            let _ = std::fs::remove_dir_all(&tmp);
+            result
+        }
+    }
+}
+
+fn require(store: &Store, name: &CassetteName) -> Result<(), String> {
+    if store.cassette_names().contains(name) {
+        Ok(())
+    } else {
+        Err(format!("no cassette {name} in {}", store.dir().display()))
+    }
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {

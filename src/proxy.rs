@@ -18,6 +18,7 @@ use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
+use crate::report::{Report, RunLog};
 use crate::respond::{self, Miss};
 use crate::stats::Stats;
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
@@ -114,6 +115,7 @@ pub struct Proxy {
     journal: Option<Journal>,
     max_body: usize,
     occurrences: Occurrences,
+    run: RunLog,
     pub stats: Stats,
 }
 
@@ -123,6 +125,8 @@ struct Trace {
     action: String,
     key: Option<Key>,
     outcome: &'static str,
+    position: Option<u32>,
+    message: Option<String>,
     deviations: Vec<Deviation>,
 }
 
@@ -162,6 +166,7 @@ impl Proxy {
             journal,
             max_body: config.max_body,
             occurrences: Occurrences::default(),
+            run: RunLog::default(),
             stats: Stats::default(),
         };
         // Open the default cassette now, so a broken one fails at startup, not on first use.
@@ -173,6 +178,11 @@ impl Proxy {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The cassette store (none in audit mode).
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     pub fn journal_path(&self) -> Option<&std::path::Path> {
@@ -206,11 +216,16 @@ impl Proxy {
             action: String::new(),
             key: None,
             outcome: "error",
+            position: None,
+            message: None,
             deviations: Vec::new(),
         };
         let mut response = match self.pipeline(&parts, body, &mut trace).await {
             Ok(response) => response,
-            Err(e) => e.into_response(client_request_id.as_ref()),
+            Err(e) => {
+                trace.message = Some(e.message.clone());
+                e.into_response(client_request_id.as_ref())
+            }
         };
         if !trace.deviations.is_empty()
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&trace.deviations))
@@ -266,6 +281,7 @@ impl Proxy {
         match decision {
             Decision::Replay(interaction) => {
                 trace.outcome = "replayed";
+                trace.position = Some(interaction.position);
                 Stats::bump(&self.stats.replayed);
                 respond::replayed(&interaction, &parts.headers)
             }
@@ -318,6 +334,7 @@ impl Proxy {
                         self.record(cassette, &key, &interaction, &parts.headers, &response)
                             .await?;
                         trace.outcome = "recorded";
+                        trace.position = Some(n);
                         Stats::bump(&self.stats.recorded);
                         tracing::info!(cassette = %trace.cassette, action = %interaction.action,
                             status = interaction.response.status, key = %key, position = n, "recorded");
@@ -370,20 +387,41 @@ impl Proxy {
             tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
                 cassette = %trace.cassette, path = parts.uri.path(), "contract deviation: {}", d.message);
         }
+        let entry = Entry {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            cassette: trace.cassette.to_string(),
+            action: trace.action.clone(),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            key: trace.key.map(|k| k.to_hex()),
+            mode: self.mode.as_str().to_string(),
+            outcome: trace.outcome.to_string(),
+            status: status.as_u16(),
+            position: trace.position,
+            message: trace.message.clone(),
+            deviations: trace.deviations.clone(),
+        };
         if let Some(journal) = &self.journal {
-            journal.write(&Entry {
-                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-                cassette: trace.cassette.to_string(),
-                action: trace.action.clone(),
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                key: trace.key.map(|k| k.to_hex()),
-                mode: self.mode.as_str(),
-                outcome: trace.outcome,
-                status: status.as_u16(),
-                deviations: trace.deviations.clone(),
-            });
+            journal.write(&entry);
         }
+        self.run.add(&entry);
+    }
+
+    /// What this run did, including recordings of the cassettes it used that were never played.
+    pub fn report(&self) -> Result<Report, StoreError> {
+        let mut cassettes = Vec::new();
+        if self.store.is_some() {
+            let mut names: Vec<String> = self.run.cassettes();
+            names.push(self.default_cassette.to_string());
+            names.sort();
+            names.dedup();
+            for name in names {
+                if let Ok(name) = CassetteName::new(&name) {
+                    cassettes.push(self.cassette(&name)?);
+                }
+            }
+        }
+        self.run.report(self.mode.as_str(), &cassettes)
     }
 
     async fn read_body<B>(&self, body: B) -> Result<Bytes, GraphError>

@@ -82,8 +82,14 @@ async fn the_readme_run_command_serves_the_example_cassette_to_the_readme_curl()
     assert_eq!(miss.status, 501);
     assert!(miss.text().contains("collectionId"), "{}", miss.text());
 
+    // A run with a miss fails at shutdown, so CI notices.
     let exit = proxy.signal("TERM")?;
-    assert!(exit.status.success(), "{}", exit.stderr);
+    assert_eq!(exit.status.code(), Some(1), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("result: failed: 1 request(s) missed"),
+        "{}",
+        exit.stderr
+    );
     assert_eq!(
         files_under(&cassettes),
         before,

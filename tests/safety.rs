@@ -231,6 +231,8 @@ async fn replay_leaves_the_cassette_directory_byte_identical() -> TestResult {
         path_str(&dir)?,
         "--cassette",
         "default",
+        "--allow-misses",
+        "--allow-deviations",
     ])?;
     assert_eq!(
         client

@@ -293,7 +293,7 @@ impl Walker<'_> {
         if !name.starts_with('#') {
             self.out.push(Deviation::new(Code::OdataTypeWithoutHash, &here, format!(
                 "{name:?} has no leading '#': OData JSON requires \"#{name}\" and the Graph SDKs only \
-                 recognise the subtype with it (Graph's own examples omit it, and the service accepts both)"
+                 recognise the subtype with it (Graph's own examples omit it)"
             )));
         }
         let actual = self.types.get(name);

@@ -1,0 +1,176 @@
+//! Export: cassettes as deterministic, reviewable JSON, and back into sled.
+//!
+//! An export is the same bytes for the same cassette on every machine: interactions in key
+//! order (the sled order), fields in declaration order, pretty-printed, newline-terminated, and
+//! nothing volatile beyond what was recorded. Import checks the document, recomputes every key
+//! from the stored request (so a hand-edited body still replays), runs the secret scan again
+//! and writes durably. Replay can also read a directory of exports directly, which is the
+//! recommended way to keep cassettes in git (see `docs/DECISIONS.md`).
+
+use crate::cassette::{Cassette, CassetteName, Store, StoreError};
+use crate::classify::classify;
+use crate::interaction::{FORMAT, Interaction};
+use crate::key::{CanonicalBody, Key, KeyOptions};
+use crate::redact;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The `format` field of every export.
+pub const FORMAT_NAME: &str = "graph-vcr-cassette";
+/// The version of the export document (the record format inside has its own).
+pub const DOCUMENT_VERSION: u32 = 1;
+
+/// One exported cassette.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    /// The key options the cassette was recorded with.
+    pub key_options: KeyOptions,
+    pub interactions: Vec<Interaction>,
+}
+
+/// Why an import failed. Nothing is written unless the whole document is valid.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("cassette {0} already has recordings; pass --replace to overwrite it")]
+    Exists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub name: CassetteName,
+    pub interactions: usize,
+    /// Interactions whose stored key did not match their request, and were re-keyed.
+    pub rekeyed: usize,
+}
+
+/// The export of `cassette`.
+pub fn export(cassette: &Cassette) -> Result<Document, StoreError> {
+    let key_options = cassette
+        .meta()
+        .and_then(|m| serde_json::from_value(m.get("key_options")?.clone()).ok())
+        .unwrap_or_default();
+    Ok(Document {
+        format: FORMAT_NAME.into(),
+        version: DOCUMENT_VERSION,
+        name: cassette.name().to_string(),
+        key_options,
+        interactions: cassette.iter().collect::<Result<_, _>>()?,
+    })
+}
+
+/// The bytes of an export: pretty JSON and a final newline.
+pub fn to_bytes(doc: &Document) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parses an export; `file` names it in errors.
+pub fn parse(bytes: &[u8], file: &str) -> Result<Document, ImportError> {
+    let invalid = |message: String| ImportError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let doc: Document = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("not a graph-vcr export: {e}")))?;
+    if doc.format != FORMAT_NAME || doc.version != DOCUMENT_VERSION {
+        return Err(invalid(format!(
+            "format {:?} version {} is not {FORMAT_NAME:?} version {DOCUMENT_VERSION}",
+            doc.format, doc.version
+        )));
+    }
+    Ok(doc)
+}
+
+/// Writes `doc` into `store` as cassette `name` (default: the document's own name).
+pub fn import(
+    store: &Store,
+    mut doc: Document,
+    name: Option<CassetteName>,
+    replace: bool,
+    file: &str,
+) -> Result<Imported, ImportError> {
+    let invalid = |message: String| ImportError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let name = match name {
+        Some(n) => n,
+        None => CassetteName::new(&doc.name).map_err(|e| invalid(e.to_string()))?,
+    };
+    let mut seen = HashSet::new();
+    let mut rekeyed = 0;
+    for (i, interaction) in doc.interactions.iter_mut().enumerate() {
+        if interaction.format != FORMAT {
+            return Err(invalid(format!(
+                "interaction {i}: record format {} is not {FORMAT}",
+                interaction.format
+            )));
+        }
+        let request = &interaction.request;
+        let body = request
+            .body
+            .to_bytes()
+            .ok_or_else(|| invalid(format!("interaction {i}: request body is not valid base64")))?;
+        let classified = classify(&request.path, request.query.as_deref());
+        let canonical = CanonicalBody::of(&body, classified.action, &doc.key_options);
+        let key = Key::compute(&request.method, &classified, &canonical);
+        if key.to_hex() != interaction.key {
+            rekeyed += 1;
+            interaction.key = key.to_hex();
+            interaction.action = classified.action_label();
+            interaction.request.canonical_body = match canonical {
+                CanonicalBody::Json(s) => Some(s),
+                CanonicalBody::Bytes(_) => None,
+            };
+        }
+        if !seen.insert((key, interaction.position)) {
+            return Err(invalid(format!(
+                "interaction {i}: a second recording at position {} of the same request (key {})",
+                interaction.position, interaction.key
+            )));
+        }
+    }
+    let cassette = store.cassette(&name)?;
+    if !cassette.is_empty() {
+        if !replace {
+            return Err(ImportError::Exists(name.to_string()));
+        }
+        store.drop_cassette(&name)?;
+    }
+    let cassette = store.cassette(&name)?;
+    cassette.set_meta(&serde_json::json!({"key_options": doc.key_options}))?;
+    for interaction in &doc.interactions {
+        let bytes = serde_json::to_vec(interaction).map_err(|e| invalid(e.to_string()))?;
+        // The secret scan runs before every write, imports included.
+        let bytes = redact::redact_bytes(&bytes).into_owned();
+        let key = Key::from_hex(&interaction.key).ok_or_else(|| invalid("bad key".into()))?;
+        cassette.put(&key, interaction.position, bytes)?;
+    }
+    store.flush_blocking()?;
+    Ok(Imported {
+        name,
+        interactions: doc.interactions.len(),
+        rekeyed,
+    })
+}
+
+/// The `*.json` files of `dir`, sorted: a directory of exports.
+pub fn export_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
