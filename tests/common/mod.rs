@@ -115,7 +115,8 @@ pub struct Received {
 /// 204 for most assign actions, 200 with `{"value": [...]}` for deviceConfigurations and
 /// deviceCompliancePolicies, `request-id` on every response, `client-request-id` echoed.
 /// A path containing `/slow/` answers after 5 s; `/not-json` answers with text; `/misbehave-`
-/// answers 200 with `{}` and no `request-id`, as Graph's documentation says it never does.
+/// answers 200 with `{}` and no `request-id`, as Graph's documentation says it never does;
+/// `/gzip-` answers 200 with a gzip-compressed JSON body.
 pub struct StandIn {
     pub addr: SocketAddr,
     pub url: String,
@@ -200,6 +201,23 @@ async fn answer(
     let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let request_id = format!("00000000-0000-4000-8000-{n:012}");
     let lower = parts.uri.path().to_ascii_lowercase();
+    if lower.contains("/gzip-") {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(br#"{"value":[{"id":"compressed-assignment"}]}"#);
+        let mut response = Response::new(Full::new(Bytes::from(gz.finish().unwrap_or_default())));
+        let h = response.headers_mut();
+        h.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert("content-encoding", http::HeaderValue::from_static("gzip"));
+        h.insert(
+            "request-id",
+            http::HeaderValue::from_static("00000000-0000-4000-8000-00000000a71b"),
+        );
+        return response;
+    }
     if lower.contains("/misbehave-") {
         let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
         response.headers_mut().insert(
