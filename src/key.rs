@@ -79,6 +79,42 @@ impl CanonicalBody {
     }
 }
 
+/// Whether `body`, read as JSON, nests arrays and objects deeper than `max`. Scans bytes, so
+/// it is linear and bounded whatever the input; strings (and escapes in them) are skipped.
+pub fn json_depth_exceeds(body: &[u8], max: usize) -> bool {
+    // Only what could be JSON is JSON: other bodies are keyed by bytes and never walked.
+    if !matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    ) {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Normalizes a parsed JSON body in place.
 pub fn canonicalize(value: &mut Value, action: Option<&Action>, opts: &KeyOptions) {
     for field in &opts.ignore_fields {
@@ -417,6 +453,15 @@ mod tests {
             to_canonical_string(&v),
             r#"{"a":{"c":"é","d":[true,null]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn json_depth() {
+        assert!(!json_depth_exceeds(SEED_BODY.as_bytes(), 4));
+        assert!(json_depth_exceeds(SEED_BODY.as_bytes(), 3));
+        assert!(!json_depth_exceeds(br#"{"a":"[[[[[[\"{{{{"}"#, 1));
+        let deep = "[".repeat(100_000);
+        assert!(json_depth_exceeds(deep.as_bytes(), 64));
     }
 
     #[test]

@@ -1,25 +1,34 @@
 //! Listener: accepts connections and serves HTTP/1.1 and HTTP/2 (prior knowledge) on them.
 //!
-//! Each connection runs on its own task and hands every request to [`Proxy::handle`]. On
-//! shutdown the listener stops accepting, lets in-flight requests finish within a grace
-//! period, and returns; the caller then prints the summary.
+//! Each connection runs on its own task and hands every request to [`Proxy::handle`]. The
+//! listener owns the connection-level limits: how many connections at once (more wait in the
+//! kernel's backlog: backpressure, not errors), how large and how many request headers (431),
+//! how long a client may take to send them (slow-loris), and how long a connection may sit
+//! idle. On shutdown it stops accepting, lets in-flight requests finish within a grace period,
+//! and returns; the caller then prints the summary.
 
 use crate::proxy::Proxy;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
 
-/// Where to listen.
+/// Where to listen, and the connection limits.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenOptions {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
@@ -32,60 +41,125 @@ pub struct ListenOptions {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
+
+    /// Most connections served at once; more wait until one closes.
+    #[arg(long, env = "GRAPH_VCR_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Largest request head (request line and headers) in bytes; larger is answered 431.
+    #[arg(long, env = "GRAPH_VCR_MAX_HEADER_SIZE", value_name = "BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(8192..))]
+    pub max_header_size: u32,
+
+    /// Most request headers; more are answered 431.
+    #[arg(long, env = "GRAPH_VCR_MAX_HEADERS", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_headers: u32,
+
+    /// Close a connection whose client takes longer than this to send a request head.
+    ///
+    /// Protects against slow-loris clients. Example: `--header-timeout 5s`.
+    #[arg(long, env = "GRAPH_VCR_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Close a keep-alive connection with no request in flight after this long without traffic.
+    #[arg(long, env = "GRAPH_VCR_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s",
+          value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 /// A bound listener, ready to serve.
 pub struct Listener {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    options: ListenOptions,
 }
 
 impl Listener {
-    pub async fn bind(addr: SocketAddr, proxy: Arc<Proxy>) -> std::io::Result<Self> {
+    pub async fn bind(options: &ListenOptions, proxy: Arc<Proxy>) -> io::Result<Self> {
         Ok(Self {
-            listener: TcpListener::bind(addr).await?,
+            listener: TcpListener::bind(options.listen).await?,
             proxy,
+            options: options.clone(),
         })
     }
 
     /// The address actually bound (the real port when 0 was asked).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests for up to [`GRACE`].
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout)
+            .max_headers(self.options.max_headers as usize)
+            .max_buf_size(self.options.max_header_size as usize);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.options.max_header_size);
+        let slots = Arc::new(Semaphore::new(self.options.max_connections as usize));
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let proxy = Arc::clone(&self.proxy);
-                    let service = service_fn(move |req| {
-                        let proxy = Arc::clone(&proxy);
-                        async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
+            // Take a slot before accepting: past the limit, clients wait in the backlog.
+            let slot = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = Arc::new(Activity::default());
+            let proxy = Arc::clone(&self.proxy);
+            let in_flight = Arc::clone(&activity);
+            let service = service_fn(move |req| {
+                let proxy = Arc::clone(&proxy);
+                let in_flight = Arc::clone(&in_flight);
+                async move {
+                    let _busy = in_flight.begin();
+                    Ok::<_, Infallible>(proxy.handle(req).await)
+                }
+            });
+            let io = TokioIo::new(Watched {
+                inner: stream,
+                activity: Arc::clone(&activity),
+            });
+            let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+            let idle_timeout = self.options.idle_timeout;
+            tokio::spawn(async move {
+                tokio::select! {
+                    result = conn => {
+                        if let Err(e) = result {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
-                    });
+                    }
+                    () = activity.idle_for(idle_timeout) => {
+                        tracing::debug!(%peer, "closing idle connection");
+                    }
                 }
-                () = &mut shutdown => break,
-            }
+                drop(slot);
+            });
         }
         drop(self.listener);
         if tokio::time::timeout(GRACE, graceful.shutdown())
@@ -94,5 +168,102 @@ impl Listener {
         {
             tracing::warn!("in-flight requests did not finish within {GRACE:?}; stopping anyway");
         }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it has in flight.
+struct Activity {
+    start: Instant,
+    last_millis: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            last_millis: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_millis.store(ms, Ordering::Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(self))
+    }
+
+    /// Completes once the connection has had no traffic and no request for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+            let idle = self.start.elapsed().saturating_sub(last);
+            if self.in_flight.load(Ordering::Relaxed) == 0 && idle >= limit {
+                return;
+            }
+            // Check again when the limit could next be reached (at least every limit).
+            tokio::time::sleep(limit.saturating_sub(idle).max(Duration::from_millis(10))).await;
+        }
+    }
+}
+
+/// Marks a request in flight until dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A TCP stream that records when it last moved bytes.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -8,7 +8,7 @@ use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
 use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
-use graph_vcr::proxy::{CassetteOptions, DEFAULT_MAX_BODY, Proxy, ProxyConfig};
+use graph_vcr::proxy::{CassetteOptions, Proxy, ProxyConfig, RequestLimits};
 use graph_vcr::report::ReportOptions;
 use graph_vcr::upstream::UpstreamOptions;
 use std::io::{IsTerminal, Read, Write};
@@ -90,6 +90,8 @@ struct ForwardArgs {
     journal: JournalOptions,
     #[command(flatten)]
     report: ReportOptions,
+    #[command(flatten)]
+    limits: RequestLimits,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +108,8 @@ struct ReplayArgs {
     journal: JournalOptions,
     #[command(flatten)]
     report: ReportOptions,
+    #[command(flatten)]
+    limits: RequestLimits,
     /// What to answer when a request is made more often than it was recorded.
     #[arg(long, env = "GRAPH_VCR_ON_EXHAUSTED", value_enum, default_value_t = OnExhausted::Repeat)]
     on_exhausted: OnExhausted,
@@ -259,7 +263,7 @@ fn main() -> ExitCode {
                 on_exhausted: a.on_exhausted,
                 check: a.check,
                 journal: a.journal,
-                max_body: DEFAULT_MAX_BODY,
+                limits: a.limits,
             },
             a.report,
             a.max_age.map(|age| (age, a.strict)),
@@ -290,7 +294,7 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> ServeConfig {
             on_exhausted: OnExhausted::Repeat,
             check: a.check,
             journal: a.journal,
-            max_body: DEFAULT_MAX_BODY,
+            limits: a.limits,
         },
         a.report,
         None,
@@ -331,7 +335,7 @@ async fn run(
             Err(e) => return fail(&format!("reading recording dates: {e}")),
         }
     }
-    let listener = match Listener::bind(listen.listen, Arc::clone(&proxy)).await {
+    let listener = match Listener::bind(&listen, Arc::clone(&proxy)).await {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.listen)),
     };

@@ -34,8 +34,33 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 use thiserror::Error;
 
-/// Largest request body accepted by default (assign bodies are a few KiB).
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// Limits on what a request may carry. Inputs from the network are hostile until checked.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest request body in bytes; larger is answered 413, never forwarded or stored.
+    #[arg(long, env = "GRAPH_VCR_MAX_BODY_SIZE", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_size: usize,
+
+    /// Deepest JSON nesting accepted in a body; deeper is answered 400, never forwarded.
+    ///
+    /// Assign bodies nest five or six levels; the limit keeps every JSON walk bounded.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_MAX_JSON_DEPTH",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_json_depth: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_size: 16 * 1024 * 1024,
+            max_json_depth: 64,
+        }
+    }
+}
 /// Response header listing the contract deviations of the call.
 pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
 
@@ -80,7 +105,7 @@ pub struct ProxyConfig {
     pub on_exhausted: OnExhausted,
     pub check: CheckOptions,
     pub journal: JournalOptions,
-    pub max_body: usize,
+    pub limits: RequestLimits,
 }
 
 /// Why a proxy could not start.
@@ -113,7 +138,7 @@ pub struct Proxy {
     on_exhausted: OnExhausted,
     on_deviation: OnDeviation,
     journal: Option<Journal>,
-    max_body: usize,
+    limits: RequestLimits,
     occurrences: Occurrences,
     run: RunLog,
     pub stats: Stats,
@@ -164,7 +189,7 @@ impl Proxy {
             on_exhausted: config.on_exhausted,
             on_deviation: config.check.on_deviation,
             journal,
-            max_body: config.max_body,
+            limits: config.limits,
             occurrences: Occurrences::default(),
             run: RunLog::default(),
             stats: Stats::default(),
@@ -248,6 +273,24 @@ impl Proxy {
     {
         let body = self.read_body(body).await?;
         trace.cassette = self.cassette_name(&parts.headers)?;
+        if crate::key::json_depth_exceeds(&body, self.limits.max_json_depth) {
+            trace.outcome = "rejected";
+            Stats::bump(&self.stats.rejected);
+            tracing::warn!(
+                limit = self.limits.max_json_depth,
+                path = parts.uri.path(),
+                "request body nests too deep; rejected"
+            );
+            return Err(GraphError::new(
+                StatusCode::BAD_REQUEST,
+                "graphVcrBodyTooDeep",
+                format!(
+                    "the JSON body nests deeper than graph-vcr's limit of {} levels (--max-json-depth); \
+                 nothing was forwarded or recorded",
+                    self.limits.max_json_depth
+                ),
+            ));
+        }
 
         let query = parts.uri.query().map(redact::redact_query);
         let classified = classify::classify(parts.uri.path(), query.as_deref());
@@ -429,17 +472,18 @@ impl Proxy {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match Limited::new(body, self.max_body).collect().await {
+        let limit = self.limits.max_body_size;
+        match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Stats::bump(&self.stats.rejected);
-                tracing::warn!(limit = self.max_body, "request body too large; rejected");
+                tracing::warn!(limit, "request body too large; rejected");
                 Err(GraphError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "graphVcrRequestTooLarge",
                     format!(
-                        "request body is over graph-vcr's limit of {} bytes; nothing was forwarded or recorded",
-                        self.max_body
+                        "request body is over graph-vcr's limit of {limit} bytes (--max-body-size); \
+                         nothing was forwarded or recorded"
                     ),
                 ))
             }

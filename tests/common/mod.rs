@@ -63,6 +63,11 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> Result<Self, Error> {
+        Self::for_names(&["localhost", "127.0.0.1"])
+    }
+
+    /// A CA whose leaf is valid only for `names` (to test a certificate for the wrong host).
+    pub fn for_names(names: &[&str]) -> Result<Self, Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -71,7 +76,7 @@ impl TestCa {
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let leaf_key = KeyPair::generate()?;
         let leaf_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
         let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
         Ok(Self {
             ca_pem: ca.pem(),
@@ -534,4 +539,84 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
     files_under(dir)
         .iter()
         .any(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A broken upstream
+
+/// How a [`FaultyUpstream`] misbehaves after reading a request head.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Starts a response, then resets the connection mid-body.
+    ResetMidResponse,
+    /// Answers bytes that are not HTTP.
+    Malformed,
+}
+
+/// A TLS server on loopback that accepts the handshake and then breaks the HTTP exchange.
+pub struct FaultyUpstream {
+    pub url: String,
+    pub requests: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyUpstream {
+    pub async fn start(ca: &TestCa, fault: Fault) -> Result<Self, Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()?));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://localhost:{}", listener.local_addr()?.port());
+        let requests = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    match fault {
+                        Fault::ResetMidResponse => {
+                            let _ = tls
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"value\":[",
+                                )
+                                .await;
+                            let _ = tls.flush().await;
+                            let (tcp, _) = tls.into_inner();
+                            // Zero linger: close with RST at once (no blocking on drop).
+                            #[allow(deprecated)]
+                            let _ = tcp.set_linger(Some(Duration::ZERO));
+                            drop(tcp);
+                        }
+                        Fault::Malformed => {
+                            let _ = tls.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
+                            let _ = tls.shutdown().await;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            url,
+            requests,
+            task,
+        })
+    }
+}
+
+impl Drop for FaultyUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -1,0 +1,346 @@
+//! Limits and faults: hostile clients, broken upstreams and bad directories get clear answers,
+//! nothing half-recorded, and the proxy keeps serving.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn s(p: &Path) -> Result<&str, Error> {
+    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
+}
+
+/// Reads until the server closes the connection or `limit` passes; returns what was read and
+/// whether the connection was closed.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+/// A recorder against a stand-in, with extra flags.
+async fn recorder(tmp: &Path, extra: &[&str]) -> Result<(Proxy, StandIn), Error> {
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp)?;
+    let stand_in = StandIn::start(&ca).await?;
+    let dir = tmp.join("cassettes");
+    let mut args = vec![
+        "record",
+        "--cassettes",
+        s(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        s(&ca_pem)?,
+    ];
+    args.extend_from_slice(extra);
+    Ok((Proxy::start(&args)?, stand_in))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_or_too_deep_are_refused_and_never_forwarded() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in) = recorder(
+        tmp.path(),
+        &["--max-body-size", "2048", "--max-json-depth", "16"],
+    )
+    .await?;
+    let client = HttpClient::new();
+    let big = format!(
+        r#"{{"enrollmentConfigurationAssignments":[],"pad":"{}"}}"#,
+        "x".repeat(4096)
+    );
+    let r = client.assign(&proxy.base, SEED_PATH, &big, &[]).await?;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "graphVcrRequestTooLarge");
+    let deep = format!(
+        r#"{{"enrollmentConfigurationAssignments":{}{}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let r = client.assign(&proxy.base, SEED_PATH, &deep, &[]).await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "graphVcrBodyTooDeep");
+    // Just under both limits passes.
+    assert_eq!(
+        client
+            .assign(&proxy.base, SEED_PATH, SDK_BODY, &[])
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        stand_in.received().len(),
+        1,
+        "a refused body reached the upstream"
+    );
+    let exit = proxy.signal("TERM")?;
+    assert!(
+        exit.stderr.contains("request body too large") && exit.stderr.contains("nests too deep"),
+        "{}",
+        exit.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_too_many_headers_get_431() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in) = recorder(
+        tmp.path(),
+        &["--max-header-size", "8192", "--max-headers", "10"],
+    )
+    .await?;
+    let client = HttpClient::new();
+    let huge = "a".repeat(16 * 1024);
+    let r = client
+        .send(
+            "GET",
+            &format!("{}/v1.0/me", proxy.base),
+            &[("x-huge", &huge)],
+            "",
+        )
+        .await?;
+    assert_eq!(r.status, 431);
+    let names: Vec<String> = (0..20).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let r = client
+        .send("GET", &format!("{}/v1.0/me", proxy.base), &many, "")
+        .await?;
+    assert_eq!(r.status, 431);
+    assert_eq!(
+        client
+            .send("GET", &format!("{}/v1.0/me", proxy.base), &[], "")
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(stand_in.received().len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, _stand_in) = recorder(
+        tmp.path(),
+        &["--header-timeout", "400ms", "--idle-timeout", "300ms"],
+    )
+    .await?;
+    // Slow-loris: half a request head, then nothing.
+    let mut slow = TcpStream::connect(proxy.addr).await?;
+    slow.write_all(b"GET /v1.0/me HTTP/1.1\r\nhost: x\r\n")
+        .await?;
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(3),
+        "slow client kept for {:?}",
+        started.elapsed()
+    );
+
+    // Idle keep-alive: one complete exchange, then silence.
+    let mut idle = TcpStream::connect(proxy.addr).await?;
+    idle.write_all(b"GET /v1.0/me HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await?;
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(3),
+        "idle connection kept for {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_their_turn() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, _stand_in) = recorder(tmp.path(), &["--max-connections", "1"]).await?;
+    let request = b"GET /v1.0/me HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut first = TcpStream::connect(proxy.addr).await?;
+    first.write_all(request).await?;
+    let mut buf = [0u8; 1024];
+    assert!(first.read(&mut buf).await? > 0);
+    let mut second = TcpStream::connect(proxy.addr).await?;
+    second.write_all(request).await?;
+    let waited = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "a second connection was served while the first held the only slot"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await??;
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_request_leaves_nothing_recorded() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in) = recorder(tmp.path(), &[]).await?;
+    let mut c = TcpStream::connect(proxy.addr).await?;
+    let head = format!(
+        "POST {SEED_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await?;
+    c.write_all(&SDK_BODY.as_bytes()[..40]).await?;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Still serving.
+    let client = HttpClient::new();
+    assert_eq!(
+        client
+            .send("GET", &format!("{}/v1.0/me", proxy.base), &[], "")
+            .await?
+            .status,
+        200
+    );
+    proxy.signal("TERM")?;
+    assert_eq!(
+        stand_in.received().len(),
+        1,
+        "the broken request was forwarded"
+    );
+    let dir = tmp.path().join("cassettes");
+    let e = run_to_end(&["cassette", "export", "default", "--cassettes", s(&dir)?])?;
+    let doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
+    assert_eq!(
+        doc["interactions"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        e.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upstreams_are_502s_and_nothing_is_half_recorded() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp.path())?;
+    let dir = tmp.path().join("cassettes");
+    let client = HttpClient::new();
+    for (fault, cause) in [(Fault::ResetMidResponse, "reset"), (Fault::Malformed, "")] {
+        let upstream = FaultyUpstream::start(&ca, fault).await?;
+        let proxy = Proxy::start(&[
+            "record",
+            "--cassettes",
+            s(&dir)?,
+            "--upstream",
+            &upstream.url,
+            "--upstream-ca",
+            s(&ca_pem)?,
+        ])?;
+        for _ in 0..2 {
+            let r = client.assign(&proxy.base, SEED_PATH, SDK_BODY, &[]).await?;
+            assert_eq!(r.status, 502, "{fault:?}: {}", r.text());
+            let msg = r.json()["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                msg.contains(&upstream.url) && msg.contains(cause),
+                "{fault:?}: {msg}"
+            );
+        }
+        assert!(upstream.requests.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+        let exit = proxy.signal("TERM")?;
+        assert!(exit.stderr.contains("2 upstream errors"), "{}", exit.stderr);
+    }
+
+    // A certificate for another host name, from a trusted CA.
+    let wrong = TestCa::for_names(&["not-this-host.example"])?;
+    let wrong_pem = tmp.path().join("wrong.pem");
+    std::fs::write(&wrong_pem, &wrong.ca_pem)?;
+    let stand_in = StandIn::start(&wrong).await?;
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        s(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        s(&wrong_pem)?,
+    ])?;
+    let r = client.assign(&proxy.base, SEED_PATH, SDK_BODY, &[]).await?;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().contains("certificate not valid for name"),
+        "{}",
+        r.text()
+    );
+    proxy.signal("TERM")?;
+
+    let e = run_to_end(&["cassette", "export", "default", "--cassettes", s(&dir)?])?;
+    let doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
+    assert_eq!(
+        doc["interactions"].as_array().map(Vec::len),
+        Some(0),
+        "something was recorded"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unusable_cassette_directory_is_a_clear_error_before_listening() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a directory")?;
+    let e = run_to_end(&[
+        "record",
+        "--cassettes",
+        s(&file)?,
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+    ])?;
+    assert_eq!(e.status.code(), Some(2), "{}", e.stderr);
+    assert!(
+        e.stderr.contains(s(&file)?) && !e.stderr.contains("listening on"),
+        "{}",
+        e.stderr
+    );
+
+    let garbage = tmp.path().join("garbage");
+    std::fs::create_dir_all(&garbage)?;
+    std::fs::write(garbage.join("db"), vec![0xA5u8; 4096])?;
+    std::fs::write(garbage.join("conf"), "not a sled config")?;
+    for mode in ["record", "replay"] {
+        let mut args = vec![mode, "--cassettes", s(&garbage)?, "--listen", "127.0.0.1:0"];
+        if mode == "record" {
+            args.extend(["--upstream", "http://127.0.0.1:9"]);
+        }
+        let e = run_to_end(&args)?;
+        assert_eq!(e.status.code(), Some(2), "{mode}: {}", e.stderr);
+        assert!(
+            e.stderr.contains(s(&garbage)?) && !e.stderr.contains("panicked"),
+            "{mode}: {}",
+            e.stderr
+        );
+    }
+    Ok(())
+}
