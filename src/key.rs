@@ -161,14 +161,14 @@ fn strip_odata_hash(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if k == "@odata.type" {
-                    if let Value::String(s) = v
-                        && let Some(rest) = s.strip_prefix('#')
-                    {
-                        *s = rest.to_string();
+                match v {
+                    Value::String(s) if k == "@odata.type" => {
+                        if let Some(rest) = s.strip_prefix('#') {
+                            *s = rest.to_string();
+                        }
                     }
-                } else {
-                    strip_odata_hash(v);
+                    // A non-string @odata.type is malformed, but what it holds is still body.
+                    _ => strip_odata_hash(v),
                 }
             }
         }
@@ -453,6 +453,15 @@ mod tests {
             to_canonical_string(&v),
             r#"{"a":{"c":"é","d":[true,null]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn odata_type_inside_a_malformed_odata_type_is_normalized_too() {
+        // Found by the property test: a non-string @odata.type was not descended into.
+        let o = KeyOptions::default();
+        let a = r##"{"@odata.type":{"@odata.type":"#x"}}"##;
+        let b = r##"{"@odata.type":{"@odata.type":"x"}}"##;
+        assert_eq!(key(SEED_PATH, a, &o), key(SEED_PATH, b, &o));
     }
 
     #[test]
