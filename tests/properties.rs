@@ -15,7 +15,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         "[a-zA-Z0-9 é\"\\\\/.#-]{0,12}".prop_map(Value::String),
-        "#?microsoft\\.graph\\.[a-zA-Z]{1,12}".prop_map(|t| Value::String(t)),
+        "#?microsoft\\.graph\\.[a-zA-Z]{1,12}".prop_map(Value::String),
     ]
 }
 
@@ -74,7 +74,7 @@ fn respell(v: &Value, salt: usize, toggle_hash: bool, out: &mut String) {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(",");
+                    out.push(',');
                     out.push_str(ws);
                 }
                 respell(item, salt.wrapping_add(i), toggle_hash, out);
