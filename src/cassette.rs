@@ -11,7 +11,7 @@
 //! a private copy in the system temporary directory, removed when the store is dropped. A
 //! directory of JSON exports (see `export`) is imported into such a private copy instead.
 
-use crate::interaction::Interaction;
+use crate::interaction::{Interaction, Recorded};
 use crate::key::Key;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -347,6 +347,27 @@ impl Cassette {
         }
     }
 
+    /// The response recorded for the `position`th request with `key` (replay's lookup).
+    pub fn get_recorded(&self, key: &Key, position: u32) -> Result<Option<Recorded>, StoreError> {
+        match self
+            .tree
+            .get(record_key(key, position))
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(bytes) => self.decode_as(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last response recorded with `key`.
+    pub fn last_recorded(&self, key: &Key) -> Result<Option<Recorded>, StoreError> {
+        match self.tree.scan_prefix(key.0).next_back() {
+            Some(Ok((_, bytes))) => self.decode_as(key, &bytes).map(Some),
+            Some(Err(e)) => Err(self.sled_err(e)),
+            None => Ok(None),
+        }
+    }
+
     /// Stores an interaction (serialized and scrubbed by the caller) at its key and position,
     /// replacing what was there. Not durable until [`Store::flush`].
     pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
@@ -396,6 +417,14 @@ impl Cassette {
     }
 
     fn decode(&self, key: &Key, bytes: &[u8]) -> Result<Interaction, StoreError> {
+        self.decode_as(key, bytes)
+    }
+
+    fn decode_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
             cassette: self.name.to_string(),
             key: key.to_hex(),

@@ -85,3 +85,12 @@ pub struct Interaction {
     pub request: RecordedRequest,
     pub response: RecordedResponse,
 }
+
+/// What replay needs of a record: which one it is and its response. Decoding only this (serde
+/// skips the other fields without allocating them) keeps a replayed call cheap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Recorded {
+    pub key: String,
+    pub position: u32,
+    pub response: RecordedResponse,
+}

@@ -63,12 +63,15 @@ impl CanonicalBody {
             return Self::Bytes(Vec::new());
         }
         match serde_json::from_slice::<Value>(body) {
-            Ok(mut value) => {
-                canonicalize(&mut value, action, opts);
-                Self::Json(to_canonical_string(&value))
-            }
+            Ok(value) => Self::from_value(value, action, opts),
             Err(_) => Self::Bytes(body.to_vec()),
         }
+    }
+
+    /// Canonicalizes a body the caller has already parsed (the proxy parses each body once).
+    pub fn from_value(mut value: Value, action: Option<&Action>, opts: &KeyOptions) -> Self {
+        canonicalize(&mut value, action, opts);
+        Self::Json(to_canonical_string(&value))
     }
 
     fn tag_and_bytes(&self) -> (u8, &[u8]) {
@@ -226,38 +229,41 @@ fn remove_pointer(value: &mut Value, parts: &[&str]) {
 /// Serializes with object keys in byte order and no whitespace, independent of how
 /// `serde_json::Map` happens to be ordered in this build.
 pub fn to_canonical_string(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // Only JSON text was written, which is UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
                 write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
@@ -274,7 +280,7 @@ impl Key {
         // Length-prefix every field so that no two different requests frame the same bytes.
         for field in [
             b"graph-vcr-key-v1".as_slice(),
-            method.to_ascii_uppercase().as_bytes(),
+            method_upper(method, &mut [0u8; 16]),
             version.as_bytes(),
             classified.normalized_path.as_bytes(),
             classified.normalized_query.as_bytes(),
@@ -288,7 +294,13 @@ impl Key {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+        out
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
@@ -301,6 +313,18 @@ impl Key {
         }
         Some(Self(out))
     }
+}
+
+/// The method upper-cased without allocating (methods are short; a long one is used as is).
+fn method_upper<'a>(method: &'a str, buf: &'a mut [u8; 16]) -> &'a [u8] {
+    let bytes = method.as_bytes();
+    if bytes.len() > buf.len() {
+        return bytes;
+    }
+    for (o, b) in buf.iter_mut().zip(bytes) {
+        *o = b.to_ascii_uppercase();
+    }
+    &buf[..bytes.len()]
 }
 
 impl fmt::Display for Key {

@@ -7,7 +7,7 @@
 //! forwards and records the rest, so a new call is recorded at the next free position.
 
 use crate::cassette::{Cassette, CassetteName, StoreError};
-use crate::interaction::Interaction;
+use crate::interaction::Recorded;
 use crate::key::Key;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,7 +50,7 @@ pub enum OnExhausted {
 #[derive(Debug)]
 pub enum Decision {
     /// Serve this recording.
-    Replay(Box<Interaction>),
+    Replay(Box<Recorded>),
     /// Forward upstream; `record` says whether to store the response.
     Forward { record: bool },
     /// No recording; `recorded` is how many recordings the key has (0: never recorded).
@@ -86,16 +86,16 @@ pub fn decide(
     Ok(match mode {
         Mode::Record => Decision::Forward { record: recordable },
         Mode::Audit => Decision::Forward { record: false },
-        Mode::Replay => match cassette.get(key, n)? {
+        Mode::Replay => match cassette.get_recorded(key, n)? {
             Some(i) => Decision::Replay(Box::new(i)),
-            None => match (n, on_exhausted, cassette.last(key)?) {
+            None => match (n, on_exhausted, cassette.last_recorded(key)?) {
                 (1.., OnExhausted::Repeat, Some(last)) => Decision::Replay(Box::new(last)),
                 (_, _, last) => Decision::Miss {
                     recorded: last.map_or(0, |l| l.position + 1),
                 },
             },
         },
-        Mode::Auto => match cassette.get(key, n)? {
+        Mode::Auto => match cassette.get_recorded(key, n)? {
             Some(i) => Decision::Replay(Box::new(i)),
             None => Decision::Forward { record: recordable },
         },

@@ -295,15 +295,32 @@ impl Proxy {
         let query = parts.uri.query().map(redact::redact_query);
         let classified = classify::classify(parts.uri.path(), query.as_deref());
         trace.action = classified.action_label();
-        trace.deviations = check::check_request(&parts.method, &classified, &parts.headers, &body);
+        // The body is parsed once, redacted in place, and then read by check and key alike.
+        let mut parsed = serde_json::from_slice::<serde_json::Value>(&body);
+        let redacted = parsed.as_mut().is_ok_and(redact::redact_json);
+        trace.deviations = check::check_request_parsed(
+            &parts.method,
+            &classified,
+            &parts.headers,
+            parsed.as_ref(),
+        );
         if self.on_deviation == OnDeviation::Reject && check::has_error(&trace.deviations) {
             trace.outcome = "rejected";
             Stats::bump(&self.stats.rejected);
             return Err(rejection(&trace.deviations));
         }
 
-        let (stored_body, _) = redact::redact_body(&body);
-        let canonical = CanonicalBody::of(&stored_body, classified.action, &self.key);
+        let stored_body: std::borrow::Cow<'_, [u8]> = match &parsed {
+            Ok(v) if redacted => {
+                serde_json::to_vec(v).map_or_else(|_| redact::redact_bytes(&body), Into::into)
+            }
+            Ok(_) => std::borrow::Cow::Borrowed(&body[..]),
+            Err(_) => redact::redact_bytes(&body),
+        };
+        let canonical = match parsed {
+            Ok(v) => CanonicalBody::from_value(v, classified.action, &self.key),
+            Err(_) => CanonicalBody::of(&stored_body, classified.action, &self.key),
+        };
         let key = Key::compute(parts.method.as_str(), &classified, &canonical);
         trace.key = Some(key);
         let n = self.occurrences.next(&trace.cassette, &key);

@@ -107,9 +107,16 @@ pub fn redact_bytes(input: &[u8]) -> Cow<'_, [u8]> {
     let mut i = 0;
     let mut copied = 0;
     while i < input.len() {
-        let span = if let Some(n) = jwt_len(&input[i..]) {
+        // Only an 'e' (eyJ…) or a 'b' (Bearer) can start a span: skip everything else cheaply.
+        let c = input[i];
+        let span = if c == b'e'
+            && let Some(n) = jwt_len(&input[i..])
+        {
             Some((i, i + n))
-        } else if input.len() - i > 7 && input[i..i + 7].eq_ignore_ascii_case(b"bearer ") {
+        } else if (c == b'b' || c == b'B')
+            && input.len() - i > 7
+            && input[i..i + 7].eq_ignore_ascii_case(b"bearer ")
+        {
             let start = i + 7;
             let mut end = start;
             while end < input.len() && is_token_char(input[end]) {

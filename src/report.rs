@@ -10,7 +10,7 @@ use crate::cassette::{Cassette, StoreError};
 use crate::check::{Deviation, Severity};
 use crate::journal::Entry;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -107,39 +107,48 @@ pub struct RunLog(Mutex<LogState>);
 
 #[derive(Debug, Default)]
 struct LogState {
-    calls: BTreeMap<(String, String, String), Call>,
-    played: BTreeSet<(String, String, u32)>,
+    /// Keyed by `cassette \0 action \0 key` (one allocation per request, not one per field).
+    calls: HashMap<String, Call>,
+    /// Positions played, keyed by `cassette \0 key`.
+    played: HashMap<String, BTreeSet<u32>>,
     cassettes: BTreeSet<String>,
 }
 
 impl RunLog {
     pub fn add(&self, e: &Entry) {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        s.cassettes.insert(e.cassette.clone());
+        if !s.cassettes.contains(&e.cassette) {
+            s.cassettes.insert(e.cassette.clone());
+        }
         if let (Some(key), Some(pos)) = (&e.key, e.position) {
-            s.played.insert((e.cassette.clone(), key.clone(), pos));
+            s.played
+                .entry(format!("{}\0{key}", e.cassette))
+                .or_default()
+                .insert(pos);
         }
         // Requests turned away before keying are grouped by method and path.
-        let id = e
-            .key
-            .clone()
-            .unwrap_or_else(|| format!("{} {}", e.method, e.path));
-        let call = s
-            .calls
-            .entry((e.cassette.clone(), e.action.clone(), id))
-            .or_insert_with(|| Call {
-                cassette: e.cassette.clone(),
-                action: e.action.clone(),
-                method: e.method.clone(),
-                path: e.path.clone(),
-                key: e.key.clone(),
-                requests: 0,
-                outcomes: BTreeMap::new(),
-                deviations: Vec::new(),
-                message: None,
-            });
+        let id = match &e.key {
+            Some(key) => format!("{}\0{}\0{key}", e.cassette, e.action),
+            None => format!("{}\0{}\0{} {}", e.cassette, e.action, e.method, e.path),
+        };
+        let call = s.calls.entry(id).or_insert_with(|| Call {
+            cassette: e.cassette.clone(),
+            action: e.action.clone(),
+            method: e.method.clone(),
+            path: e.path.clone(),
+            key: e.key.clone(),
+            requests: 0,
+            outcomes: BTreeMap::new(),
+            deviations: Vec::new(),
+            message: None,
+        });
         call.requests += 1;
-        *call.outcomes.entry(e.outcome.clone()).or_insert(0) += 1;
+        match call.outcomes.get_mut(&e.outcome) {
+            Some(n) => *n += 1,
+            None => {
+                call.outcomes.insert(e.outcome.clone(), 1);
+            }
+        }
         for d in &e.deviations {
             if !call
                 .deviations
@@ -147,10 +156,10 @@ impl RunLog {
                 .any(|k| k.code == d.code && k.at == d.at)
             {
                 call.deviations.push(d.clone());
+                call.deviations
+                    .sort_by_key(|d| std::cmp::Reverse(d.severity));
             }
         }
-        call.deviations
-            .sort_by_key(|d| std::cmp::Reverse(d.severity));
         if call.message.is_none() {
             call.message.clone_from(&e.message);
         }
@@ -174,10 +183,8 @@ impl RunLog {
         for cassette in cassettes {
             for i in cassette.iter() {
                 let i = i?;
-                if !s
-                    .played
-                    .contains(&(cassette.name().to_string(), i.key.clone(), i.position))
-                {
+                let played = s.played.get(&format!("{}\0{}", cassette.name(), i.key));
+                if !played.is_some_and(|p| p.contains(&i.position)) {
                     unplayed.push(Unplayed {
                         cassette: cassette.name().to_string(),
                         action: i.action,
@@ -190,7 +197,13 @@ impl RunLog {
                 }
             }
         }
-        let calls: Vec<Call> = s.calls.values().cloned().collect();
+        // Sorted by cassette, action and key (or path), whatever order requests came in.
+        let mut ids: Vec<&String> = s.calls.keys().collect();
+        ids.sort();
+        let calls: Vec<Call> = ids
+            .into_iter()
+            .filter_map(|id| s.calls.get(id).cloned())
+            .collect();
         let count = |outcome: &str| {
             calls
                 .iter()

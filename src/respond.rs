@@ -9,7 +9,7 @@ use crate::classify::{self, Classified};
 use crate::diff;
 use crate::graph_error::{GraphError, MISS_STATUS};
 use crate::headers::{self, OUTCOME_HEADER};
-use crate::interaction::Interaction;
+use crate::interaction::{Interaction, Recorded};
 use crate::key::{CanonicalBody, Key};
 use crate::redact;
 use crate::upstream::UpstreamResponse;
@@ -44,7 +44,7 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
 
 /// The recorded response, with `client-request-id` echoing this request.
 pub fn replayed(
-    interaction: &Interaction,
+    interaction: &Recorded,
     request_headers: &HeaderMap,
 ) -> Result<Response<Full<Bytes>>, GraphError> {
     let corrupt = |what: &str| {

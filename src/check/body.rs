@@ -30,10 +30,10 @@ struct Walker<'a> {
 pub(super) fn check(
     version: ApiVersion,
     action: Option<&Action>,
-    body: &[u8],
+    body: Result<&Value, &serde_json::Error>,
     out: &mut Vec<Deviation>,
 ) {
-    let value: Value = match serde_json::from_slice(body) {
+    let value = match body {
         Ok(v) => v,
         Err(e) => {
             out.push(Deviation::new(
@@ -422,7 +422,15 @@ impl Walker<'_> {
 }
 
 fn pointer(base: &str, token: &str) -> String {
-    format!("{base}/{}", token.replace('~', "~0").replace('/', "~1"))
+    let mut out = String::with_capacity(base.len() + token.len() + 1);
+    out.push_str(base);
+    out.push('/');
+    if token.contains(['~', '/']) {
+        out.push_str(&token.replace('~', "~0").replace('/', "~1"));
+    } else {
+        out.push_str(token);
+    }
+    out
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -205,6 +205,21 @@ pub fn check_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Vec<Deviation> {
+    check_request_parsed(
+        method,
+        classified,
+        headers,
+        serde_json::from_slice(body).as_ref(),
+    )
+}
+
+/// [`check_request`] for a body the caller has already parsed (the proxy parses once).
+pub fn check_request_parsed(
+    method: &Method,
+    classified: &Classified,
+    headers: &HeaderMap,
+    body: Result<&serde_json::Value, &serde_json::Error>,
+) -> Vec<Deviation> {
     let mut out = Vec::new();
     if !classified.assign_shaped {
         return out;
@@ -223,7 +238,7 @@ pub fn check_request(
             "path",
             "the first path segment is not a Graph API version (v1.0 or beta)",
         )),
-        Some(version) => check_body(version, classified, body, &mut out),
+        Some(version) => body::check(version, classified.action, body, &mut out),
     }
     errors_first(&mut out);
     out
@@ -242,7 +257,12 @@ pub fn check_body(
     body: &[u8],
     out: &mut Vec<Deviation>,
 ) {
-    body::check(version, classified.action, body, out);
+    body::check(
+        version,
+        classified.action,
+        serde_json::from_slice(body).as_ref(),
+        out,
+    );
 }
 
 fn check_headers(headers: &HeaderMap, out: &mut Vec<Deviation>) {

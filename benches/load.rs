@@ -1,0 +1,274 @@
+//! Load benchmark: graph-vcr replaying beside a bare hyper server, same machine, same run.
+//!
+//! `cargo bench --bench load -- [--interactions N] [--connections C] [--seconds S]`
+//!
+//! Builds a cassette of N seed-style interactions, starts a bare hyper server that answers
+//! every request 204 (this same binary, re-executed with `--bare-server`) and the real
+//! `graph-vcr replay`, drives each with C keep-alive connections for S seconds, cycling through
+//! the N distinct bodies, and prints throughput, p50/p99 latency, the ratio, graph-vcr's
+//! time to first response and its resident memory after the run.
+
+mod common;
+
+use bytes::Bytes;
+use graph_vcr::cassette::{Access, Store};
+use graph_vcr::export;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<(), Error> {
+    if std::env::args().any(|a| a == "--bare-server") {
+        return bare_server();
+    }
+    let n = arg("--interactions", 1_000);
+    let connections = arg("--connections", 32);
+    let seconds = arg("--seconds", 5) as u64;
+
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("cassettes");
+    let built = Instant::now();
+    {
+        let store = Store::open(&dir, Access::ReadWrite)?;
+        export::import(&store, common::document(n), None, false, "bench")?;
+    }
+    eprintln!(
+        "built a cassette of {n} interactions in {:?}",
+        built.elapsed()
+    );
+
+    let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(|i| Bytes::from(common::body(i))).collect());
+    let rt = tokio::runtime::Runtime::new()?;
+
+    let (mut bare, bare_addr) = spawn(Command::new(std::env::current_exe()?).arg("--bare-server"))?;
+    let started = Instant::now();
+    let (mut vcr, vcr_addr) = spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
+        "replay",
+        "--cassettes",
+        dir.to_str().ok_or("path")?,
+        "--cassette",
+        "bench",
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "error",
+        "--allow-misses",
+    ]))?;
+    let first = rt.block_on(first_response(vcr_addr, bodies[0].clone()))?;
+    let first_after = started.elapsed();
+    if first != 204 {
+        return Err(format!("graph-vcr answered {first} to the first request").into());
+    }
+
+    let duration = Duration::from_secs(seconds);
+    let bare_result = rt.block_on(load(bare_addr, connections, duration, Arc::clone(&bodies)))?;
+    let vcr_result = rt.block_on(load(vcr_addr, connections, duration, Arc::clone(&bodies)))?;
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", vcr.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let _ = bare.kill();
+    let _ = vcr.kill();
+
+    println!("interactions: {n}, connections: {connections}, seconds: {seconds}");
+    println!(
+        "{:<28} {:>12} {:>10} {:>10} {:>8}",
+        "server", "requests/s", "p50 (µs)", "p99 (µs)", "errors"
+    );
+    for (name, r) in [
+        ("bare hyper (204)", &bare_result),
+        ("graph-vcr replay", &vcr_result),
+    ] {
+        println!(
+            "{name:<28} {:>12.0} {:>10} {:>10} {:>8}",
+            r.rate, r.p50, r.p99, r.errors
+        );
+    }
+    println!(
+        "ratio graph-vcr / bare: {:.1}%",
+        100.0 * vcr_result.rate / bare_result.rate.max(1.0)
+    );
+    println!(
+        "p99 difference: {} µs",
+        vcr_result.p99 as i64 - bare_result.p99 as i64
+    );
+    println!("graph-vcr first response after start: {first_after:?}");
+    println!("graph-vcr resident memory after the run: {rss}");
+    Ok(())
+}
+
+/// Starts a server process and waits for its `listening on http://ADDR` line.
+fn spawn(cmd: &mut Command) -> Result<(Child, std::net::SocketAddr), Error> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .ok_or(format!("unexpected {line:?}"))?
+        .parse()?;
+    Ok((child, addr))
+}
+
+fn request(
+    addr: std::net::SocketAddr,
+    body: Bytes,
+) -> Result<http::Request<Full<Bytes>>, http::Error> {
+    http::Request::post(format!("http://{addr}{}", common::PATH))
+        .header("host", addr.to_string())
+        .header(
+            "authorization",
+            "Bearer eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJiZW5jaCJ9.c2ln",
+        )
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+}
+
+async fn first_response(addr: std::net::SocketAddr, body: Bytes) -> Result<u16, Error> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let r = send.send_request(request(addr, body)?).await?;
+    Ok(r.status().as_u16())
+}
+
+struct Outcome {
+    rate: f64,
+    p50: u64,
+    p99: u64,
+    errors: u64,
+}
+
+async fn load(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    duration: Duration,
+    bodies: Arc<Vec<Bytes>>,
+) -> Result<Outcome, Error> {
+    // Warm up connections and caches for a second, then measure.
+    let _ = run(
+        addr,
+        connections,
+        Duration::from_secs(1),
+        Arc::clone(&bodies),
+    )
+    .await?;
+    let start = Instant::now();
+    let (mut latencies, errors) = run(addr, connections, duration, bodies).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(Outcome {
+        rate: latencies.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    })
+}
+
+async fn run(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    duration: Duration,
+    bodies: Arc<Vec<Bytes>>,
+) -> Result<(Vec<u64>, u64), Error> {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let bodies = Arc::clone(&bodies);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return (latencies, 1);
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut send, conn)) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return (latencies, 1);
+            };
+            tokio::spawn(conn);
+            let mut i = c;
+            while Instant::now() < deadline {
+                let Ok(req) = request(addr, bodies[i % bodies.len()].clone()) else {
+                    break;
+                };
+                i += connections;
+                let t = Instant::now();
+                match send.send_request(req).await {
+                    Ok(r) if r.status().as_u16() == 204 => {
+                        let _ = r.into_body().collect().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    Ok((all, errors))
+}
+
+/// A bare hyper server answering 204 to everything, for comparison.
+fn bare_server() -> Result<(), Error> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    let mut r = http::Response::new(Empty::<Bytes>::new());
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
