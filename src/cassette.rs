@@ -16,6 +16,8 @@ use crate::key::Key;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
 
 const LOCK_FILE: &str = "graph-vcr.lock";
@@ -126,9 +128,31 @@ pub struct Store {
     _lock: Option<File>,
     /// The private copy replay works in, removed on drop.
     private_copy: Option<PathBuf>,
+    /// Writes so far (shared with every `Cassette`), and how many of them are known durable:
+    /// concurrent recorders share one flush instead of queueing one each (group commit).
+    writes: Arc<AtomicU64>,
+    flushed: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl Store {
+    fn assemble(
+        db: sled::Db,
+        dir: &Path,
+        lock: Option<File>,
+        private_copy: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            db,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            private_copy,
+            writes: Arc::new(AtomicU64::new(0)),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Opens the cassette directory `dir`.
     pub fn open(dir: &Path, access: Access) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io {
@@ -140,12 +164,7 @@ impl Store {
                 fs::create_dir_all(dir).map_err(io)?;
                 let lock = take_lock(dir)?;
                 let db = open_sled(dir, dir)?;
-                Ok(Self {
-                    db,
-                    dir: dir.to_path_buf(),
-                    _lock: Some(lock),
-                    private_copy: None,
-                })
+                Ok(Self::assemble(db, dir, Some(lock), None))
             }
             Access::ReadOnly => {
                 if !dir.is_dir() {
@@ -190,12 +209,7 @@ impl Store {
                         return Err(e);
                     }
                 };
-                Ok(Self {
-                    db,
-                    dir: dir.to_path_buf(),
-                    _lock: None,
-                    private_copy: Some(copy),
-                })
+                Ok(Self::assemble(db, dir, None, Some(copy)))
             }
         }
     }
@@ -218,12 +232,7 @@ impl Store {
         }
         let copy = private_copy_path();
         let db = open_sled(&copy, dir)?;
-        let store = Self {
-            db,
-            dir: dir.to_path_buf(),
-            _lock: None,
-            private_copy: Some(copy),
-        };
+        let store = Self::assemble(db, dir, None, Some(copy));
         for file in files {
             let shown = file.display().to_string();
             let bytes = fs::read(&file).map_err(io)?;
@@ -264,6 +273,7 @@ impl Store {
         Ok(Cassette {
             tree,
             name: name.clone(),
+            writes: Arc::clone(&self.writes),
         })
     }
 
@@ -283,12 +293,27 @@ impl Store {
     }
 
     /// Makes every write so far durable.
+    ///
+    /// Group commit: a caller whose writes a flush already covered returns at once; otherwise
+    /// one caller at a time runs sled's (blocking) flush on the blocking pool. Concurrent
+    /// `flush_async` calls can stall sled 0.34's own thread pool under load, so it is not used.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush_async()
+        let target = self.writes.load(Ordering::SeqCst);
+        let _one_at_a_time = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let upto = self.writes.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        let flushed = tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map(|_| ())
-            .map_err(|source| self.sled_err(source))
+            .map_err(|e| StoreError::Io {
+                dir: self.dir.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        flushed.map_err(|source| self.sled_err(source))?;
+        self.flushed.store(upto, Ordering::SeqCst);
+        Ok(())
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
@@ -312,6 +337,8 @@ impl Drop for Store {
 pub struct Cassette {
     tree: sled::Tree,
     name: CassetteName,
+    /// The store's write counter, for group commit.
+    writes: Arc<AtomicU64>,
 }
 
 fn record_key(key: &Key, position: u32) -> [u8; 36] {
@@ -373,8 +400,9 @@ impl Cassette {
     pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
         self.tree
             .insert(record_key(key, position), record)
-            .map(|_| ())
-            .map_err(|e| self.sled_err(e))
+            .map_err(|e| self.sled_err(e))?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Every interaction, in key order. Unreadable records are reported, not skipped silently.

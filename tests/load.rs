@@ -1,0 +1,213 @@
+//! Under load: replay answers every one of 100,000 requests from 64 keep-alive clients
+//! correctly; record stores every answered request exactly once per occurrence.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use graph_vcr::cassette::{Access, Store};
+use graph_vcr::classify::classify;
+use graph_vcr::export::{self, Document};
+use graph_vcr::interaction::{Body, FORMAT, Interaction, RecordedRequest, RecordedResponse};
+use graph_vcr::key::{CanonicalBody, Key, KeyOptions};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+fn s(p: &Path) -> Result<&str, Error> {
+    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
+}
+
+fn body(i: usize) -> String {
+    SDK_BODY.replace("Collection Id value", &format!("collection-{i}"))
+}
+
+fn request_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// A cassette of `n` calls; call i answers 204 with request-id `request_id(i)`.
+fn document(n: usize) -> Document {
+    let opts = KeyOptions::default();
+    let interactions = (0..n)
+        .map(|i| {
+            let b = body(i);
+            let cl = classify(SEED_PATH, None);
+            let canonical = CanonicalBody::of(b.as_bytes(), cl.action, &opts);
+            let key = Key::compute("POST", &cl, &canonical);
+            Interaction {
+                format: FORMAT,
+                key: key.to_hex(),
+                position: 0,
+                action: cl.action_label(),
+                recorded_at: "2026-11-28T00:00:00.000Z".into(),
+                upstream: "https://graph.microsoft.com".into(),
+                request: RecordedRequest {
+                    method: "POST".into(),
+                    version: Some("v1.0".into()),
+                    path: SEED_PATH.into(),
+                    query: None,
+                    headers: vec![],
+                    body: Body::Text(b),
+                    canonical_body: None,
+                },
+                response: RecordedResponse {
+                    status: 204,
+                    headers: vec![("request-id".into(), request_id(i))],
+                    body: Body::Empty,
+                },
+            }
+        })
+        .collect();
+    Document {
+        format: export::FORMAT_NAME.into(),
+        version: export::DOCUMENT_VERSION,
+        name: "load".into(),
+        key_options: opts,
+        interactions,
+    }
+}
+
+/// Sends `per_client` requests on each of `clients` keep-alive connections; request j of
+/// client c uses body `(c + j * clients) % distinct`. Returns (index, status, request-id).
+async fn hammer(
+    addr: SocketAddr,
+    clients: usize,
+    per_client: usize,
+    distinct: usize,
+    cassette: &str,
+) -> Result<Vec<(usize, u16, String)>, Error> {
+    let bodies: Arc<Vec<Bytes>> = Arc::new((0..distinct).map(|i| Bytes::from(body(i))).collect());
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let bodies = Arc::clone(&bodies);
+        let cassette = cassette.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut out = Vec::with_capacity(per_client);
+            for j in 0..per_client {
+                let i = (c + j * clients) % bodies.len();
+                let req = http::Request::post(format!("http://{addr}{SEED_PATH}"))
+                    .header("host", addr.to_string())
+                    .header("authorization", format!("Bearer {JWT}"))
+                    .header("content-type", "application/json")
+                    .header("x-graph-vcr-cassette", cassette.as_str())
+                    .body(Full::new(bodies[i].clone()))?;
+                let r = send.send_request(req).await?;
+                let status = r.status().as_u16();
+                let rid = r
+                    .headers()
+                    .get("request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let _ = r.into_body().collect().await?;
+                out.push((i, status, rid));
+            }
+            Ok::<_, Error>(out)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_answers_100000_requests_from_64_clients_correctly() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("cassettes");
+    {
+        let store = Store::open(&dir, Access::ReadWrite)?;
+        export::import(&store, document(1_000), None, false, "load")?;
+    }
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        s(&dir)?,
+        "--cassette",
+        "load",
+        "--log",
+        "warn",
+    ])?;
+    let answers = hammer(proxy.addr, 64, 1_563, 1_000, "load").await?;
+    assert_eq!(answers.len(), 64 * 1_563);
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(i, status, rid)| *status != 204 || *rid != request_id(*i))
+        .take(5)
+        .collect();
+    assert!(wrong.is_empty(), "wrong answers, e.g. {wrong:?}");
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.status.success(), "{}", exit.stderr);
+    assert!(
+        exit.stderr
+            .contains("100032 requests: 100032 replayed, 0 recorded, 0 forwarded, 0 missed"),
+        "{}",
+        exit.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_under_load_stores_each_answered_request_exactly_once_per_occurrence() -> TestResult
+{
+    let tmp = tempfile::tempdir()?;
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp.path())?;
+    let stand_in = StandIn::start(&ca).await?;
+    let dir = tmp.path().join("cassettes");
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        s(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        s(&ca_pem)?,
+        "--log",
+        "warn",
+    ])?;
+    // 500 distinct calls, each made 4 times, spread over 64 concurrent clients.
+    let answers = hammer(proxy.addr, 64, 32, 500, "under-load").await?;
+    assert_eq!(answers.len(), 2048);
+    assert!(answers.iter().all(|(_, status, _)| *status == 204));
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.stderr.contains("2048 recorded"), "{}", exit.stderr);
+    assert_eq!(stand_in.received().len(), 2048);
+    stand_in.stop().await;
+
+    let e = run_to_end(&["cassette", "export", "under-load", "--cassettes", s(&dir)?])?;
+    let doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
+    let mut positions: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for i in doc["interactions"].as_array().ok_or("no interactions")? {
+        positions
+            .entry(i["key"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .insert(i["position"].as_u64().unwrap_or(99));
+    }
+    let mut expected: BTreeMap<usize, u64> = BTreeMap::new();
+    for (i, _, _) in &answers {
+        *expected.entry(*i).or_default() += 1;
+    }
+    assert_eq!(positions.len(), 500, "one key per distinct call");
+    for (key, set) in &positions {
+        let n = set.len() as u64;
+        assert!(expected.values().any(|&e| e == n), "{key}: {set:?}");
+        assert_eq!(
+            set,
+            &(0..n).collect::<BTreeSet<u64>>(),
+            "{key}: positions are 0..n exactly"
+        );
+    }
+    let total: usize = positions.values().map(BTreeSet::len).sum();
+    assert_eq!(total, 2048, "every answered request recorded once");
+    Ok(())
+}
