@@ -71,6 +71,7 @@ fn main() -> Result<(), Error> {
     ]))?;
     let first = rt.block_on(first_response(vcr_addr, bodies[0].clone()))?;
     let first_after = started.elapsed();
+    let rss_at_start = rss(vcr.id());
     if first != 204 {
         return Err(format!("graph-vcr answered {first} to the first request").into());
     }
@@ -112,8 +113,22 @@ fn main() -> Result<(), Error> {
         vcr_result.p99 as i64 - bare_result.p99 as i64
     );
     println!("graph-vcr first response after start: {first_after:?}");
-    println!("graph-vcr resident memory after the run: {rss}");
+    println!(
+        "graph-vcr resident memory: {rss_at_start} after the first response, {rss_after} after the run"
+    );
     Ok(())
+}
+
+/// The resident set of process `pid`, as /proc reports it.
+fn rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts a server process and waits for its `listening on http://ADDR` line.
