@@ -166,8 +166,10 @@ fn strip_odata_hash(value: &mut Value) {
             for (k, v) in map.iter_mut() {
                 match v {
                     Value::String(s) if k == "@odata.type" => {
-                        if let Some(rest) = s.strip_prefix('#') {
-                            *s = rest.to_string();
+                        // Every leading '#': "##x" must not become "#x", which would canonicalize
+                        // again to "x" (canonical form must be a fixed point).
+                        if s.starts_with('#') {
+                            *s = s.trim_start_matches('#').to_string();
                         }
                     }
                     // A non-string @odata.type is malformed, but what it holds is still body.
@@ -498,6 +500,14 @@ mod tests {
             panic!("a number is JSON")
         };
         assert_eq!(CanonicalBody::of(text.as_bytes(), None, &o), once);
+    }
+
+    #[test]
+    fn repeated_hashes_canonicalize_in_one_step() {
+        // Found by the canonical_key fuzz target.
+        let o = KeyOptions::default();
+        let once = CanonicalBody::of(br##"{"@odata.type":"##x"}"##, None, &o);
+        assert_eq!(once, CanonicalBody::Json(r#"{"@odata.type":"x"}"#.into()));
     }
 
     #[test]
