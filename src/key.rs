@@ -506,7 +506,7 @@ mod tests {
     fn repeated_hashes_canonicalize_in_one_step() {
         // Found by the canonical_key fuzz target.
         let o = KeyOptions::default();
-        let once = CanonicalBody::of(br##"{"@odata.type":"##x"}"##, None, &o);
+        let once = CanonicalBody::of(br###"{"@odata.type":"##x"}"###, None, &o);
         assert_eq!(once, CanonicalBody::Json(r#"{"@odata.type":"x"}"#.into()));
     }
 
