@@ -79,14 +79,7 @@ fn main() -> Result<(), Error> {
     let duration = Duration::from_secs(seconds);
     let bare_result = rt.block_on(load(bare_addr, connections, duration, Arc::clone(&bodies)))?;
     let vcr_result = rt.block_on(load(vcr_addr, connections, duration, Arc::clone(&bodies)))?;
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", vcr.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let rss_after = rss(vcr.id());
     let _ = bare.kill();
     let _ = vcr.kill();
 
