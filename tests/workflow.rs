@@ -690,3 +690,51 @@ fn the_junit_validator_rejects_what_the_schema_rejects() {
         assert!(validate_junit(bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_before_exiting() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp.path())?;
+    let stand_in = StandIn::start(&ca).await?;
+    let dir = tmp.path().join("cassettes");
+    let proxy = Proxy::start(&[
+        "record",
+        "--cassettes",
+        s(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        s(&ca_pem)?,
+    ])?;
+    let base = proxy.base.clone();
+    // The stand-in answers /slow/ after 5 s; stop the proxy while that call is in flight.
+    let slow = tokio::spawn(async move {
+        HttpClient::new()
+            .assign(
+                &base,
+                "/v1.0/deviceManagement/deviceConfigurations/slow/assign",
+                CONFIG_BODY,
+                &[],
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || proxy.signal("TERM")).await??;
+    let answered = slow.await??;
+    assert_eq!(
+        answered.status,
+        200,
+        "the in-flight call was cut off: {}",
+        answered.text()
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "exited before the call finished"
+    );
+    assert!(exit.status.success(), "{}", exit.stderr);
+    assert!(exit.stderr.contains("1 recorded"), "{}", exit.stderr);
+    stand_in.stop().await;
+    Ok(())
+}
