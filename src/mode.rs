@@ -59,7 +59,7 @@ pub enum Decision {
 
 /// Counts identical requests per cassette in this run.
 #[derive(Debug, Default)]
-pub struct Occurrences(Mutex<HashMap<(CassetteName, Key), u32>>);
+pub struct Occurrences(Mutex<HashMap<CassetteName, HashMap<Key, u32>>>);
 
 impl Occurrences {
     /// The 0-based occurrence of this request, counting it.
@@ -67,7 +67,12 @@ impl Occurrences {
         // A poisoned lock only means another request panicked mid-increment; the map is
         // still a valid map of counters.
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry((cassette.clone(), *key)).or_insert(0);
+        // The name is cloned once per cassette, not once per distinct request.
+        let per_cassette = match map.get_mut(cassette) {
+            Some(m) => m,
+            None => map.entry(cassette.clone()).or_default(),
+        };
+        let n = per_cassette.entry(*key).or_insert(0);
         let current = *n;
         *n = n.saturating_add(1);
         current

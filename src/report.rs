@@ -9,10 +9,12 @@
 use crate::cassette::{Cassette, StoreError};
 use crate::check::{Deviation, Severity};
 use crate::journal::Entry;
+use crate::key::Key;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// Reports to write, and what makes a run fail.
@@ -101,53 +103,87 @@ pub struct Unplayed {
     pub recorded_at: String,
 }
 
-/// Folds entries into calls.
+/// Folds entries into calls. Memory grows with distinct calls, so per-call state is compact:
+/// names are interned once, keys are 32 bytes, and strings are built only for the report.
 #[derive(Debug, Default)]
 pub struct RunLog(Mutex<LogState>);
 
 #[derive(Debug, Default)]
 struct LogState {
-    /// Keyed by `cassette \0 action \0 key` (one allocation per request, not one per field).
-    calls: HashMap<String, Call>,
-    /// Positions played, keyed by `cassette \0 key`.
-    played: HashMap<String, BTreeSet<u32>>,
-    cassettes: BTreeSet<String>,
+    strings: HashSet<Arc<str>>,
+    calls: HashMap<CallId, CallState>,
+    /// Positions played, per cassette and key.
+    played: HashMap<(Arc<str>, [u8; 32]), Vec<u32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CallId {
+    cassette: Arc<str>,
+    action: Arc<str>,
+    /// The request key; requests turned away before keying are grouped by method and path.
+    key: Option<[u8; 32]>,
+    unkeyed: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct CallState {
+    method: Arc<str>,
+    path: Arc<str>,
+    requests: u64,
+    outcomes: Vec<(Arc<str>, u64)>,
+    deviations: Vec<Deviation>,
+    message: Option<String>,
+}
+
+fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    match strings.get(s) {
+        Some(a) => Arc::clone(a),
+        None => {
+            let a: Arc<str> = Arc::from(s);
+            strings.insert(Arc::clone(&a));
+            a
+        }
+    }
 }
 
 impl RunLog {
     pub fn add(&self, e: &Entry) {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !s.cassettes.contains(&e.cassette) {
-            s.cassettes.insert(e.cassette.clone());
-        }
-        if let (Some(key), Some(pos)) = (&e.key, e.position) {
-            s.played
-                .entry(format!("{}\0{key}", e.cassette))
-                .or_default()
-                .insert(pos);
-        }
-        // Requests turned away before keying are grouped by method and path.
-        let id = match &e.key {
-            Some(key) => format!("{}\0{}\0{key}", e.cassette, e.action),
-            None => format!("{}\0{}\0{} {}", e.cassette, e.action, e.method, e.path),
-        };
-        let call = s.calls.entry(id).or_insert_with(|| Call {
-            cassette: e.cassette.clone(),
-            action: e.action.clone(),
-            method: e.method.clone(),
-            path: e.path.clone(),
-            key: e.key.clone(),
-            requests: 0,
-            outcomes: BTreeMap::new(),
-            deviations: Vec::new(),
-            message: None,
-        });
-        call.requests += 1;
-        match call.outcomes.get_mut(&e.outcome) {
-            Some(n) => *n += 1,
-            None => {
-                call.outcomes.insert(e.outcome.clone(), 1);
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &mut *guard;
+        let cassette = intern(&mut s.strings, &e.cassette);
+        let key = e.key.as_deref().and_then(Key::from_hex).map(|k| k.0);
+        if let (Some(key), Some(pos)) = (key, e.position) {
+            let played = s.played.entry((Arc::clone(&cassette), key)).or_default();
+            if !played.contains(&pos) {
+                played.push(pos);
             }
+        }
+        let id = CallId {
+            cassette,
+            action: intern(&mut s.strings, &e.action),
+            key,
+            unkeyed: key
+                .is_none()
+                .then(|| intern(&mut s.strings, &format!("{} {}", e.method, e.path))),
+        };
+        let call = match s.calls.get_mut(&id) {
+            Some(c) => c,
+            None => {
+                let state = CallState {
+                    method: intern(&mut s.strings, &e.method),
+                    path: intern(&mut s.strings, &e.path),
+                    requests: 0,
+                    outcomes: Vec::new(),
+                    deviations: Vec::new(),
+                    message: None,
+                };
+                s.calls.entry(id).or_insert(state)
+            }
+        };
+        call.requests += 1;
+        match call.outcomes.iter_mut().find(|(o, _)| **o == *e.outcome) {
+            Some((_, n)) => *n += 1,
+            None => call.outcomes.push((intern(&mut s.strings, &e.outcome), 1)),
         }
         for d in &e.deviations {
             if !call
@@ -167,13 +203,9 @@ impl RunLog {
 
     /// Cassettes the run touched.
     pub fn cassettes(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cassettes
-            .iter()
-            .cloned()
-            .collect()
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let set: BTreeSet<String> = s.calls.keys().map(|id| id.cassette.to_string()).collect();
+        set.into_iter().collect()
     }
 
     /// The report, with the recordings of `cassettes` that were never played.
@@ -181,9 +213,11 @@ impl RunLog {
         let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut unplayed = Vec::new();
         for cassette in cassettes {
+            let name: Arc<str> = Arc::from(cassette.name().as_str());
             for i in cassette.iter() {
                 let i = i?;
-                let played = s.played.get(&format!("{}\0{}", cassette.name(), i.key));
+                let key = Key::from_hex(&i.key).map(|k| k.0);
+                let played = key.and_then(|k| s.played.get(&(Arc::clone(&name), k)));
                 if !played.is_some_and(|p| p.contains(&i.position)) {
                     unplayed.push(Unplayed {
                         cassette: cassette.name().to_string(),
@@ -197,13 +231,35 @@ impl RunLog {
                 }
             }
         }
-        // Sorted by cassette, action and key (or path), whatever order requests came in.
-        let mut ids: Vec<&String> = s.calls.keys().collect();
-        ids.sort();
-        let calls: Vec<Call> = ids
-            .into_iter()
-            .filter_map(|id| s.calls.get(id).cloned())
+        let mut calls: Vec<Call> = s
+            .calls
+            .iter()
+            .map(|(id, c)| Call {
+                cassette: id.cassette.to_string(),
+                action: id.action.to_string(),
+                method: c.method.to_string(),
+                path: c.path.to_string(),
+                key: id.key.map(|k| Key(k).to_hex()),
+                requests: c.requests,
+                outcomes: c
+                    .outcomes
+                    .iter()
+                    .map(|(o, n)| (o.to_string(), *n))
+                    .collect(),
+                deviations: c.deviations.clone(),
+                message: c.message.clone(),
+            })
             .collect();
+        // Sorted by cassette, action and key (or path), whatever order requests came in.
+        calls.sort_by(|a, b| {
+            (&a.cassette, &a.action, &a.key, &a.method, &a.path).cmp(&(
+                &b.cassette,
+                &b.action,
+                &b.key,
+                &b.method,
+                &b.path,
+            ))
+        });
         let count = |outcome: &str| {
             calls
                 .iter()
