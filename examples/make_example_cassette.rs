@@ -8,9 +8,9 @@
 //! illustrative values). Keys are computed by the library exactly as the proxy computes them.
 
 use graph_vcr::cassette::{Access, CassetteName, Store};
-use graph_vcr::classify::classify;
-use graph_vcr::interaction::{Body, FORMAT, Interaction, RecordedRequest, RecordedResponse};
-use graph_vcr::key::{CanonicalBody, Key, KeyOptions};
+use graph_vcr::export;
+use graph_vcr::interaction::{Body, RecordedResponse};
+use graph_vcr::key::{Key, KeyOptions};
 use std::path::PathBuf;
 
 const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
@@ -40,48 +40,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = KeyOptions::default();
     cassette.set_meta(&serde_json::json!({ "key_options": opts.to_json() }))?;
 
-    let classified = classify(PATH, None);
-    let canonical = CanonicalBody::of(BODY.as_bytes(), classified.action, &opts);
-    let key = Key::compute("POST", &classified, &canonical);
-    let interaction = Interaction {
-        format: FORMAT,
-        key: key.to_hex(),
-        position: 0,
-        action: classified.action_label(),
-        recorded_at: "2026-11-28T00:00:00.000Z".into(),
-        upstream: "https://graph.microsoft.com".into(),
-        request: RecordedRequest {
-            method: "POST".into(),
-            version: Some("v1.0".into()),
-            path: PATH.into(),
-            query: None,
-            headers: vec![
-                ("authorization".into(), "Bearer REDACTED".into()),
-                ("content-type".into(), "application/json".into()),
-                ("accept".into(), "application/json".into()),
-            ],
-            body: Body::Text(BODY.into()),
-            canonical_body: match canonical {
-                CanonicalBody::Json(s) => Some(s),
-                CanonicalBody::Bytes(_) => None,
-            },
-        },
-        response: RecordedResponse {
-            status: 204,
-            headers: vec![
-                (
-                    "request-id".into(),
-                    "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
-                ),
-                (
-                    "client-request-id".into(),
-                    "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
-                ),
-                ("cache-control".into(), "no-cache".into()),
-            ],
-            body: Body::Empty,
-        },
+    let response = RecordedResponse {
+        status: 204,
+        headers: vec![
+            (
+                "request-id".into(),
+                "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
+            ),
+            (
+                "client-request-id".into(),
+                "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30".into(),
+            ),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: Body::Empty,
     };
+    let mut interaction = export::made_up(
+        "POST",
+        PATH,
+        BODY,
+        response,
+        "2026-11-28T00:00:00.000Z",
+        &opts,
+    );
+    interaction.request.headers = vec![
+        ("authorization".into(), "Bearer REDACTED".into()),
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json".into()),
+    ];
+    let key = Key::from_hex(&interaction.key).ok_or("made_up produced a bad key")?;
     cassette.put(&key, 0, serde_json::to_vec(&interaction)?)?;
     store.flush().await?;
     println!(

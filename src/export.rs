@@ -165,6 +165,43 @@ pub fn import(
     })
 }
 
+/// An interaction written rather than recorded (the bundled example, generated cassettes for
+/// benchmarks and load tests), keyed exactly as the proxy keys the same live request.
+pub fn made_up(
+    method: &str,
+    path: &str,
+    body: &str,
+    response: crate::interaction::RecordedResponse,
+    recorded_at: &str,
+    opts: &KeyOptions,
+) -> Interaction {
+    use crate::interaction::{Body, RecordedRequest};
+    let classified = classify(path, None);
+    let canonical = CanonicalBody::of(body.as_bytes(), classified.action, opts);
+    let key = Key::compute(method, &classified, &canonical);
+    Interaction {
+        format: FORMAT,
+        key: key.to_hex(),
+        position: 0,
+        action: classified.action_label(),
+        recorded_at: recorded_at.into(),
+        upstream: "https://graph.microsoft.com".into(),
+        request: RecordedRequest {
+            method: method.into(),
+            version: classified.version.map(|v| v.to_string()),
+            path: path.into(),
+            query: None,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::from_bytes(body.as_bytes()),
+            canonical_body: match canonical {
+                CanonicalBody::Json(s) => Some(s),
+                CanonicalBody::Bytes(_) => None,
+            },
+        },
+        response,
+    }
+}
+
 /// The `*.json` files of `dir`, sorted: a directory of exports.
 pub fn export_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?

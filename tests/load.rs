@@ -6,10 +6,9 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use graph_vcr::cassette::{Access, Store};
-use graph_vcr::classify::classify;
 use graph_vcr::export::{self, Document};
-use graph_vcr::interaction::{Body, FORMAT, Interaction, RecordedRequest, RecordedResponse};
-use graph_vcr::key::{CanonicalBody, Key, KeyOptions};
+use graph_vcr::interaction::{Body, RecordedResponse};
+use graph_vcr::key::KeyOptions;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,32 +33,19 @@ fn document(n: usize) -> Document {
     let opts = KeyOptions::default();
     let interactions = (0..n)
         .map(|i| {
-            let b = body(i);
-            let cl = classify(SEED_PATH, None);
-            let canonical = CanonicalBody::of(b.as_bytes(), cl.action, &opts);
-            let key = Key::compute("POST", &cl, &canonical);
-            Interaction {
-                format: FORMAT,
-                key: key.to_hex(),
-                position: 0,
-                action: cl.action_label(),
-                recorded_at: "2026-11-28T00:00:00.000Z".into(),
-                upstream: "https://graph.microsoft.com".into(),
-                request: RecordedRequest {
-                    method: "POST".into(),
-                    version: Some("v1.0".into()),
-                    path: SEED_PATH.into(),
-                    query: None,
-                    headers: vec![],
-                    body: Body::Text(b),
-                    canonical_body: None,
-                },
-                response: RecordedResponse {
-                    status: 204,
-                    headers: vec![("request-id".into(), request_id(i))],
-                    body: Body::Empty,
-                },
-            }
+            let response = RecordedResponse {
+                status: 204,
+                headers: vec![("request-id".into(), request_id(i))],
+                body: Body::Empty,
+            };
+            export::made_up(
+                "POST",
+                SEED_PATH,
+                &body(i),
+                response,
+                "2026-11-28T00:00:00.000Z",
+                &opts,
+            )
         })
         .collect();
     Document {

@@ -1,10 +1,9 @@
 //! Shared by the benchmarks: the seed call and a generated cassette of seed-style calls.
 #![allow(dead_code)]
 
-use graph_vcr::classify::classify;
 use graph_vcr::export::{self, Document};
-use graph_vcr::interaction::{Body, FORMAT, Interaction, RecordedRequest, RecordedResponse};
-use graph_vcr::key::{CanonicalBody, Key, KeyOptions};
+use graph_vcr::interaction::{Body, RecordedResponse};
+use graph_vcr::key::KeyOptions;
 
 pub const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
 
@@ -31,38 +30,22 @@ pub fn document(n: usize) -> Document {
     let opts = KeyOptions::default();
     let interactions = (0..n)
         .map(|i| {
-            let body = body(i);
-            let cl = classify(PATH, None);
-            let canonical = CanonicalBody::of(body.as_bytes(), cl.action, &opts);
-            let key = Key::compute("POST", &cl, &canonical);
-            Interaction {
-                format: FORMAT,
-                key: key.to_hex(),
-                position: 0,
-                action: cl.action_label(),
-                recorded_at: "2026-11-28T00:00:00.000Z".into(),
-                upstream: "https://graph.microsoft.com".into(),
-                request: RecordedRequest {
-                    method: "POST".into(),
-                    version: Some("v1.0".into()),
-                    path: PATH.into(),
-                    query: None,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: Body::Text(body),
-                    canonical_body: match canonical {
-                        CanonicalBody::Json(s) => Some(s),
-                        CanonicalBody::Bytes(_) => None,
-                    },
-                },
-                response: RecordedResponse {
-                    status: 204,
-                    headers: vec![(
-                        "request-id".into(),
-                        format!("00000000-0000-4000-8000-{i:012}"),
-                    )],
-                    body: Body::Empty,
-                },
-            }
+            let response = RecordedResponse {
+                status: 204,
+                headers: vec![(
+                    "request-id".into(),
+                    format!("00000000-0000-4000-8000-{i:012}"),
+                )],
+                body: Body::Empty,
+            };
+            export::made_up(
+                "POST",
+                PATH,
+                &body(i),
+                response,
+                "2026-11-28T00:00:00.000Z",
+                &opts,
+            )
         })
         .collect();
     Document {
