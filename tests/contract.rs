@@ -20,21 +20,8 @@ const CONFLICTING: &str = r##"{"enrollmentConfigurationAssignments":[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deviations_are_flagged_journaled_logged_and_counted() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-        "--cassette",
-        "audit-me",
-    ])?;
+    let (proxy, stand_in, dir) =
+        forwarding("record", tmp.path(), &["--cassette", "audit-me"]).await?;
     let client = HttpClient::new();
 
     let flagged = client
@@ -103,21 +90,8 @@ async fn deviations_are_flagged_journaled_logged_and_counted() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_answers_400_and_the_tenant_receives_nothing() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-        "--on-deviation",
-        "reject",
-    ])?;
+    let (proxy, stand_in, dir) =
+        forwarding("record", tmp.path(), &["--on-deviation", "reject"]).await?;
     let client = HttpClient::new();
 
     let r = client
@@ -188,22 +162,9 @@ async fn reject_answers_400_and_the_tenant_receives_nothing() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_forwards_everything_records_nothing_and_journals_every_call() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
     let journal = tmp.path().join("out").join("audit.jsonl");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "audit",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-        "--journal",
-        s(&journal)?,
-    ])?;
+    let (proxy, stand_in, dir) =
+        forwarding("audit", tmp.path(), &["--journal", s(&journal)?]).await?;
     let client = HttpClient::new();
     for _ in 0..2 {
         let r = client.assign(&proxy.base, SEED_PATH, SDK_BODY, &[]).await?;

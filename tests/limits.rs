@@ -31,21 +31,8 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
 
 /// A recorder against a stand-in, with extra flags.
 async fn recorder(tmp: &Path, extra: &[&str]) -> Result<(Proxy, StandIn), Error> {
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp)?;
-    let stand_in = StandIn::start(&ca).await?;
-    let dir = tmp.join("cassettes");
-    let mut args = vec![
-        "record",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-    ];
-    args.extend_from_slice(extra);
-    Ok((Proxy::start(&args)?, stand_in))
+    let (proxy, stand_in, _) = forwarding("record", tmp, extra).await?;
+    Ok((proxy, stand_in))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,20 +13,7 @@ fn path_str(p: &Path) -> Result<&str, Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_cassette_directory() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        path_str(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        path_str(&ca_pem)?,
-        "--record-all",
-    ])?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--record-all"]).await?;
     let client = HttpClient::new();
 
     let opaque = "OpaqueAccessToken-7f3e9c1d2b4a6e8f";
@@ -95,19 +82,7 @@ async fn no_secret_reaches_the_cassette_directory() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_answered_recording() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        path_str(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        path_str(&ca_pem)?,
-    ])?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
     let client = HttpClient::new();
     let bodies: Vec<String> = (0..20)
         .map(|i| SEED_BODY.replace("Collection Id value", &format!("c-{i}")))
@@ -203,19 +178,7 @@ async fn a_second_recorder_on_the_same_directory_fails_clearly() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_leaves_the_cassette_directory_byte_identical() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let dir = tmp.path().join("cassettes");
-    let stand_in = StandIn::start(&ca).await?;
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        path_str(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        path_str(&ca_pem)?,
-    ])?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
     let client = HttpClient::new();
     client
         .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])

@@ -620,3 +620,33 @@ impl Drop for FaultyUpstream {
         self.task.abort();
     }
 }
+
+/// A stand-in Graph server and `graph-vcr MODE` forwarding to it (test CA trusted), keeping
+/// cassettes in `tmp/cassettes`, with `extra` flags. Returns the proxy, the stand-in and the
+/// cassette directory.
+pub async fn forwarding(
+    mode: &str,
+    tmp: &Path,
+    extra: &[&str],
+) -> Result<(Proxy, StandIn, PathBuf), Error> {
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp)?;
+    let dir = tmp.join("cassettes");
+    let stand_in = StandIn::start(&ca).await?;
+    let (dir_s, ca_s) = (
+        dir.to_str().ok_or("non-UTF-8 path")?,
+        ca_pem.to_str().ok_or("non-UTF-8 path")?,
+    );
+    let mut args = vec![
+        mode,
+        "--cassettes",
+        dir_s,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        ca_s,
+    ];
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start(&args)?;
+    Ok((proxy, stand_in, dir))
+}
