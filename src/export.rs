@@ -211,3 +211,26 @@ pub fn export_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+/// For git's `textconv`: every cassette of a sled `db` file (git hands over that one file) as
+/// concatenated exports, in name order. sled recovers a database from its log alone.
+pub fn textconv(db_file: &Path) -> Result<Vec<u8>, String> {
+    let tmp = std::env::temp_dir().join(format!("graph-vcr-textconv-{}", std::process::id()));
+    let result = (|| {
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::copy(db_file, tmp.join("db"))
+            .map_err(|e| format!("{}: {e}", db_file.display()))?;
+        let store =
+            Store::open(&tmp, crate::cassette::Access::ReadOnly).map_err(|e| e.to_string())?;
+        let mut names = store.cassette_names();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let cassette = store.cassette(&name).map_err(|e| e.to_string())?;
+            out.extend(to_bytes(&export(&cassette).map_err(|e| e.to_string())?));
+        }
+        Ok(out)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}

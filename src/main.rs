@@ -381,38 +381,9 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
         .journal
         .clone()
         .unwrap_or_else(|| a.cassettes.join(graph_vcr::cassette::JOURNAL_FILE));
-    let entries = match graph_vcr::journal::read_entries(&journal) {
-        Ok(e) => e,
-        Err(e) => {
-            return fail(&format!(
-                "cannot read journal {}: {e} (replay writes one only with --journal FILE)",
-                journal.display()
-            ));
-        }
-    };
-    let store = match Store::open(&a.cassettes, Access::ReadOnly) {
-        Ok(s) => s,
-        Err(e) => return fail(&e.to_string()),
-    };
-    let cassette = match store.cassette(&a.cassette) {
-        Ok(c) => c,
-        Err(e) => return fail(&e.to_string()),
-    };
-    let run = graph_vcr::report::RunLog::default();
-    let mut mode = String::from("verify");
-    for entry in entries {
-        match entry {
-            Ok(e) if e.cassette == a.cassette.as_str() => {
-                mode.clone_from(&e.mode);
-                run.add(&e);
-            }
-            Ok(_) => {}
-            Err(e) => return fail(&format!("journal is damaged: {e}")),
-        }
-    }
-    let report = match run.report(&format!("{mode} (verified)"), &[cassette]) {
+    let report = match graph_vcr::report::verify(&a.cassettes, &a.cassette, &journal) {
         Ok(r) => r,
-        Err(e) => return fail(&e.to_string()),
+        Err(message) => return fail(&message),
     };
     let t = &report.totals;
     eprintln!(
@@ -523,27 +494,7 @@ fn cassette_command(command: CassetteCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        CassetteCommand::Textconv { file } => {
-            let tmp =
-                std::env::temp_dir().join(format!("graph-vcr-textconv-{}", std::process::id()));
-            let result = (|| {
-                std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-                std::fs::copy(&file, tmp.join("db"))
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                let store = Store::open(&tmp, Access::ReadOnly).map_err(|e| e.to_string())?;
-                let mut names = store.cassette_names();
-                names.sort();
-                for n in names {
-                    let cassette = store.cassette(&n).map_err(|e| e.to_string())?;
-                    out(&export::to_bytes(
-                        &export::export(&cassette).map_err(|e| e.to_string())?,
-                    ))?;
-                }
-                Ok(())
-            })();
-            let _ = std::fs::remove_dir_all(&tmp);
-            result
-        }
+        CassetteCommand::Textconv { file } => out(&export::textconv(&file)?),
     }
 }
 

@@ -297,6 +297,38 @@ impl RunLog {
     }
 }
 
+/// `verify`: the report of a past run of `cassette`, from its journal, with the recordings of
+/// the cassette that run never played. Errors are messages for the command line.
+pub fn verify(
+    cassettes: &std::path::Path,
+    cassette: &crate::cassette::CassetteName,
+    journal: &std::path::Path,
+) -> Result<Report, String> {
+    let entries = crate::journal::read_entries(journal).map_err(|e| {
+        format!(
+            "cannot read journal {}: {e} (replay writes one only with --journal FILE)",
+            journal.display()
+        )
+    })?;
+    let store = crate::cassette::Store::open(cassettes, crate::cassette::Access::ReadOnly)
+        .map_err(|e| e.to_string())?;
+    let recorded = store.cassette(cassette).map_err(|e| e.to_string())?;
+    let run = RunLog::default();
+    let mut mode = String::from("verify");
+    for entry in entries {
+        match entry {
+            Ok(e) if e.cassette == cassette.as_str() => {
+                mode.clone_from(&e.mode);
+                run.add(&e);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("journal is damaged: {e}")),
+        }
+    }
+    run.report(&format!("{mode} (verified)"), &[recorded])
+        .map_err(|e| e.to_string())
+}
+
 /// Run totals. Deviations count distinct (code, place) per call.
 #[derive(Debug, Clone, Serialize)]
 pub struct Totals {
