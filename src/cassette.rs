@@ -386,6 +386,17 @@ impl Cassette {
         }
     }
 
+    /// Every response recorded with `key`, by position.
+    pub fn all_recorded(&self, key: &Key) -> Result<Vec<Recorded>, StoreError> {
+        self.tree
+            .scan_prefix(key.0)
+            .map(|item| match item {
+                Ok((_, bytes)) => self.decode_as(key, &bytes),
+                Err(e) => Err(self.sled_err(e)),
+            })
+            .collect()
+    }
+
     /// The last response recorded with `key`.
     pub fn last_recorded(&self, key: &Key) -> Result<Option<Recorded>, StoreError> {
         match self.tree.scan_prefix(key.0).next_back() {

@@ -91,18 +91,37 @@ pub fn decide(
     Ok(match mode {
         Mode::Record => Decision::Forward { record: recordable },
         Mode::Audit => Decision::Forward { record: false },
-        Mode::Replay => match cassette.get_recorded(key, n)? {
-            Some(i) => Decision::Replay(Box::new(i)),
-            None => match (n, on_exhausted, cassette.last_recorded(key)?) {
-                (1.., OnExhausted::Repeat, Some(last)) => Decision::Replay(Box::new(last)),
-                (_, _, last) => Decision::Miss {
-                    recorded: last.map_or(0, |l| l.position + 1),
-                },
-            },
-        },
+        Mode::Replay => {
+            let at_n = cassette.get_recorded(key, n)?;
+            let last = if at_n.is_none() {
+                cassette.last_recorded(key)?
+            } else {
+                None
+            };
+            match replay_choice(n, on_exhausted, at_n, last, |r| r.position) {
+                Ok(i) => Decision::Replay(Box::new(i)),
+                Err(recorded) => Decision::Miss { recorded },
+            }
+        }
         Mode::Auto => match cassette.get_recorded(key, n)? {
             Some(i) => Decision::Replay(Box::new(i)),
             None => Decision::Forward { record: recordable },
         },
     })
+}
+
+/// Replay's choice for occurrence `n`: the recording at position n; past the last, the last
+/// again (`repeat`); otherwise a miss, reported as how many recordings the key has.
+pub fn replay_choice<T>(
+    n: u32,
+    on_exhausted: OnExhausted,
+    at_n: Option<T>,
+    last: Option<T>,
+    position: impl Fn(&T) -> u32,
+) -> Result<T, u32> {
+    match (at_n, n, on_exhausted, last) {
+        (Some(r), _, _, _) => Ok(r),
+        (None, 1.., OnExhausted::Repeat, Some(last)) => Ok(last),
+        (None, _, _, last) => Err(last.map_or(0, |l| position(&l) + 1)),
+    }
 }

@@ -19,7 +19,7 @@ use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
 use crate::report::{Report, RunLog};
-use crate::respond::{self, Miss};
+use crate::respond::{self, Miss, Prepared};
 use crate::stats::Stats;
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
 use bytes::Bytes;
@@ -30,7 +30,7 @@ use hyper::body::Body;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use thiserror::Error;
 
@@ -61,6 +61,11 @@ impl Default for RequestLimits {
         }
     }
 }
+/// Every prepared response of one key, by position.
+type Recordings = Arc<[Arc<Prepared>]>;
+
+/// Most keys whose prepared responses replay keeps per cassette (about 1 KB each).
+const PREPARED_CACHE_LIMIT: usize = 4096;
 /// Response header listing the contract deviations of the call.
 pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
 
@@ -140,6 +145,9 @@ pub struct Proxy {
     journal: Option<Journal>,
     limits: RequestLimits,
     occurrences: Occurrences,
+    /// Replay only: every recording of a key, prepared, per cassette. Sound because replay's
+    /// store is a read-only copy.
+    prepared: Mutex<HashMap<CassetteName, HashMap<Key, Recordings>>>,
     run: RunLog,
     pub stats: Stats,
 }
@@ -191,6 +199,7 @@ impl Proxy {
             journal,
             limits: config.limits,
             occurrences: Occurrences::default(),
+            prepared: Mutex::new(HashMap::new()),
             run: RunLog::default(),
             stats: Stats::default(),
         };
@@ -326,6 +335,22 @@ impl Proxy {
         let n = self.occurrences.next(&trace.cassette, &key);
         let recordable = classified.is_assign || self.record_all;
 
+        if self.mode == Mode::Replay {
+            let recordings = self.recordings(&trace.cassette, &key)?;
+            let at_n = recordings.iter().find(|p| p.position == n).cloned();
+            if let Ok(prepared) = mode::replay_choice(
+                n,
+                self.on_exhausted,
+                at_n,
+                recordings.last().cloned(),
+                |p| p.position,
+            ) {
+                trace.outcome = "replayed";
+                trace.position = Some(prepared.position);
+                Stats::bump(&self.stats.replayed);
+                return Ok(prepared.respond(&parts.headers));
+            }
+        }
         let cassette = match self.mode {
             Mode::Audit => None,
             _ => Some(
@@ -340,10 +365,11 @@ impl Proxy {
         };
         match decision {
             Decision::Replay(interaction) => {
+                let prepared = Prepared::of(&interaction)?;
                 trace.outcome = "replayed";
-                trace.position = Some(interaction.position);
+                trace.position = Some(prepared.position);
                 Stats::bump(&self.stats.replayed);
-                respond::replayed(&interaction, &parts.headers)
+                Ok(prepared.respond(&parts.headers))
             }
             Decision::Miss { recorded } => {
                 trace.outcome = "miss";
@@ -435,6 +461,43 @@ impl Proxy {
                 GraphError::new(e.status(), e.code(), e.to_string())
                     .with_detail("upstream", upstream.url())
             })
+    }
+
+    /// Replay's prepared responses for `key`, by position, loaded from the cassette on first
+    /// use: a repeated hit touches neither sled nor the decoder.
+    fn recordings(
+        &self,
+        cassette: &CassetteName,
+        key: &Key,
+    ) -> Result<Arc<[Arc<Prepared>]>, GraphError> {
+        {
+            let map = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(found) = map.get(cassette).and_then(|m| m.get(key)) {
+                return Ok(Arc::clone(found));
+            }
+        }
+        let store = self
+            .cassette(cassette)
+            .map_err(|e| self.store_failure(&e))?;
+        let loaded = store
+            .all_recorded(key)
+            .map_err(|e| self.store_failure(&e))?;
+        let prepared: Recordings = loaded
+            .iter()
+            .map(|r| Prepared::of(r).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        let mut map = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        let per_cassette = match map.get_mut(cassette) {
+            Some(m) => m,
+            None => map.entry(cassette.clone()).or_default(),
+        };
+        // Bounded: past the limit, start over rather than grow without end.
+        if per_cassette.len() >= PREPARED_CACHE_LIMIT {
+            per_cassette.clear();
+        }
+        per_cassette.insert(*key, Arc::clone(&prepared));
+        Ok(prepared)
     }
 
     /// Logs, counts and journals what happened.

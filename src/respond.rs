@@ -42,49 +42,70 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
     response
 }
 
-/// The recorded response, with `client-request-id` echoing this request.
-pub fn replayed(
-    interaction: &Recorded,
-    request_headers: &HeaderMap,
-) -> Result<Response<Full<Bytes>>, GraphError> {
-    let corrupt = |what: &str| {
-        GraphError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "graphVcrCorruptCassette",
-            format!(
-                "recording {} (position {}) has {what}",
-                interaction.key, interaction.position
-            ),
-        )
-    };
-    let body = interaction
-        .response
-        .body
-        .to_bytes()
-        .ok_or_else(|| corrupt("a body that is not valid base64"))?;
-    let status = StatusCode::from_u16(interaction.response.status)
-        .map_err(|_| corrupt("an invalid status"))?;
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    for (name, value) in &interaction.response.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            return Err(corrupt(&format!("an invalid header {name:?}")));
+/// A recorded response ready to send: decoded and parsed once, cloned per replay.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub position: u32,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Prepared {
+    /// Decodes a recording's response. A record that cannot be served is a corrupt cassette.
+    pub fn of(interaction: &Recorded) -> Result<Self, GraphError> {
+        let corrupt = |what: &str| {
+            GraphError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "graphVcrCorruptCassette",
+                format!(
+                    "recording {} (position {}) has {what}",
+                    interaction.key, interaction.position
+                ),
+            )
         };
-        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-            continue;
+        let body = interaction
+            .response
+            .body
+            .to_bytes()
+            .ok_or_else(|| corrupt("a body that is not valid base64"))?;
+        let status = StatusCode::from_u16(interaction.response.status)
+            .map_err(|_| corrupt("an invalid status"))?;
+        let mut headers = HeaderMap::with_capacity(interaction.response.headers.len() + 2);
+        for (name, value) in &interaction.response.headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                return Err(corrupt(&format!("an invalid header {name:?}")));
+            };
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
+            headers.append(name, value);
         }
-        h.append(name, value);
+        let (n, v) = outcome("replayed");
+        headers.insert(n, v);
+        Ok(Self {
+            position: interaction.position,
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
     }
-    if let Some(id) = request_headers.get("client-request-id") {
-        h.insert("client-request-id", id.clone());
+
+    /// The response, with `client-request-id` echoing this request, as the service would.
+    pub fn respond(&self, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body.clone()));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        if let Some(id) = request_headers.get("client-request-id") {
+            response
+                .headers_mut()
+                .insert("client-request-id", id.clone());
+        }
+        response
     }
-    let (n, v) = outcome("replayed");
-    h.insert(n, v);
-    Ok(response)
 }
 
 /// Headers as stored: end-to-end only, credentials redacted, other values scanned for tokens.
