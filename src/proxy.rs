@@ -335,8 +335,9 @@ impl Proxy {
         let n = self.occurrences.next(&trace.cassette, &key);
         let recordable = classified.is_assign || self.record_all;
 
-        if self.mode == Mode::Replay {
-            let recordings = self.recordings(&trace.cassette, &key)?;
+        if self.mode == Mode::Replay
+            && let Some(recordings) = self.recordings(&trace.cassette, &key)?
+        {
             let at_n = recordings.iter().find(|p| p.position == n).cloned();
             if let Ok(prepared) = mode::replay_choice(
                 n,
@@ -464,16 +465,23 @@ impl Proxy {
     }
 
     /// Replay's prepared responses for `key`, by position, loaded from the cassette on first
-    /// use: a repeated hit touches neither sled nor the decoder.
+    /// use: a repeated hit touches neither sled nor the decoder. `None` once the cassette's
+    /// cache is full: those keys take the point-lookup path, so memory stays bounded and a
+    /// cassette larger than the cache does not thrash it.
     fn recordings(
         &self,
         cassette: &CassetteName,
         key: &Key,
-    ) -> Result<Arc<[Arc<Prepared>]>, GraphError> {
+    ) -> Result<Option<Recordings>, GraphError> {
         {
             let map = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(found) = map.get(cassette).and_then(|m| m.get(key)) {
-                return Ok(Arc::clone(found));
+            if let Some(per_cassette) = map.get(cassette) {
+                if let Some(found) = per_cassette.get(key) {
+                    return Ok(Some(Arc::clone(found)));
+                }
+                if per_cassette.len() >= PREPARED_CACHE_LIMIT {
+                    return Ok(None);
+                }
             }
         }
         let store = self
@@ -492,12 +500,10 @@ impl Proxy {
             Some(m) => m,
             None => map.entry(cassette.clone()).or_default(),
         };
-        // Bounded: past the limit, start over rather than grow without end.
-        if per_cassette.len() >= PREPARED_CACHE_LIMIT {
-            per_cassette.clear();
+        if per_cassette.len() < PREPARED_CACHE_LIMIT {
+            per_cassette.insert(*key, Arc::clone(&prepared));
         }
-        per_cassette.insert(*key, Arc::clone(&prepared));
-        Ok(prepared)
+        Ok(Some(prepared))
     }
 
     /// Logs, counts and journals what happened.
