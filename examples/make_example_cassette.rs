@@ -15,18 +15,7 @@ use std::path::PathBuf;
 
 const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
 
-const BODY: &str = r##"{
-  "enrollmentConfigurationAssignments": [
-    {
-      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
-      "id": "705b021c-021c-705b-1c02-5b701c025b70",
-      "target": {
-        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
-        "collectionId": "Collection Id value"
-      }
-    }
-  ]
-}"##;
+use graph_vcr::contract::SEED_EXAMPLE_BODY as BODY;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -342,19 +342,7 @@ mod tests {
 
     const SEED_PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/cfg-1/assign";
 
-    /// The request body of the seed document's example, verbatim.
-    const SEED_BODY: &str = r##"{
-  "enrollmentConfigurationAssignments": [
-    {
-      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
-      "id": "705b021c-021c-705b-1c02-5b701c025b70",
-      "target": {
-        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
-        "collectionId": "Collection Id value"
-      }
-    }
-  ]
-}"##;
+    use crate::contract::SEED_EXAMPLE_BODY as SEED_BODY;
 
     fn key(path: &str, body: &str, opts: &KeyOptions) -> Key {
         let c = classify(path, None);

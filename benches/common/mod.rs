@@ -7,18 +7,8 @@ use graph_vcr::key::KeyOptions;
 
 pub const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
 
-pub const SEED_BODY: &str = r##"{
-  "enrollmentConfigurationAssignments": [
-    {
-      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
-      "id": "705b021c-021c-705b-1c02-5b701c025b70",
-      "target": {
-        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
-        "collectionId": "Collection Id value"
-      }
-    }
-  ]
-}"##;
+#[allow(unused_imports)] // not every test binary uses it
+pub use graph_vcr::contract::SEED_EXAMPLE_BODY as SEED_BODY;
 
 /// The body of call `i`: the seed body with its own collectionId.
 pub fn body(i: usize) -> String {

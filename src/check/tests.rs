@@ -11,19 +11,7 @@ const SEED: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/cfg-1/
 const G1: &str = "3f1c2a9e-6b1d-4c39-9a55-0f0d1c2b3a4d";
 const G2: &str = "9b2d4c6e-1a3f-4e5d-8c7b-6a5f4e3d2c1b";
 
-/// The seed document's example body, verbatim.
-const SEED_BODY: &str = r##"{
-  "enrollmentConfigurationAssignments": [
-    {
-      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
-      "id": "705b021c-021c-705b-1c02-5b701c025b70",
-      "target": {
-        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
-        "collectionId": "Collection Id value"
-      }
-    }
-  ]
-}"##;
+use crate::contract::SEED_EXAMPLE_BODY as SEED_BODY;
 
 /// The same call as msgraph-sdk sends it.
 const SDK_BODY: &str = r##"{"enrollmentConfigurationAssignments":[{"id":"705b021c-021c-705b-1c02-5b701c025b70","target":{"@odata.type":"#microsoft.graph.configurationManagerCollectionAssignmentTarget","collectionId":"Collection Id value"}}]}"##;

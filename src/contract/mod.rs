@@ -14,6 +14,22 @@ use serde::Deserialize;
 use std::fmt;
 use std::sync::LazyLock;
 
+/// The request body of the seed document's example (the v1.0 deviceEnrollmentConfiguration
+/// assign reference page), verbatim: the call the bundled example cassette holds, and the
+/// reference point of the key and contract tests.
+pub const SEED_EXAMPLE_BODY: &str = r##"{
+  "enrollmentConfigurationAssignments": [
+    {
+      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
+      "id": "705b021c-021c-705b-1c02-5b701c025b70",
+      "target": {
+        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
+        "collectionId": "Collection Id value"
+      }
+    }
+  ]
+}"##;
+
 /// A Graph API version, the first path segment of every Graph URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum ApiVersion {

@@ -27,20 +27,8 @@ use tokio::task::JoinSet;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type TestResult = Result<(), Error>;
 
-/// The request body of the seed document's example (v1.0 deviceEnrollmentConfiguration assign),
-/// verbatim, including its `Content-length: 360` worth of whitespace.
-pub const SEED_BODY: &str = r##"{
-  "enrollmentConfigurationAssignments": [
-    {
-      "@odata.type": "#microsoft.graph.enrollmentConfigurationAssignment",
-      "id": "705b021c-021c-705b-1c02-5b701c025b70",
-      "target": {
-        "@odata.type": "microsoft.graph.configurationManagerCollectionAssignmentTarget",
-        "collectionId": "Collection Id value"
-      }
-    }
-  ]
-}"##;
+#[allow(unused_imports)] // not every test binary uses it
+pub use graph_vcr::contract::SEED_EXAMPLE_BODY as SEED_BODY;
 
 /// The same call as msgraph-sdk serializes it: no element `@odata.type`, `#` on the target
 /// type, the SDK's own key order, no whitespace.
