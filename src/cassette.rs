@@ -353,27 +353,6 @@ impl Cassette {
         &self.name
     }
 
-    /// The interaction recorded for the `position`th request with `key`.
-    pub fn get(&self, key: &Key, position: u32) -> Result<Option<Interaction>, StoreError> {
-        match self
-            .tree
-            .get(record_key(key, position))
-            .map_err(|e| self.sled_err(e))?
-        {
-            Some(bytes) => self.decode(key, &bytes).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The last interaction recorded with `key`.
-    pub fn last(&self, key: &Key) -> Result<Option<Interaction>, StoreError> {
-        match self.tree.scan_prefix(key.0).next_back() {
-            Some(Ok((_, bytes))) => self.decode(key, &bytes).map(Some),
-            Some(Err(e)) => Err(self.sled_err(e)),
-            None => Ok(None),
-        }
-    }
-
     /// The response recorded for the `position`th request with `key` (replay's lookup).
     pub fn get_recorded(&self, key: &Key, position: u32) -> Result<Option<Recorded>, StoreError> {
         match self

@@ -306,7 +306,7 @@ impl Proxy {
         trace.action = classified.action_label();
         // The body is parsed once, redacted in place, and then read by check and key alike.
         let mut parsed = serde_json::from_slice::<serde_json::Value>(&body);
-        let redacted = parsed.as_mut().is_ok_and(redact::redact_json);
+        let stored_body = redact::redact_parsed(&body, &mut parsed);
         trace.deviations = check::check_request_parsed(
             &parts.method,
             &classified,
@@ -319,13 +319,6 @@ impl Proxy {
             return Err(rejection(&trace.deviations));
         }
 
-        let stored_body: std::borrow::Cow<'_, [u8]> = match &parsed {
-            Ok(v) if redacted => {
-                serde_json::to_vec(v).map_or_else(|_| redact::redact_bytes(&body), Into::into)
-            }
-            Ok(_) => std::borrow::Cow::Borrowed(&body[..]),
-            Err(_) => redact::redact_bytes(&body),
-        };
         let canonical = match parsed {
             Ok(v) => CanonicalBody::from_value(v, classified.action, &self.key),
             Err(_) => CanonicalBody::of(&stored_body, classified.action, &self.key),

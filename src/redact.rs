@@ -210,17 +210,28 @@ pub fn redact_query(query: &str) -> Cow<'_, str> {
 
 /// A request body with its secrets removed, and whether anything was removed.
 pub fn redact_body(body: &[u8]) -> (Cow<'_, [u8]>, bool) {
-    if let Ok(mut v) = serde_json::from_slice::<Value>(body) {
-        if redact_json(&mut v)
-            && let Ok(bytes) = serde_json::to_vec(&v)
-        {
-            return (Cow::Owned(bytes), true);
+    let mut parsed = serde_json::from_slice::<Value>(body);
+    let stored = redact_parsed(body, &mut parsed);
+    let changed = matches!(stored, Cow::Owned(_));
+    (stored, changed)
+}
+
+/// [`redact_body`] for a body the caller has already parsed (or failed to): redacts the parsed
+/// value in place, so later stages read it redacted, and returns the bytes to store.
+pub fn redact_parsed<'a>(
+    body: &'a [u8],
+    parsed: &mut Result<Value, serde_json::Error>,
+) -> Cow<'a, [u8]> {
+    match parsed {
+        Ok(v) => {
+            if redact_json(v) {
+                serde_json::to_vec(v).map_or_else(|_| redact_bytes(body), Cow::Owned)
+            } else {
+                Cow::Borrowed(body)
+            }
         }
-        return (Cow::Borrowed(body), false);
+        Err(_) => redact_bytes(body),
     }
-    let r = redact_bytes(body);
-    let changed = matches!(r, Cow::Owned(_));
-    (r, changed)
 }
 
 /// Secret values seen in one request, scrubbed from its record as the last step before a write.
