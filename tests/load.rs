@@ -146,21 +146,7 @@ async fn replay_answers_100000_requests_from_64_clients_correctly() -> TestResul
 async fn record_under_load_stores_each_answered_request_exactly_once_per_occurrence() -> TestResult
 {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let stand_in = StandIn::start(&ca).await?;
-    let dir = tmp.path().join("cassettes");
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-        "--log",
-        "warn",
-    ])?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--log", "warn"]).await?;
     // 500 distinct calls, each made 4 times, spread over 64 concurrent clients.
     let answers = hammer(proxy.addr, 64, 32, 500, "under-load").await?;
     assert_eq!(answers.len(), 2048);
@@ -170,10 +156,8 @@ async fn record_under_load_stores_each_answered_request_exactly_once_per_occurre
     assert_eq!(stand_in.received().len(), 2048);
     stand_in.stop().await;
 
-    let e = run_to_end(&["cassette", "export", "under-load", "--cassettes", s(&dir)?])?;
-    let doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
     let mut positions: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    for i in doc["interactions"].as_array().ok_or("no interactions")? {
+    for i in &exported(&dir, "under-load")? {
         positions
             .entry(i["key"].as_str().unwrap_or("").to_string())
             .or_default()

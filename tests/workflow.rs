@@ -694,19 +694,7 @@ fn the_junit_validator_rejects_what_the_schema_rejects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_before_exiting() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca = TestCa::new()?;
-    let ca_pem = ca.write_ca(tmp.path())?;
-    let stand_in = StandIn::start(&ca).await?;
-    let dir = tmp.path().join("cassettes");
-    let proxy = Proxy::start(&[
-        "record",
-        "--cassettes",
-        s(&dir)?,
-        "--upstream",
-        &stand_in.url,
-        "--upstream-ca",
-        s(&ca_pem)?,
-    ])?;
+    let (proxy, stand_in, _) = forwarding("record", tmp.path(), &[]).await?;
     let base = proxy.base.clone();
     // The stand-in answers /slow/ after 5 s; stop the proxy while that call is in flight.
     let slow = tokio::spawn(async move {

@@ -638,3 +638,14 @@ pub async fn forwarding(
     let proxy = Proxy::start(&args)?;
     Ok((proxy, stand_in, dir))
 }
+
+/// The interactions of `cassette` in `dir`, through the real `cassette export` command.
+pub fn exported(dir: &Path, cassette: &str) -> Result<Vec<Value>, Error> {
+    let dir = dir.to_str().ok_or("non-UTF-8 path")?;
+    let out = run_to_end(&["cassette", "export", cassette, "--cassettes", dir])?;
+    if !out.status.success() {
+        return Err(format!("cassette export failed: {}", out.stderr).into());
+    }
+    let doc: Value = serde_json::from_str(&out.stderr)?;
+    Ok(doc["interactions"].as_array().cloned().unwrap_or_default())
+}
