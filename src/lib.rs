@@ -7,12 +7,14 @@
 //! `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only parses flags
 //! and calls into this library, so tests and benchmarks exercise exactly the shipped code.
 
+pub mod ca;
 pub mod cassette;
 pub mod check;
 pub mod classify;
 pub mod contract;
 pub mod diff;
 pub mod export;
+pub mod forward;
 pub mod graph_error;
 pub mod headers;
 pub mod inspect;

@@ -6,24 +6,31 @@
 //! how long a client may take to send them (slow-loris), and how long a connection may sit
 //! idle. On shutdown it stops accepting, lets in-flight requests finish within a grace period,
 //! and returns; the caller then prints the summary.
+//!
+//! With `--forward`, each request also carries its [`ConnectionScope`], so that `forward` can
+//! go on serving the connection's bytes after a `CONNECT` under the same limits, the same
+//! connection slot, and the same shutdown drain.
 
+use crate::forward::{self, Forwarder};
 use crate::proxy::Proxy;
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -74,14 +81,21 @@ pub struct ListenOptions {
 pub struct Listener {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    forward: Option<Arc<Forwarder>>,
     options: ListenOptions,
 }
 
 impl Listener {
-    pub async fn bind(options: &ListenOptions, proxy: Arc<Proxy>) -> io::Result<Self> {
+    /// `forward` makes the listener a forward proxy too (`--forward`).
+    pub async fn bind(
+        options: &ListenOptions,
+        proxy: Arc<Proxy>,
+        forward: Option<Arc<Forwarder>>,
+    ) -> io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(options.listen).await?,
             proxy,
+            forward,
             options: options.clone(),
         })
     }
@@ -94,17 +108,7 @@ impl Listener {
     /// Serves until `shutdown` completes, then drains in-flight requests for up to [`GRACE`].
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.options.header_timeout)
-            .max_headers(self.options.max_headers as usize)
-            .max_buf_size(self.options.max_header_size as usize);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(self.options.max_header_size);
+        let builder = Arc::new(self.http_builder());
         let slots = Arc::new(Semaphore::new(self.options.max_connections as usize));
         tokio::pin!(shutdown);
         loop {
@@ -131,34 +135,63 @@ impl Listener {
             };
             let _ = stream.set_nodelay(true);
             let activity = Arc::new(Activity::default());
-            let proxy = Arc::clone(&self.proxy);
-            let in_flight = Arc::clone(&activity);
-            let service = service_fn(move |req| {
-                let proxy = Arc::clone(&proxy);
-                let in_flight = Arc::clone(&in_flight);
-                async move {
-                    let _busy = in_flight.begin();
-                    Ok::<_, Infallible>(proxy.handle(req).await)
-                }
-            });
             let io = TokioIo::new(Watched {
                 inner: stream,
                 activity: Arc::clone(&activity),
             });
-            let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+            let proxy = Arc::clone(&self.proxy);
             let idle_timeout = self.options.idle_timeout;
-            tokio::spawn(async move {
-                tokio::select! {
-                    result = conn => {
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let Some(forwarder) = &self.forward else {
+                // Reverse mode only: the hot path carries nothing per request.
+                let in_flight = Arc::clone(&activity);
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let proxy = Arc::clone(&proxy);
+                    let in_flight = Arc::clone(&in_flight);
+                    async move {
+                        let _busy = in_flight.begin();
+                        if req.method() == http::Method::CONNECT {
+                            return Ok::<_, Infallible>(forward::not_forwarding(&req));
                         }
+                        Ok::<_, Infallible>(proxy.handle(req).await)
                     }
-                    () = activity.idle_for(idle_timeout) => {
-                        tracing::debug!(%peer, "closing idle connection");
-                    }
+                });
+                let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+                tokio::spawn(async move {
+                    watch_connection(conn, &activity, idle_timeout, peer).await;
+                    drop(slot);
+                });
+                continue;
+            };
+            // Forward mode: the connection slot belongs to the scope, which a tunnel keeps.
+            let scope = ConnectionScope(Arc::new(ScopeInner {
+                builder: Arc::clone(&builder),
+                handshake_timeout: self.options.header_timeout,
+                idle_timeout,
+                activity: Arc::clone(&activity),
+                peer,
+                _slot: slot,
+                watcher: Mutex::new(Some(graceful.watcher())),
+            }));
+            let forwarder = Arc::clone(forwarder);
+            let request_scope = scope.clone();
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let proxy = Arc::clone(&proxy);
+                let forwarder = Arc::clone(&forwarder);
+                let scope = request_scope.clone();
+                async move {
+                    let _busy = scope.busy();
+                    req.extensions_mut().insert(scope.clone());
+                    Ok::<_, Infallible>(forwarder.handle(&proxy, req, &scope).await)
                 }
-                drop(slot);
+            });
+            let conn = graceful.watch(
+                builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
+            );
+            tokio::spawn(async move {
+                watch_connection(conn, &activity, idle_timeout, peer).await;
+                drop(scope);
             });
         }
         drop(self.listener);
@@ -167,6 +200,115 @@ impl Listener {
             .is_err()
         {
             tracing::warn!("in-flight requests did not finish within {GRACE:?}; stopping anyway");
+        }
+    }
+
+    /// HTTP/1.1 and h2 with the connection limits; shared by every connection, including the
+    /// ones forward mode decrypts.
+    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout)
+            .max_headers(self.options.max_headers as usize)
+            .max_buf_size(self.options.max_header_size as usize);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.options.max_header_size);
+        builder
+    }
+}
+
+/// Runs a connection until it ends or idles out.
+async fn watch_connection<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>>,
+    activity: &Activity,
+    idle_timeout: Duration,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = activity.idle_for(idle_timeout) => {
+            tracing::debug!(%peer, "closing idle connection");
+        }
+    }
+}
+
+/// The connection a forward-mode request arrived on. `forward` keeps a clone for as long as
+/// it serves the connection's bytes after `CONNECT`, which keeps the connection's slot taken
+/// (`--max-connections` counts tunnels), its idle timeout running, and shutdown waiting for it.
+#[derive(Clone)]
+pub struct ConnectionScope(Arc<ScopeInner>);
+
+struct ScopeInner {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+    /// Taken by the first connection served inside a tunnel (one per CONNECT).
+    watcher: Mutex<Option<Watcher>>,
+}
+
+impl ConnectionScope {
+    /// How long a client gets for a TLS handshake inside a tunnel (`--header-timeout`).
+    pub fn handshake_timeout(&self) -> Duration {
+        self.0.handshake_timeout
+    }
+
+    /// Marks a request in flight (the idle timeout waits for it) until dropped.
+    pub fn busy(&self) -> Busy {
+        self.0.activity.begin()
+    }
+
+    /// Serves HTTP/1.1 or h2 on `io` (a decrypted tunnel) with the listener's limits, until
+    /// the client closes it, it idles out, or the listener shuts down.
+    pub async fn serve<I, F, Fut>(&self, io: I, handler: F)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let scope = self.clone();
+        let service = service_fn(move |req| {
+            let handler = Arc::clone(&handler);
+            let busy = scope.busy();
+            async move {
+                let _busy = busy;
+                Ok::<_, Infallible>(handler(req).await)
+            }
+        });
+        let inner = &self.0;
+        let conn = inner.builder.serve_connection(TokioIo::new(io), service);
+        let watcher = inner
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match watcher {
+            Some(w) => {
+                let conn = w.watch(conn.into_owned());
+                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
+            }
+            None => {
+                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
+            }
+        }
+    }
+
+    /// Runs a raw tunnel until it ends or has moved no bytes for the idle timeout.
+    pub async fn hold<F: Future>(&self, tunnel: F) -> Option<F::Output> {
+        tokio::select! {
+            out = tunnel => Some(out),
+            () = self.0.activity.idle_for(self.0.idle_timeout) => None,
         }
     }
 }
@@ -214,7 +356,7 @@ impl Activity {
 }
 
 /// Marks a request in flight until dropped.
-struct Busy(Arc<Activity>);
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {

@@ -2,8 +2,10 @@
 //! in the library; this file only wires the stages' own option structs together.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use graph_vcr::ca::{self, CaOptions};
 use graph_vcr::cassette::{Access, CassetteName, Store};
 use graph_vcr::check::{self, CheckOptions};
+use graph_vcr::forward::{ForwardOptions, Forwarder};
 use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
 use graph_vcr::listener::{ListenOptions, Listener};
@@ -18,7 +20,8 @@ use std::sync::Arc;
 
 /// Record and replay Microsoft Graph Intune `assign` calls, for offline, deterministic tests.
 ///
-/// Point your Graph client's base URL at the proxy (http://127.0.0.1:8080/v1.0 or /beta).
+/// Point your Graph client's base URL at the proxy (http://127.0.0.1:8080/v1.0 or /beta), or,
+/// with `--forward`, set HTTPS_PROXY=http://127.0.0.1:8080 (after `graph-vcr ca init`).
 /// `record` forwards to Graph and stores each assign call in a cassette; `replay` answers from
 /// the cassette with no network at all; `auto` replays what it has and records the rest;
 /// `audit` forwards everything and records nothing. Every mode checks each assign call against
@@ -67,6 +70,9 @@ enum Command {
     /// List, show, remove, export and import cassettes.
     #[command(subcommand)]
     Cassette(CassetteCommand),
+    /// Make and show the local CA that `--forward` intercepts HTTPS with.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Check a request body offline against an action's contract.
     ///
     /// Exit status: 0 when there is no `error` deviation, 1 when there is, 2 on usage errors.
@@ -92,6 +98,8 @@ struct ForwardArgs {
     report: ReportOptions,
     #[command(flatten)]
     limits: RequestLimits,
+    #[command(flatten, next_help_heading = "Forward proxy")]
+    forward: ForwardOptions,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +118,8 @@ struct ReplayArgs {
     report: ReportOptions,
     #[command(flatten)]
     limits: RequestLimits,
+    #[command(flatten, next_help_heading = "Forward proxy")]
+    forward: ForwardOptions,
     /// What to answer when a request is made more often than it was recorded.
     #[arg(long, env = "GRAPH_VCR_ON_EXHAUSTED", value_enum, default_value_t = OnExhausted::Repeat)]
     on_exhausted: OnExhausted,
@@ -204,6 +214,28 @@ enum CassetteCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Make a local root certificate and key (the key file is readable by its owner only).
+    ///
+    /// Example: graph-vcr ca init, then graph-vcr ca show for how to trust it.
+    Init {
+        /// Replace an existing CA (clients must then trust the new certificate).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        ca: CaOptions,
+    },
+    /// Print where the CA certificate is, its fingerprint, and how to make clients trust it.
+    Show {
+        /// Print only the certificate, as PEM (for piping into a trust store).
+        #[arg(long)]
+        pem: bool,
+        #[command(flatten)]
+        ca: CaOptions,
+    },
+}
+
 #[derive(Args, Debug)]
 struct DirArg {
     /// Directory holding the cassettes.
@@ -246,16 +278,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let (listen, config, report, max_age) = match cli.command {
+    let serve = match cli.command {
         Command::Check(a) => return run_check(&a),
         Command::Verify(a) => return run_verify(&a),
         Command::Cassette(c) => return run_cassette(c),
+        Command::Ca(c) => return run_ca(c),
         Command::Record(a) => forward_config(Mode::Record, a),
         Command::Auto(a) => forward_config(Mode::Auto, a),
         Command::Audit(a) => forward_config(Mode::Audit, a),
-        Command::Replay(a) => (
-            a.listen,
-            ProxyConfig {
+        Command::Replay(a) => Serve {
+            listen: a.listen,
+            config: ProxyConfig {
                 mode: Mode::Replay,
                 cassettes: a.cassettes,
                 key: a.key,
@@ -265,28 +298,31 @@ fn main() -> ExitCode {
                 journal: a.journal,
                 limits: a.limits,
             },
-            a.report,
-            a.max_age.map(|age| (age, a.strict)),
-        ),
+            reports: a.report,
+            max_age: a.max_age.map(|age| (age, a.strict)),
+            forward: a.forward,
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run(listen, config, report, max_age))
+    runtime.block_on(run(serve))
 }
 
-type ServeConfig = (
-    ListenOptions,
-    ProxyConfig,
-    ReportOptions,
-    Option<(std::time::Duration, bool)>,
-);
+/// Everything a serving mode needs, from its flags.
+struct Serve {
+    listen: ListenOptions,
+    config: ProxyConfig,
+    reports: ReportOptions,
+    max_age: Option<(std::time::Duration, bool)>,
+    forward: ForwardOptions,
+}
 
-fn forward_config(mode: Mode, a: ForwardArgs) -> ServeConfig {
-    (
-        a.listen,
-        ProxyConfig {
+fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
+    Serve {
+        listen: a.listen,
+        config: ProxyConfig {
             mode,
             cassettes: a.cassettes,
             key: a.key,
@@ -296,22 +332,42 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> ServeConfig {
             journal: a.journal,
             limits: a.limits,
         },
-        a.report,
-        None,
-    )
+        reports: a.report,
+        max_age: None,
+        forward: a.forward,
+    }
 }
 
-async fn run(
-    listen: ListenOptions,
-    config: ProxyConfig,
-    reports: ReportOptions,
-    max_age: Option<(std::time::Duration, bool)>,
-) -> ExitCode {
+async fn run(serve: Serve) -> ExitCode {
+    let Serve {
+        listen,
+        config,
+        reports,
+        max_age,
+        forward,
+    } = serve;
     let mode = config.mode;
     let dir = config.cassettes.cassettes.clone();
+    let connect_timeout = config
+        .upstream
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(30), |u| u.upstream_timeout);
     let proxy = match Proxy::new(config) {
         Ok(p) => Arc::new(p),
         Err(e) => return fail(&format!("cannot start {} mode: {e}", mode.as_str())),
+    };
+    let forwarder = if forward.forward {
+        match Forwarder::new(
+            &forward,
+            mode,
+            proxy.upstream_is_explicit(),
+            connect_timeout,
+        ) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => return fail(&format!("cannot start {} --forward: {e}", mode.as_str())),
+        }
+    } else {
+        None
     };
     if let (Some((age, strict)), Some(store)) = (max_age, proxy.store()) {
         match graph_vcr::inspect::stale(store, age) {
@@ -335,7 +391,7 @@ async fn run(
             Err(e) => return fail(&format!("reading recording dates: {e}")),
         }
     }
-    let listener = match Listener::bind(&listen, Arc::clone(&proxy)).await {
+    let listener = match Listener::bind(&listen, Arc::clone(&proxy), forwarder.clone()).await {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.listen)),
     };
@@ -349,6 +405,10 @@ async fn run(
     let _ = stdout.flush();
     tracing::info!(mode = mode.as_str(), cassettes = %dir.display(),
         journal = %proxy.journal_path().map_or("none".into(), |p| p.display().to_string()), "graph-vcr ready");
+    if let Some(f) = &forwarder {
+        tracing::info!(intercept = %f.hosts().join(","), ca = %f.ca().info().files.cert.display(),
+            "forward proxy ready: clients set HTTPS_PROXY=http://{addr}");
+    }
 
     listener.serve(shutdown_signal()).await;
     if let Err(e) = proxy.close().await {
@@ -495,6 +555,62 @@ fn cassette_command(command: CassetteCommand) -> Result<(), String> {
             Ok(())
         }
         CassetteCommand::Textconv { file } => out(&export::textconv(&file)?),
+    }
+}
+
+fn run_ca(command: CaCommand) -> ExitCode {
+    let mut stdout = std::io::stdout();
+    match command {
+        CaCommand::Init { force, ca } => {
+            let dir = match ca.dir() {
+                Ok(d) => d,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match ca::init(&dir, force) {
+                Ok(files) => {
+                    let _ = writeln!(
+                        stdout,
+                        "created a graph-vcr CA in {}\n  certificate: {}\n  private key: {} (owner-only; never share or commit it)\nNext: `graph-vcr ca show{}` says how to trust it.",
+                        files.dir.display(),
+                        files.cert.display(),
+                        files.key.display(),
+                        ca.ca_dir
+                            .as_ref()
+                            .map_or(String::new(), |d| format!(" --ca-dir {}", d.display()))
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        CaCommand::Show { pem, ca } => {
+            let info = match ca::show(&ca) {
+                Ok(i) => i,
+                Err(e) => return fail(&e.to_string()),
+            };
+            if pem {
+                let _ = stdout.write_all(info.pem.as_bytes());
+                return ExitCode::SUCCESS;
+            }
+            let when = |t| humantime::format_rfc3339_seconds(t).to_string();
+            let _ = writeln!(
+                stdout,
+                "certificate: {}\nprivate key: {}{}\nsubject:     {}\nvalid:       {} to {}\nSHA-256:     {}\n\n{}",
+                info.files.cert.display(),
+                info.files.key.display(),
+                if info.key_exposed {
+                    "  WARNING: readable by others; run chmod 600 on it"
+                } else {
+                    ""
+                },
+                info.subject,
+                when(info.not_before),
+                when(info.not_after),
+                info.sha256,
+                ca::trust_instructions(&info.files.cert)
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

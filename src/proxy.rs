@@ -21,7 +21,7 @@ use crate::redact::{self, Secrets};
 use crate::report::{Report, RunLog};
 use crate::respond::{self, Miss, Prepared};
 use crate::stats::Stats;
-use crate::upstream::{Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
+use crate::upstream::{Destination, Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -219,6 +219,20 @@ impl Proxy {
         self.store.as_ref()
     }
 
+    /// Whether `--upstream` was given: forward mode then sends intercepted hosts there.
+    pub fn upstream_is_explicit(&self) -> bool {
+        self.upstream.as_ref().is_some_and(Upstream::is_explicit)
+    }
+
+    /// Where a request is (or would be) forwarded, for records and messages.
+    fn upstream_url(&self, parts: &Parts) -> String {
+        match (parts.extensions.get::<Destination>(), &self.upstream) {
+            (Some(d), _) => d.url(),
+            (None, Some(u)) => u.url().to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
     pub fn journal_path(&self) -> Option<&std::path::Path> {
         self.journal.as_ref().map(Journal::path)
     }
@@ -409,7 +423,7 @@ impl Proxy {
                             &stored_body,
                             &canonical,
                             &response,
-                            self.upstream.as_ref().map_or("", |u| u.url()),
+                            &self.upstream_url(parts),
                         );
                         self.record(cassette, &key, &interaction, &parts.headers, &response)
                             .await?;
@@ -444,17 +458,71 @@ impl Proxy {
             ));
         };
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let to = parts.extensions.get::<Destination>();
         upstream
-            .send(parts.method.clone(), path_and_query, &parts.headers, body)
+            .send(
+                to,
+                parts.method.clone(),
+                path_and_query,
+                &parts.headers,
+                body,
+            )
             .await
             .map_err(|e| {
                 trace.outcome = "upstream-error";
                 Stats::bump(&self.stats.upstream_errors);
                 tracing::warn!(cassette = %trace.cassette, path = parts.uri.path(), error = %e,
                 "upstream call failed; nothing recorded");
-                GraphError::new(e.status(), e.code(), e.to_string())
-                    .with_detail("upstream", upstream.url())
+                let url = to.map_or_else(|| upstream.url().to_string(), Destination::url);
+                GraphError::new(e.status(), e.code(), e.to_string()).with_detail("upstream", url)
             })
+    }
+
+    /// Forward mode: a plain-HTTP request for a host graph-vcr does not intercept, passed on
+    /// untouched (record and audit only; `forward` decides): no check, no key, no recording,
+    /// no journal entry. Bounded like any request.
+    pub async fn pass_on<B>(
+        &self,
+        request: http::Request<B>,
+        to: &Destination,
+    ) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let id = parts.headers.get("client-request-id").cloned();
+        let Some(upstream) = &self.upstream else {
+            return GraphError::new(
+                StatusCode::FORBIDDEN,
+                "graphVcrNotIntercepted",
+                "this mode never opens a network connection",
+            )
+            .into_response(id.as_ref());
+        };
+        let body = match self.read_body(body).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(id.as_ref()),
+        };
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        match upstream
+            .send(
+                Some(to),
+                parts.method.clone(),
+                path_and_query,
+                &parts.headers,
+                body,
+            )
+            .await
+        {
+            Ok(response) => respond::forwarded(response, "tunnelled"),
+            Err(e) => {
+                tracing::warn!(to = %to.url(), error = %e, "passing on a plain-HTTP request failed");
+                GraphError::new(e.status(), e.code(), e.to_string())
+                    .with_detail("upstream", to.url())
+                    .into_response(id.as_ref())
+            }
+        }
     }
 
     /// Replay's prepared responses for `key`, by position, loaded from the cassette on first

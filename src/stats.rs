@@ -15,6 +15,10 @@ pub struct Stats {
     pub rejected: AtomicU64,
     pub deviation_errors: AtomicU64,
     pub deviation_warnings: AtomicU64,
+    /// Forward mode: connections and plain-HTTP requests passed on untouched.
+    pub tunnelled: AtomicU64,
+    /// Forward mode: CONNECT and plain-HTTP requests refused (not intercepted, not allowed).
+    pub refused: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -29,6 +33,8 @@ pub struct Summary {
     pub rejected: u64,
     pub deviation_errors: u64,
     pub deviation_warnings: u64,
+    pub tunnelled: u64,
+    pub refused: u64,
 }
 
 impl Stats {
@@ -48,6 +54,8 @@ impl Stats {
             rejected: g(&self.rejected),
             deviation_errors: g(&self.deviation_errors),
             deviation_warnings: g(&self.deviation_warnings),
+            tunnelled: g(&self.tunnelled),
+            refused: g(&self.refused),
         }
     }
 }
@@ -67,6 +75,15 @@ impl fmt::Display for Summary {
             self.rejected,
             self.deviation_errors,
             self.deviation_warnings
-        )
+        )?;
+        // Forward-mode traffic that never entered the pipeline, when there was any.
+        if self.tunnelled + self.refused > 0 {
+            write!(
+                f,
+                "; forward proxy: {} tunnelled, {} refused",
+                self.tunnelled, self.refused
+            )?;
+        }
+        Ok(())
     }
 }

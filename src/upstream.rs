@@ -32,6 +32,25 @@ use tokio_rustls::client::TlsStream;
 
 /// Largest upstream response body graph-vcr will hold (assign responses are tiny).
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+/// Where requests go when `--upstream` is not given.
+pub const DEFAULT_UPSTREAM: &str = "https://graph.microsoft.com";
+
+/// Another destination than the configured upstream for one request: set only by forward
+/// mode, for a host it intercepts (its real address) or a plain-HTTP request it passes on.
+/// Never taken from anything a client sends in reverse mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub https: bool,
+    /// `host:port`.
+    pub authority: String,
+}
+
+impl Destination {
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+}
 
 /// Where record and auto mode forward to.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,14 +58,11 @@ pub struct UpstreamOptions {
     /// Base URL of the service to forward to: https, or plain http for a local stand-in.
     ///
     /// The request's path is appended, so `/v1.0/deviceManagement/...` goes to
-    /// `URL/v1.0/deviceManagement/...`. Example: `--upstream https://graph.microsoft.us`.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_UPSTREAM",
-        value_name = "URL",
-        default_value = "https://graph.microsoft.com"
-    )]
-    pub upstream: String,
+    /// `URL/v1.0/deviceManagement/...`. Default: https://graph.microsoft.com. With `--forward`,
+    /// intercepted requests go to the host the client asked for unless this is given, in which
+    /// case all of them go here. Example: `--upstream https://graph.microsoft.us`.
+    #[arg(long, env = "GRAPH_VCR_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
 
     /// Also trust the root certificates in this PEM file (repeatable).
     ///
@@ -113,6 +129,8 @@ pub struct UpstreamResponse {
 
 /// A connection pool to one upstream.
 pub struct Upstream {
+    /// Whether `--upstream` was given (forward mode then sends everything there).
+    explicit: bool,
     scheme: String,
     authority: String,
     prefix: String,
@@ -123,11 +141,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(opts: &UpstreamOptions) -> Result<Self, UpstreamError> {
+        let url = opts.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM);
         let bad = |reason: &str| UpstreamError::BadUrl {
-            url: opts.upstream.clone(),
+            url: url.to_string(),
             reason: reason.into(),
         };
-        let uri: Uri = opts.upstream.parse().map_err(|_| bad("not a URL"))?;
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let scheme = match uri.scheme_str() {
             Some("https") => "https",
             Some("http") => "http",
@@ -183,6 +202,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
         Ok(Self {
+            explicit: opts.upstream.is_some(),
             display: format!("{scheme}://{authority}{prefix}"),
             scheme: scheme.to_string(),
             authority,
@@ -197,19 +217,32 @@ impl Upstream {
         &self.display
     }
 
+    /// Whether `--upstream` was given rather than defaulted.
+    pub fn is_explicit(&self) -> bool {
+        self.explicit
+    }
+
     /// Sends one request and reads the whole response. `headers` are the client's headers:
     /// hop-by-hop and control headers are dropped here, credentials are passed on untouched.
+    /// `to` replaces the configured upstream for this request (forward mode only).
     pub async fn send(
         &self,
+        to: Option<&Destination>,
         method: Method,
         path_and_query: &str,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let uri = format!(
-            "{}://{}{}{}",
-            self.scheme, self.authority, self.prefix, path_and_query
-        );
+        let (uri, display) = match to {
+            None => (
+                format!(
+                    "{}://{}{}{}",
+                    self.scheme, self.authority, self.prefix, path_and_query
+                ),
+                self.display.clone(),
+            ),
+            Some(d) => (format!("{}{path_and_query}", d.url()), d.url()),
+        };
         let mut builder = http::Request::builder().method(method).uri(&uri);
         for (name, value) in headers::end_to_end(headers) {
             builder = builder.header(name, value);
@@ -217,7 +250,7 @@ impl Upstream {
         let request = builder
             .body(Full::new(body))
             .map_err(|e| UpstreamError::Unreachable {
-                upstream: self.display.clone(),
+                upstream: display.clone(),
                 cause: format!("cannot build request for {uri}: {e}"),
             })?;
         let call = async {
@@ -226,7 +259,7 @@ impl Upstream {
                     .request(request)
                     .await
                     .map_err(|e| UpstreamError::Unreachable {
-                        upstream: self.display.clone(),
+                        upstream: display.clone(),
                         cause: error_chain(&e),
                     })?;
             let (parts, body) = response.into_parts();
@@ -236,12 +269,12 @@ impl Upstream {
                 .map_err(|e| {
                     if e.is::<http_body_util::LengthLimitError>() {
                         UpstreamError::TooLarge {
-                            upstream: self.display.clone(),
+                            upstream: display.clone(),
                             limit: MAX_RESPONSE_BODY,
                         }
                     } else {
                         UpstreamError::Unreachable {
-                            upstream: self.display.clone(),
+                            upstream: display.clone(),
                             cause: format!("response body broken off: {}", error_chain(e.as_ref())),
                         }
                     }
@@ -255,7 +288,7 @@ impl Upstream {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout {
-                upstream: self.display.clone(),
+                upstream: display.clone(),
                 after: humantime::format_duration(self.timeout).to_string(),
             }),
         }

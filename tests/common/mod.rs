@@ -649,3 +649,206 @@ pub fn exported(dir: &Path, cassette: &str) -> Result<Vec<Value>, Error> {
     let doc: Value = serde_json::from_str(&out.stderr)?;
     Ok(doc["interactions"].as_array().cloned().unwrap_or_default())
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real HTTPS client through a forward proxy
+
+/// What a client got from `CONNECT`.
+pub enum Connected {
+    /// The proxy answered 200 and the TLS handshake through the tunnel succeeded.
+    Tunnel(Tunnel),
+    /// The proxy answered something else (the response to `CONNECT` itself).
+    Refused(Resp),
+}
+
+/// An HTTPS connection through a `CONNECT` tunnel, over h2 or HTTP/1.1 as ALPN decided.
+pub struct Tunnel {
+    host: String,
+    /// The protocol ALPN chose (`h2` or `http/1.1`).
+    pub alpn: String,
+    sender: Sender,
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// Opens `CONNECT target` through the proxy at `proxy`, then TLS to the target's host with
+/// `roots_pem` as the only trust anchors, offering `alpn`.
+pub async fn connect_through(
+    proxy: SocketAddr,
+    target: &str,
+    roots_pem: &str,
+    alpn: &[&str],
+) -> Result<Connected, Error> {
+    use rustls_pki_types::pem::PemObject;
+    let tcp = tokio::net::TcpStream::connect(proxy).await?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn.with_upgrades());
+    let connect = Request::builder()
+        .method(Method::CONNECT)
+        .uri(target)
+        .header("host", target)
+        .body(Full::new(Bytes::new()))?;
+    let response = send.send_request(connect).await?;
+    if response.status() != StatusCode::OK {
+        let (parts, body) = response.into_parts();
+        return Ok(Connected::Refused(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        }));
+    }
+    let upgraded = hyper::upgrade::on(response).await?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let host = target
+        .rsplit_once(':')
+        .map_or(target, |(h, _)| h)
+        .to_string();
+    let name = rustls_pki_types::ServerName::try_from(host.clone())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, TokioIo::new(upgraded))
+        .await?;
+    let alpn = tls
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let sender = if alpn == "h2" {
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Sender::H2(send)
+    } else {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Sender::H1(send)
+    };
+    Ok(Connected::Tunnel(Tunnel { host, alpn, sender }))
+}
+
+impl Connected {
+    /// The tunnel, or an error that shows what the proxy answered instead.
+    pub fn tunnel(self) -> Result<Tunnel, Error> {
+        match self {
+            Self::Tunnel(t) => Ok(t),
+            Self::Refused(r) => Err(format!("CONNECT answered {}: {}", r.status, r.text()).into()),
+        }
+    }
+
+    /// The refusal, or an error when the tunnel was opened.
+    pub fn refused(self) -> Result<Resp, Error> {
+        match self {
+            Self::Refused(r) => Ok(r),
+            Self::Tunnel(t) => Err(format!("CONNECT was accepted ({})", t.alpn).into()),
+        }
+    }
+}
+
+impl Tunnel {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Resp, Error> {
+        let uri = match self.sender {
+            Sender::H2(_) => format!("https://{}{path}", self.host),
+            Sender::H1(_) => path.to_string(),
+        };
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Sender::H1(_) = self.sender {
+            b = b.header("host", &self.host);
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let request = b.body(Full::new(Bytes::from(body.to_string())))?;
+        let response = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        })
+    }
+
+    /// POSTs an assign body with the headers a Graph SDK sends.
+    pub async fn assign(&mut self, path: &str, body: &str) -> Result<Resp, Error> {
+        let auth = format!("Bearer {JWT}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ];
+        self.send("POST", path, &headers, body).await
+    }
+}
+
+/// Sends one request in absolute form (`POST http://host/path`), as a client configured with
+/// a plain-HTTP proxy does.
+pub async fn absolute_form(
+    proxy: SocketAddr,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Resp, Error> {
+    let tcp = tokio::net::TcpStream::connect(proxy).await?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let uri: http::Uri = url.parse()?;
+    let mut b = Request::builder().method(method).uri(&uri);
+    if let Some(a) = uri.authority() {
+        b = b.header("host", a.as_str());
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let response = send
+        .send_request(b.body(Full::new(Bytes::from(body.to_string())))?)
+        .await?;
+    let (parts, body) = response.into_parts();
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await?.to_bytes(),
+    })
+}
+
+/// Runs `graph-vcr ca init --ca-dir DIR` and returns the certificate PEM.
+pub fn ca_init(dir: &Path) -> Result<String, Error> {
+    let out = run_to_end(&[
+        "ca",
+        "init",
+        "--ca-dir",
+        dir.to_str().ok_or("non-UTF-8 path")?,
+    ])?;
+    if !out.status.success() {
+        return Err(format!("ca init failed: {}", out.stderr).into());
+    }
+    Ok(std::fs::read_to_string(dir.join("graph-vcr-ca.pem"))?)
+}
