@@ -304,8 +304,17 @@ impl ConnectionScope {
         }
     }
 
-    /// Runs a raw tunnel until it ends or has moved no bytes for the idle timeout.
+    /// Runs a raw tunnel until it ends or has moved no bytes for the idle timeout. Shutdown
+    /// does not wait for tunnels: they carry no call graph-vcr answers or records, and a
+    /// client's idle keep-alive tunnel would otherwise hold every shutdown for the grace period.
     pub async fn hold<F: Future>(&self, tunnel: F) -> Option<F::Output> {
+        drop(
+            self.0
+                .watcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         tokio::select! {
             out = tunnel => Some(out),
             () = self.0.activity.idle_for(self.0.idle_timeout) => None,

@@ -520,3 +520,97 @@ async fn without_upstream_an_intercepted_host_is_reached_at_its_own_address() ->
     assert_eq!(recorded[0]["upstream"], format!("https://{target}"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_calls_inside_tunnels_and_does_not_wait_for_idle_tunnels() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let ca_dir = tmp.path().join("ca");
+    let root = ca_init(&ca_dir)?;
+    let (proxy, stand_in, _) = forwarding(
+        "record",
+        tmp.path(),
+        &["--forward", "--ca-dir", s(&ca_dir)?],
+    )
+    .await?;
+    // An idle tunnel to a host that is not intercepted.
+    let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
+    let target = format!("localhost:{}", stand_in.addr.port());
+    let idle = connect_through(proxy.addr, &target, &test_ca, &["http/1.1"])
+        .await?
+        .tunnel()?;
+    // A call in flight inside an intercepted tunnel: the stand-in answers /slow/ after 5 s.
+    let mut tunnel = connect_through(proxy.addr, GRAPH, &root, &["h2"])
+        .await?
+        .tunnel()?;
+    // The client keeps its connection open afterwards: graph-vcr must close it gracefully.
+    let slow = tokio::spawn(async move {
+        let r = tunnel
+            .assign(
+                "/v1.0/deviceManagement/deviceConfigurations/slow/assign",
+                r#"{"assignments":[]}"#,
+            )
+            .await;
+        (tunnel, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || proxy.signal("TERM")).await??;
+    let (kept_open, answered) = slow.await?;
+    let answered = answered?;
+    assert_eq!(answered.status, 200, "cut off: {}", answered.text());
+    assert_eq!(answered.header("x-graph-vcr-outcome"), Some("recorded"));
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(3),
+        "exited before the call finished"
+    );
+    // The grace period is 10 s: an idle tunnel holding shutdown would take that long.
+    assert!(
+        took < std::time::Duration::from_secs(9),
+        "shutdown waited {took:?}"
+    );
+    assert!(exit.status.success(), "{}", exit.stderr);
+    drop((idle, kept_open));
+    stand_in.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_tunnel_counts_against_max_connections() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let ca_dir = tmp.path().join("ca");
+    let root = ca_init(&ca_dir)?;
+    let (proxy, stand_in, _) = forwarding(
+        "record",
+        tmp.path(),
+        &[
+            "--forward",
+            "--ca-dir",
+            s(&ca_dir)?,
+            "--max-connections",
+            "1",
+        ],
+    )
+    .await?;
+    let mut first = connect_through(proxy.addr, GRAPH, &root, &["http/1.1"])
+        .await?
+        .tunnel()?;
+    assert_eq!(first.assign(SEED_PATH, SEED_BODY).await?.status, 204);
+    // The CONNECT was answered long ago, but the tunnel still holds the only slot.
+    let waiting = tokio::spawn({
+        let (addr, root) = (proxy.addr, root.clone());
+        async move { connect_through(addr, GRAPH, &root, &["h2"]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served beside the tunnel"
+    );
+    drop(first);
+    let mut second = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await???
+        .tunnel()?;
+    assert_eq!(second.assign(OTHER_PATH, SEED_BODY).await?.status, 204);
+    assert_eq!(stand_in.received().len(), 2);
+    Ok(())
+}
