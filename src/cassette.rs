@@ -74,9 +74,10 @@ pub enum StoreError {
     BadName(String),
 }
 
-/// A validated cassette name: safe as a file or tree name anywhere.
+/// A validated cassette name: safe as a file or tree name anywhere. Shared, not copied: every
+/// request carries one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CassetteName(String);
+pub struct CassetteName(std::sync::Arc<str>);
 
 impl CassetteName {
     pub fn new(name: &str) -> Result<Self, StoreError> {
@@ -87,7 +88,7 @@ impl CassetteName {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
-            Ok(Self(name.to_string()))
+            Ok(Self(std::sync::Arc::from(name)))
         } else {
             Err(StoreError::BadName(name.to_string()))
         }

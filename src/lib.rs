@@ -22,6 +22,7 @@ pub mod interaction;
 pub mod journal;
 pub mod key;
 pub mod listener;
+pub mod memo;
 pub mod mode;
 pub mod proxy;
 pub mod redact;

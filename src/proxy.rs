@@ -16,9 +16,10 @@ use crate::interaction::{
 };
 use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
+use crate::memo::{Analysis, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
-use crate::report::{Report, RunLog};
+use crate::report::{Event, Report, RunLog};
 use crate::respond::{self, Miss, Prepared};
 use crate::stats::Stats;
 use crate::upstream::{Destination, Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
@@ -148,6 +149,8 @@ pub struct Proxy {
     /// Replay only: every recording of a key, prepared, per cassette. Sound because replay's
     /// store is a read-only copy.
     prepared: Mutex<HashMap<CassetteName, HashMap<Key, Recordings>>>,
+    /// Replay only: what the pure stages found for calls already answered.
+    memo: Option<Memo>,
     run: RunLog,
     pub stats: Stats,
 }
@@ -155,7 +158,7 @@ pub struct Proxy {
 /// What happened to one request, for the journal and the deviations header.
 struct Trace {
     cassette: CassetteName,
-    action: String,
+    action: Arc<str>,
     key: Option<Key>,
     outcome: &'static str,
     position: Option<u32>,
@@ -200,6 +203,7 @@ impl Proxy {
             limits: config.limits,
             occurrences: Occurrences::default(),
             prepared: Mutex::new(HashMap::new()),
+            memo: (config.mode == Mode::Replay).then(Memo::default),
             run: RunLog::default(),
             stats: Stats::default(),
         };
@@ -261,7 +265,7 @@ impl Proxy {
         let client_request_id = parts.headers.get("client-request-id").cloned();
         let mut trace = Trace {
             cassette: self.default_cassette.clone(),
-            action: String::new(),
+            action: Arc::from(""),
             key: None,
             outcome: "error",
             position: None,
@@ -296,6 +300,25 @@ impl Proxy {
     {
         let body = self.read_body(body).await?;
         trace.cassette = self.cassette_name(&parts.headers)?;
+        // Replay: a call answered before skips the pure stages (see `memo`).
+        let digest = self.memo.as_ref().map(|m| {
+            let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            m.digest(&parts.method, path_and_query, &body)
+        });
+        let mut counted = None;
+        if let (Some(memo), Some(digest)) = (&self.memo, digest)
+            && let Some(known) = memo.get(digest)
+        {
+            trace.action = Arc::clone(&known.action);
+            trace.key = Some(known.key);
+            trace.deviations = known.findings.with_headers(&parts.headers);
+            self.reject_on_error(trace)?;
+            let n = self.occurrences.next(&trace.cassette, &known.key);
+            if let Some(response) = self.replay_hit(&parts.headers, trace, &known.key, n)? {
+                return Ok(response);
+            }
+            counted = Some(n);
+        }
         if crate::key::json_depth_exceeds(&body, self.limits.max_json_depth) {
             trace.outcome = "rejected";
             Stats::bump(&self.stats.rejected);
@@ -317,21 +340,13 @@ impl Proxy {
 
         let query = parts.uri.query().map(redact::redact_query);
         let classified = classify::classify(parts.uri.path(), query.as_deref());
-        trace.action = classified.action_label();
+        trace.action = Arc::from(classified.action_label());
         // The body is parsed once, redacted in place, and then read by check and key alike.
         let mut parsed = serde_json::from_slice::<serde_json::Value>(&body);
         let stored_body = redact::redact_parsed(&body, &mut parsed);
-        trace.deviations = check::check_request_parsed(
-            &parts.method,
-            &classified,
-            &parts.headers,
-            parsed.as_ref(),
-        );
-        if self.on_deviation == OnDeviation::Reject && check::has_error(&trace.deviations) {
-            trace.outcome = "rejected";
-            Stats::bump(&self.stats.rejected);
-            return Err(rejection(&trace.deviations));
-        }
+        let findings = check::check_without_headers(&parts.method, &classified, parsed.as_ref());
+        trace.deviations = findings.with_headers(&parts.headers);
+        self.reject_on_error(trace)?;
 
         let canonical = match parsed {
             Ok(v) => CanonicalBody::from_value(v, classified.action, &self.key),
@@ -339,25 +354,23 @@ impl Proxy {
         };
         let key = Key::compute(parts.method.as_str(), &classified, &canonical);
         trace.key = Some(key);
-        let n = self.occurrences.next(&trace.cassette, &key);
+        let n = counted.unwrap_or_else(|| self.occurrences.next(&trace.cassette, &key));
         let recordable = classified.is_assign || self.record_all;
 
         if self.mode == Mode::Replay
-            && let Some(recordings) = self.recordings(&trace.cassette, &key)?
+            && let Some(response) = self.replay_hit(&parts.headers, trace, &key, n)?
         {
-            let at_n = recordings.iter().find(|p| p.position == n).cloned();
-            if let Ok(prepared) = mode::replay_choice(
-                n,
-                self.on_exhausted,
-                at_n,
-                recordings.last().cloned(),
-                |p| p.position,
-            ) {
-                trace.outcome = "replayed";
-                trace.position = Some(prepared.position);
-                Stats::bump(&self.stats.replayed);
-                return Ok(prepared.respond(&parts.headers));
+            if let (Some(memo), Some(digest)) = (&self.memo, digest) {
+                memo.insert(
+                    digest,
+                    Analysis {
+                        action: Arc::clone(&trace.action),
+                        key,
+                        findings,
+                    },
+                );
             }
+            return Ok(response);
         }
         let cassette = match self.mode {
             Mode::Audit => None,
@@ -525,6 +538,43 @@ impl Proxy {
         }
     }
 
+    /// `--on-deviation reject`: stops a call with an `error` deviation here.
+    fn reject_on_error(&self, trace: &mut Trace) -> Result<(), GraphError> {
+        if self.on_deviation == OnDeviation::Reject && check::has_error(&trace.deviations) {
+            trace.outcome = "rejected";
+            Stats::bump(&self.stats.rejected);
+            return Err(rejection(&trace.deviations));
+        }
+        Ok(())
+    }
+
+    /// Replay: the recording for occurrence `n` of `key`, if the cassette has one to serve.
+    fn replay_hit(
+        &self,
+        request_headers: &HeaderMap,
+        trace: &mut Trace,
+        key: &Key,
+        n: u32,
+    ) -> Result<Option<Response<Full<Bytes>>>, GraphError> {
+        let Some(recordings) = self.recordings(&trace.cassette, key)? else {
+            return Ok(None);
+        };
+        let at_n = recordings.iter().find(|p| p.position == n).cloned();
+        let Ok(prepared) = mode::replay_choice(
+            n,
+            self.on_exhausted,
+            at_n,
+            recordings.last().cloned(),
+            |p| p.position,
+        ) else {
+            return Ok(None);
+        };
+        trace.outcome = "replayed";
+        trace.position = Some(prepared.position);
+        Stats::bump(&self.stats.replayed);
+        Ok(Some(prepared.respond(request_headers)))
+    }
+
     /// Replay's prepared responses for `key`, by position, loaded from the cassette on first
     /// use: a repeated hit touches neither sled nor the decoder. `None` once the cassette's
     /// cache is full: those keys take the point-lookup path, so memory stays bounded and a
@@ -577,24 +627,34 @@ impl Proxy {
             tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
                 cassette = %trace.cassette, path = parts.uri.path(), "contract deviation: {}", d.message);
         }
-        let entry = Entry {
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            cassette: trace.cassette.to_string(),
-            action: trace.action.clone(),
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_string(),
-            key: trace.key.map(|k| k.to_hex()),
-            mode: self.mode.as_str().to_string(),
-            outcome: trace.outcome.to_string(),
-            status: status.as_u16(),
+        let event = Event {
+            cassette: trace.cassette.as_str(),
+            action: &trace.action,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            key: trace.key,
+            outcome: trace.outcome,
             position: trace.position,
-            message: trace.message.clone(),
-            deviations: trace.deviations.clone(),
+            message: trace.message.as_deref(),
+            deviations: &trace.deviations,
         };
         if let Some(journal) = &self.journal {
-            journal.write(&entry);
+            journal.write(&Entry {
+                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                cassette: event.cassette.to_string(),
+                action: event.action.to_string(),
+                method: event.method.to_string(),
+                path: event.path.to_string(),
+                key: event.key.map(|k| k.to_hex()),
+                mode: self.mode.as_str().to_string(),
+                outcome: event.outcome.to_string(),
+                status: status.as_u16(),
+                position: event.position,
+                message: trace.message.clone(),
+                deviations: trace.deviations.clone(),
+            });
         }
-        self.run.add(&entry);
+        self.run.add(&event);
     }
 
     /// What this run did, including recordings of the cassettes it used that were never played.

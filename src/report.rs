@@ -146,12 +146,44 @@ fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
     }
 }
 
+/// What one request did, as the run log needs it: borrowed, so a request pays for no copies
+/// (the journal's [`Entry`] is built only when there is a journal).
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub cassette: &'a str,
+    pub action: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub key: Option<Key>,
+    pub outcome: &'a str,
+    pub position: Option<u32>,
+    pub message: Option<&'a str>,
+    pub deviations: &'a [Deviation],
+}
+
+impl<'a> Event<'a> {
+    /// The event a journal line records.
+    pub fn of(e: &'a Entry) -> Self {
+        Self {
+            cassette: &e.cassette,
+            action: &e.action,
+            method: &e.method,
+            path: &e.path,
+            key: e.key.as_deref().and_then(Key::from_hex),
+            outcome: &e.outcome,
+            position: e.position,
+            message: e.message.as_deref(),
+            deviations: &e.deviations,
+        }
+    }
+}
+
 impl RunLog {
-    pub fn add(&self, e: &Entry) {
+    pub fn add(&self, e: &Event<'_>) {
         let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let s = &mut *guard;
-        let cassette = intern(&mut s.strings, &e.cassette);
-        let key = e.key.as_deref().and_then(Key::from_hex).map(|k| k.0);
+        let cassette = intern(&mut s.strings, e.cassette);
+        let key = e.key.map(|k| k.0);
         if let (Some(key), Some(pos)) = (key, e.position) {
             let played = s.played.entry((Arc::clone(&cassette), key)).or_default();
             if !played.contains(&pos) {
@@ -160,7 +192,7 @@ impl RunLog {
         }
         let id = CallId {
             cassette,
-            action: intern(&mut s.strings, &e.action),
+            action: intern(&mut s.strings, e.action),
             key,
             unkeyed: key
                 .is_none()
@@ -170,8 +202,8 @@ impl RunLog {
             Some(c) => c,
             None => {
                 let state = CallState {
-                    method: intern(&mut s.strings, &e.method),
-                    path: intern(&mut s.strings, &e.path),
+                    method: intern(&mut s.strings, e.method),
+                    path: intern(&mut s.strings, e.path),
                     requests: 0,
                     outcomes: Vec::new(),
                     deviations: Vec::new(),
@@ -183,9 +215,9 @@ impl RunLog {
         call.requests += 1;
         match call.outcomes.iter_mut().find(|(o, _)| **o == *e.outcome) {
             Some((_, n)) => *n += 1,
-            None => call.outcomes.push((intern(&mut s.strings, &e.outcome), 1)),
+            None => call.outcomes.push((intern(&mut s.strings, e.outcome), 1)),
         }
-        for d in &e.deviations {
+        for d in e.deviations {
             if !call
                 .deviations
                 .iter()
@@ -197,7 +229,7 @@ impl RunLog {
             }
         }
         if call.message.is_none() {
-            call.message.clone_from(&e.message);
+            call.message = e.message.map(str::to_string);
         }
     }
 
@@ -319,7 +351,7 @@ pub fn verify(
         match entry {
             Ok(e) if e.cassette == cassette.as_str() => {
                 mode.clone_from(&e.mode);
-                run.add(&e);
+                run.add(&Event::of(&e));
             }
             Ok(_) => {}
             Err(e) => return Err(format!("journal is damaged: {e}")),

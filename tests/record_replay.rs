@@ -534,3 +534,93 @@ async fn other_requests_are_forwarded_but_only_recorded_with_record_all() -> Tes
     assert_eq!((me_again.status, me_again.body), (200, me.body));
     Ok(())
 }
+
+/// Replay remembers what it found for a call it answered (`memo`), but headers are not part of
+/// that: the same body with other headers must be checked, flagged and rejected as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_call_is_checked_again_for_its_headers() -> TestResult {
+    let s = Setup::new()?;
+    let stand_in = StandIn::start(&s.ca).await?;
+    let proxy = record(&s.dir(), &s.ca_pem, &stand_in, &[])?;
+    assert_eq!(
+        s.client
+            .assign(&proxy.base, SEED_PATH, SDK_BODY, &[])
+            .await?
+            .status,
+        204
+    );
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+
+    let url = SEED_PATH.to_string();
+    let auth = format!("Bearer {JWT}");
+    let good = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for reject in [false, true] {
+        let proxy = if reject {
+            replay(&s.dir(), &["--on-deviation", "reject"])?
+        } else {
+            replay(&s.dir(), &[])?
+        };
+        let send = |headers: Vec<(&'static str, String)>| {
+            let base = proxy.base.clone();
+            let url = url.clone();
+            async move {
+                let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                HttpClient::new()
+                    .send("POST", &format!("{base}{url}"), &h, SDK_BODY)
+                    .await
+            }
+        };
+        let owned = |h: &[(&'static str, &str)]| {
+            h.iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // Twice with good headers: the second is answered from the memo.
+        for _ in 0..2 {
+            let r = send(owned(&good)).await?;
+            assert_eq!(r.status, 204, "{}", r.text());
+            assert_eq!(r.header("x-graph-vcr-deviations"), None);
+        }
+        // The same body, no Authorization, then a text Content-Type.
+        let no_auth = send(owned(&good[1..])).await?;
+        let text = send(owned(&[good[0], ("content-type", "text/plain")])).await?;
+        if reject {
+            assert_eq!(no_auth.status, 400, "{}", no_auth.text());
+            assert!(
+                no_auth.text().contains("auth-missing"),
+                "{}",
+                no_auth.text()
+            );
+            assert_eq!(text.status, 400, "{}", text.text());
+            assert!(
+                text.text().contains("content-type-not-json"),
+                "{}",
+                text.text()
+            );
+        } else {
+            assert_eq!(no_auth.status, 204);
+            assert_eq!(
+                no_auth.header("x-graph-vcr-deviations"),
+                Some("auth-missing")
+            );
+            assert_eq!(text.status, 204);
+            assert_eq!(
+                text.header("x-graph-vcr-deviations"),
+                Some("content-type-not-json")
+            );
+        }
+        // And clean again.
+        let r = send(owned(&good)).await?;
+        assert_eq!(r.status, 204);
+        assert_eq!(r.header("x-graph-vcr-deviations"), None);
+        let exit = proxy.signal("TERM")?;
+        if reject {
+            assert!(exit.stderr.contains("2 rejected"), "{}", exit.stderr);
+        }
+    }
+    Ok(())
+}

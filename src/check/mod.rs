@@ -220,9 +220,29 @@ pub fn check_request_parsed(
     headers: &HeaderMap,
     body: Result<&serde_json::Value, &serde_json::Error>,
 ) -> Vec<Deviation> {
+    check_without_headers(method, classified, body).with_headers(headers)
+}
+
+/// A request's deviations that follow from its method, path and body alone. Replay remembers
+/// these per distinct request (`memo`) and adds the header deviations per request:
+/// `check_without_headers(..).with_headers(h)` is exactly [`check_request_parsed`].
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Whether the path is an assign action at all (nothing is checked otherwise).
+    assign_shaped: bool,
+    /// The method's deviations, then the path's and body's; header deviations go between.
+    deviations: Vec<Deviation>,
+    headers_at: usize,
+}
+
+pub fn check_without_headers(
+    method: &Method,
+    classified: &Classified,
+    body: Result<&serde_json::Value, &serde_json::Error>,
+) -> Findings {
     let mut out = Vec::new();
     if !classified.assign_shaped {
-        return out;
+        return Findings::default();
     }
     if method != Method::POST {
         out.push(Deviation::new(
@@ -231,7 +251,7 @@ pub fn check_request_parsed(
             format!("assign actions are invoked with POST, not {method}"),
         ));
     }
-    check_headers(headers, &mut out);
+    let headers_at = out.len();
     match classified.version {
         None => out.push(Deviation::new(
             Code::UnknownApiVersion,
@@ -240,8 +260,26 @@ pub fn check_request_parsed(
         )),
         Some(version) => body::check(version, classified.action, body, &mut out),
     }
-    errors_first(&mut out);
-    out
+    Findings {
+        assign_shaped: true,
+        deviations: out,
+        headers_at,
+    }
+}
+
+impl Findings {
+    /// Every deviation of the request with these headers, errors first.
+    pub fn with_headers(&self, headers: &HeaderMap) -> Vec<Deviation> {
+        if !self.assign_shaped {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.deviations.len());
+        out.extend_from_slice(&self.deviations[..self.headers_at]);
+        check_headers(headers, &mut out);
+        out.extend_from_slice(&self.deviations[self.headers_at..]);
+        errors_first(&mut out);
+        out
+    }
 }
 
 /// Errors before warnings, each in the order found (body order), so the first thing a reader

@@ -1,0 +1,106 @@
+//! Memo: replay's fast path for a call it has answered before.
+//!
+//! Classify, check (all but the headers), redact and key are pure functions of a request's
+//! method, path and query, body and the run's options, and replay's cassette never changes.
+//! So replay remembers, per distinct (method, path and query, body), what those stages found:
+//! the action, the key, and the method/path/body deviations. A repeated call — the normal case
+//! in a test suite — skips parsing, checking, canonicalizing and hashing the body; only the
+//! header checks, which are cheap, run again. Only calls that replayed are remembered, so a
+//! remembered key always has recordings.
+//!
+//! Requests are identified by a 128-bit keyed hash (two SipHash-1-3 instances with random keys,
+//! fixed per process), so clients cannot aim collisions at it. The memo is bounded by entry
+//! count and stops growing at the limit rather than evicting: large cassettes take the full
+//! path for calls past the limit, as they did before it existed.
+
+use crate::check::Findings;
+use crate::key::Key;
+use http::Method;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// Most distinct calls remembered (about 150 bytes each, plus their deviations).
+pub const LIMIT: usize = 65_536;
+
+/// What the pure stages found for one distinct request.
+#[derive(Debug)]
+pub struct Analysis {
+    pub action: Arc<str>,
+    pub key: Key,
+    pub findings: Findings,
+}
+
+/// The remembered analyses of a replay run.
+#[derive(Debug)]
+pub struct Memo {
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+    map: Mutex<HashMap<u128, Arc<Analysis>>>,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Self {
+            hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The identity of a request's pure inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest(u128);
+
+impl Memo {
+    pub fn digest(&self, method: &Method, path_and_query: &str, body: &[u8]) -> Digest {
+        let half = |state: &std::hash::RandomState| {
+            let mut h = state.build_hasher();
+            method.as_str().hash(&mut h);
+            path_and_query.hash(&mut h);
+            body.hash(&mut h);
+            h.finish()
+        };
+        Digest(u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1)))
+    }
+
+    pub fn get(&self, digest: Digest) -> Option<Arc<Analysis>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&digest.0).cloned()
+    }
+
+    /// Remembers an analysis, unless the memo is full.
+    pub fn insert(&self, digest: Digest, analysis: Analysis) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < LIMIT {
+            map.entry(digest.0).or_insert_with(|| Arc::new(analysis));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_input_changes_the_digest() {
+        let memo = Memo::default();
+        let d = memo.digest(&Method::POST, "/v1.0/a/assign", b"{}");
+        assert_eq!(d, memo.digest(&Method::POST, "/v1.0/a/assign", b"{}"));
+        assert_ne!(d, memo.digest(&Method::PUT, "/v1.0/a/assign", b"{}"));
+        assert_ne!(d, memo.digest(&Method::POST, "/v1.0/b/assign", b"{}"));
+        assert_ne!(d, memo.digest(&Method::POST, "/v1.0/a/assign", b"{ }"));
+        // Length-prefixed hashing: moving bytes between path and body is a different request.
+        assert_ne!(
+            memo.digest(&Method::POST, "/v1.0/a", b"x{}"),
+            memo.digest(&Method::POST, "/v1.0/ax", b"{}")
+        );
+    }
+}
