@@ -16,7 +16,7 @@
 use crate::check::Findings;
 use crate::key::Key;
 use http::Method;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -28,21 +28,29 @@ pub const LIMIT: usize = 65_536;
 pub struct Analysis {
     pub action: Arc<str>,
     pub key: Key,
-    pub findings: Findings,
+    /// Shared: calls of one shape have the same findings (usually none, or one warning).
+    pub findings: Arc<Findings>,
 }
 
 /// The remembered analyses of a replay run.
 #[derive(Debug)]
 pub struct Memo {
     hashers: (std::hash::RandomState, std::hash::RandomState),
-    map: Mutex<HashMap<u128, Arc<Analysis>>>,
+    map: Mutex<Remembered>,
+}
+
+#[derive(Debug, Default)]
+struct Remembered {
+    analyses: HashMap<u128, Arc<Analysis>>,
+    actions: HashSet<Arc<str>>,
+    findings: HashSet<Arc<Findings>>,
 }
 
 impl Default for Memo {
     fn default() -> Self {
         Self {
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Remembered::default()),
         }
     }
 }
@@ -65,19 +73,48 @@ impl Memo {
 
     pub fn get(&self, digest: Digest) -> Option<Arc<Analysis>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&digest.0).cloned()
+        map.analyses.get(&digest.0).cloned()
     }
 
-    /// Remembers an analysis, unless the memo is full.
-    pub fn insert(&self, digest: Digest, analysis: Analysis) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() < LIMIT {
-            map.entry(digest.0).or_insert_with(|| Arc::new(analysis));
+    /// Remembers what the stages found for a call, unless the memo is full.
+    pub fn insert(&self, digest: Digest, action: &str, key: Key, findings: Findings) {
+        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let m = &mut *guard;
+        if m.analyses.len() >= LIMIT || m.analyses.contains_key(&digest.0) {
+            return;
         }
+        let action = match m.actions.get(action) {
+            Some(a) => Arc::clone(a),
+            None => {
+                let a: Arc<str> = Arc::from(action);
+                m.actions.insert(Arc::clone(&a));
+                a
+            }
+        };
+        let findings = match m.findings.get(&findings) {
+            Some(f) => Arc::clone(f),
+            None => {
+                let f = Arc::new(findings);
+                m.findings.insert(Arc::clone(&f));
+                f
+            }
+        };
+        m.analyses.insert(
+            digest.0,
+            Arc::new(Analysis {
+                action,
+                key,
+                findings,
+            }),
+        );
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .analyses
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

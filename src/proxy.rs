@@ -16,7 +16,7 @@ use crate::interaction::{
 };
 use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
-use crate::memo::{Analysis, Memo};
+use crate::memo::Memo;
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
 use crate::report::{Event, Report, RunLog};
@@ -361,14 +361,7 @@ impl Proxy {
             && let Some(response) = self.replay_hit(&parts.headers, trace, &key, n)?
         {
             if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-                memo.insert(
-                    digest,
-                    Analysis {
-                        action: Arc::clone(&trace.action),
-                        key,
-                        findings,
-                    },
-                );
+                memo.insert(digest, &trace.action, key, findings);
             }
             return Ok(response);
         }

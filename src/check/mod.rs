@@ -141,7 +141,7 @@ impl<'de> serde::Deserialize<'de> for Code {
 }
 
 /// One departure from the documented contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct Deviation {
     pub code: Code,
     pub severity: Severity,
@@ -226,7 +226,7 @@ pub fn check_request_parsed(
 /// A request's deviations that follow from its method, path and body alone. Replay remembers
 /// these per distinct request (`memo`) and adds the header deviations per request:
 /// `check_without_headers(..).with_headers(h)` is exactly [`check_request_parsed`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Findings {
     /// Whether the path is an assign action at all (nothing is checked otherwise).
     assign_shaped: bool,
