@@ -7,6 +7,10 @@
 //! `graph-vcr replay`, drives each with C keep-alive connections for S seconds, cycling through
 //! the N distinct bodies, and prints throughput, p50/p99 latency, the ratio, graph-vcr's
 //! time to first response and its resident memory after the run.
+//!
+//! `-- --record [--connections C] [--seconds S]` measures record mode instead: the bare server
+//! is the upstream, driven once directly and once through `graph-vcr record` (which stores
+//! every call durably before answering), and the benchmark prints the latency each call gains.
 
 mod common;
 
@@ -39,6 +43,9 @@ fn main() -> Result<(), Error> {
     let n = arg("--interactions", 1_000);
     let connections = arg("--connections", 32);
     let seconds = arg("--seconds", 5) as u64;
+    if std::env::args().any(|a| a == "--record") {
+        return record(n, connections, seconds);
+    }
 
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("cassettes");
@@ -108,6 +115,63 @@ fn main() -> Result<(), Error> {
     println!("graph-vcr first response after start: {first_after:?}");
     println!(
         "graph-vcr resident memory: {rss_at_start} after the first response, {rss_after} after the run"
+    );
+    Ok(())
+}
+
+/// Record mode's cost per call: the same load straight to the upstream and through
+/// `graph-vcr record` to it.
+fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("cassettes");
+    let bodies: Arc<Vec<Bytes>> = Arc::new((0..n).map(|i| Bytes::from(common::body(i))).collect());
+    let rt = tokio::runtime::Runtime::new()?;
+    let (mut bare, bare_addr) = spawn(Command::new(std::env::current_exe()?).arg("--bare-server"))?;
+    let upstream = format!("http://{bare_addr}");
+    let (mut vcr, vcr_addr) = spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
+        "record",
+        "--cassettes",
+        dir.to_str().ok_or("path")?,
+        "--cassette",
+        "bench",
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "error",
+    ]))?;
+    let duration = Duration::from_secs(seconds);
+    let direct = rt.block_on(load(bare_addr, connections, duration, Arc::clone(&bodies)))?;
+    let through = rt.block_on(load(vcr_addr, connections, duration, Arc::clone(&bodies)))?;
+    let _ = vcr.kill();
+    let _ = bare.kill();
+    println!(
+        "record mode: {n} distinct calls cycled, connections: {connections}, seconds: {seconds}"
+    );
+    println!(
+        "{:<34} {:>12} {:>10} {:>10} {:>10} {:>8}",
+        "path", "requests/s", "mean (µs)", "p50 (µs)", "p99 (µs)", "errors"
+    );
+    for (name, r) in [
+        ("upstream directly", &direct),
+        ("through graph-vcr record", &through),
+    ] {
+        println!(
+            "{name:<34} {:>12.0} {:>10.0} {:>10} {:>10} {:>8}",
+            r.rate,
+            connections as f64 * 1e6 / r.rate.max(1.0),
+            r.p50,
+            r.p99,
+            r.errors
+        );
+    }
+    println!(
+        "added per call: mean {:.0} µs, p50 {} µs, p99 {} µs",
+        connections as f64 * 1e6 / through.rate.max(1.0)
+            - connections as f64 * 1e6 / direct.rate.max(1.0),
+        through.p50 as i64 - direct.p50 as i64,
+        through.p99 as i64 - direct.p99 as i64
     );
     Ok(())
 }
