@@ -2,11 +2,12 @@
 //!
 //! Classify, check (all but the headers), redact and key are pure functions of a request's
 //! method, path and query, body and the run's options, and replay's cassette never changes.
-//! So replay remembers, per distinct (method, path and query, body), what those stages found:
-//! the action, the key, and the method/path/body deviations. A repeated call — the normal case
-//! in a test suite — skips parsing, checking, canonicalizing and hashing the body; only the
-//! header checks, which are cheap, run again. Only calls that replayed are remembered, so a
-//! remembered key always has recordings.
+//! So replay remembers, per distinct (cassette, method, path and query, body), what those
+//! stages found — the action, the key, the method/path/body deviations — and where the call's
+//! state is: its occurrence counter and its prepared recordings. A repeated call — the normal
+//! case in a test suite — skips parsing, checking, canonicalizing and hashing the body, and
+//! the occurrence and recording maps; only the header checks, which are cheap, run again.
+//! Only calls that replayed are remembered, so a remembered key always has recordings.
 //!
 //! Requests are identified by a 128-bit keyed hash (two SipHash-1-3 instances with random keys,
 //! fixed per process), so clients cannot aim collisions at it. The memo is bounded by entry
@@ -15,9 +16,11 @@
 
 use crate::check::Findings;
 use crate::key::Key;
+use crate::mode::Counter;
+use crate::respond::Recordings;
 use http::Method;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 /// Most distinct calls remembered (about 150 bytes each, plus their deviations).
@@ -30,6 +33,18 @@ pub struct Analysis {
     pub key: Key,
     /// Shared: calls of one shape have the same findings (usually none, or one warning).
     pub findings: Arc<Findings>,
+    /// The (cassette, key)'s occurrence counter, the same one `mode::Occurrences` hands out.
+    pub counter: Counter,
+    pub recordings: Recordings,
+}
+
+/// What the slow path learned about a call that replayed, for [`Memo::insert`].
+pub struct Learned<'a> {
+    pub action: &'a str,
+    pub key: Key,
+    pub findings: Findings,
+    pub counter: Counter,
+    pub recordings: Recordings,
 }
 
 /// The remembered analyses of a replay run.
@@ -41,7 +56,8 @@ pub struct Memo {
 
 #[derive(Debug, Default)]
 struct Remembered {
-    analyses: HashMap<u128, Arc<Analysis>>,
+    /// Keyed by the digest, which is already a keyed hash: no second hashing.
+    analyses: HashMap<u128, Arc<Analysis>, BuildHasherDefault<Prehashed>>,
     actions: HashSet<Arc<str>>,
     findings: HashSet<Arc<Findings>>,
 }
@@ -55,14 +71,44 @@ impl Default for Memo {
     }
 }
 
+/// A hasher for keys that are already uniformly distributed keyed hashes.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 digests are hashed with this; fold anything else in anyway.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= n as u64;
+    }
+}
+
 /// The identity of a request's pure inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest(u128);
 
 impl Memo {
-    pub fn digest(&self, method: &Method, path_and_query: &str, body: &[u8]) -> Digest {
+    pub fn digest(
+        &self,
+        cassette: &str,
+        method: &Method,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Digest {
         let half = |state: &std::hash::RandomState| {
             let mut h = state.build_hasher();
+            cassette.hash(&mut h);
             method.as_str().hash(&mut h);
             path_and_query.hash(&mut h);
             body.hash(&mut h);
@@ -77,24 +123,24 @@ impl Memo {
     }
 
     /// Remembers what the stages found for a call, unless the memo is full.
-    pub fn insert(&self, digest: Digest, action: &str, key: Key, findings: Findings) {
+    pub fn insert(&self, digest: Digest, learned: Learned<'_>) {
         let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
         if m.analyses.len() >= LIMIT || m.analyses.contains_key(&digest.0) {
             return;
         }
-        let action = match m.actions.get(action) {
+        let action = match m.actions.get(learned.action) {
             Some(a) => Arc::clone(a),
             None => {
-                let a: Arc<str> = Arc::from(action);
+                let a: Arc<str> = Arc::from(learned.action);
                 m.actions.insert(Arc::clone(&a));
                 a
             }
         };
-        let findings = match m.findings.get(&findings) {
+        let findings = match m.findings.get(&learned.findings) {
             Some(f) => Arc::clone(f),
             None => {
-                let f = Arc::new(findings);
+                let f = Arc::new(learned.findings);
                 m.findings.insert(Arc::clone(&f));
                 f
             }
@@ -103,8 +149,10 @@ impl Memo {
             digest.0,
             Arc::new(Analysis {
                 action,
-                key,
+                key: learned.key,
                 findings,
+                counter: learned.counter,
+                recordings: learned.recordings,
             }),
         );
     }
@@ -129,15 +177,16 @@ mod tests {
     #[test]
     fn any_input_changes_the_digest() {
         let memo = Memo::default();
-        let d = memo.digest(&Method::POST, "/v1.0/a/assign", b"{}");
-        assert_eq!(d, memo.digest(&Method::POST, "/v1.0/a/assign", b"{}"));
-        assert_ne!(d, memo.digest(&Method::PUT, "/v1.0/a/assign", b"{}"));
-        assert_ne!(d, memo.digest(&Method::POST, "/v1.0/b/assign", b"{}"));
-        assert_ne!(d, memo.digest(&Method::POST, "/v1.0/a/assign", b"{ }"));
+        let d = memo.digest("c", &Method::POST, "/v1.0/a/assign", b"{}");
+        assert_eq!(d, memo.digest("c", &Method::POST, "/v1.0/a/assign", b"{}"));
+        assert_ne!(d, memo.digest("d", &Method::POST, "/v1.0/a/assign", b"{}"));
+        assert_ne!(d, memo.digest("c", &Method::PUT, "/v1.0/a/assign", b"{}"));
+        assert_ne!(d, memo.digest("c", &Method::POST, "/v1.0/b/assign", b"{}"));
+        assert_ne!(d, memo.digest("c", &Method::POST, "/v1.0/a/assign", b"{ }"));
         // Length-prefixed hashing: moving bytes between path and body is a different request.
         assert_ne!(
-            memo.digest(&Method::POST, "/v1.0/a", b"x{}"),
-            memo.digest(&Method::POST, "/v1.0/ax", b"{}")
+            memo.digest("c", &Method::POST, "/v1.0/a", b"x{}"),
+            memo.digest("c", &Method::POST, "/v1.0/ax", b"{}")
         );
     }
 }

@@ -10,7 +10,8 @@ use crate::cassette::{Cassette, CassetteName, StoreError};
 use crate::interaction::Recorded;
 use crate::key::Key;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// How the proxy answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,23 +60,36 @@ pub enum Decision {
 
 /// Counts identical requests per cassette in this run.
 #[derive(Debug, Default)]
-pub struct Occurrences(Mutex<HashMap<CassetteName, HashMap<Key, u32>>>);
+pub struct Occurrences(Mutex<HashMap<CassetteName, HashMap<Key, Counter>>>);
+
+/// The occurrence counter of one (cassette, key). Shared, so replay's memo can count a
+/// repeated call without taking the map's lock.
+pub type Counter = Arc<AtomicU32>;
 
 impl Occurrences {
     /// The 0-based occurrence of this request, counting it.
     pub fn next(&self, cassette: &CassetteName, key: &Key) -> u32 {
-        // A poisoned lock only means another request panicked mid-increment; the map is
-        // still a valid map of counters.
+        take(&self.counter(cassette, key))
+    }
+
+    /// The counter of (cassette, key), created at 0.
+    pub fn counter(&self, cassette: &CassetteName, key: &Key) -> Counter {
+        // A poisoned lock only means another request panicked mid-insert; the map is still a
+        // valid map of counters.
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // The name is cloned once per cassette, not once per distinct request.
         let per_cassette = match map.get_mut(cassette) {
             Some(m) => m,
             None => map.entry(cassette.clone()).or_default(),
         };
-        let n = per_cassette.entry(*key).or_insert(0);
-        let current = *n;
-        *n = n.saturating_add(1);
-        current
+        Arc::clone(per_cassette.entry(*key).or_default())
+    }
+}
+
+/// The counter's value before counting this request (saturating at `u32::MAX`).
+pub fn take(counter: &AtomicU32) -> u32 {
+    match counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1)) {
+        Ok(n) | Err(n) => n,
     }
 }
 

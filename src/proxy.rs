@@ -16,11 +16,11 @@ use crate::interaction::{
 };
 use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
-use crate::memo::Memo;
+use crate::memo::{Learned, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact::{self, Secrets};
 use crate::report::{Event, Report, RunLog};
-use crate::respond::{self, Miss, Prepared};
+use crate::respond::{self, Miss, Prepared, Recordings};
 use crate::stats::Stats;
 use crate::upstream::{Destination, Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
 use bytes::Bytes;
@@ -62,8 +62,6 @@ impl Default for RequestLimits {
         }
     }
 }
-/// Every prepared response of one key, by position.
-type Recordings = Arc<[Arc<Prepared>]>;
 
 /// Most keys whose prepared responses replay keeps per cassette (about 1 KB each).
 const PREPARED_CACHE_LIMIT: usize = 4096;
@@ -303,7 +301,12 @@ impl Proxy {
         // Replay: a call answered before skips the pure stages (see `memo`).
         let digest = self.memo.as_ref().map(|m| {
             let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            m.digest(&parts.method, path_and_query, &body)
+            m.digest(
+                trace.cassette.as_str(),
+                &parts.method,
+                path_and_query,
+                &body,
+            )
         });
         let mut counted = None;
         if let (Some(memo), Some(digest)) = (&self.memo, digest)
@@ -313,8 +316,8 @@ impl Proxy {
             trace.key = Some(known.key);
             trace.deviations = known.findings.with_headers(&parts.headers);
             self.reject_on_error(trace)?;
-            let n = self.occurrences.next(&trace.cassette, &known.key);
-            if let Some(response) = self.replay_hit(&parts.headers, trace, &known.key, n)? {
+            let n = mode::take(&known.counter);
+            if let Some(response) = self.serve(&parts.headers, trace, &known.recordings, n) {
                 return Ok(response);
             }
             counted = Some(n);
@@ -354,14 +357,23 @@ impl Proxy {
         };
         let key = Key::compute(parts.method.as_str(), &classified, &canonical);
         trace.key = Some(key);
-        let n = counted.unwrap_or_else(|| self.occurrences.next(&trace.cassette, &key));
+        let counter = self.occurrences.counter(&trace.cassette, &key);
+        let n = counted.unwrap_or_else(|| mode::take(&counter));
         let recordable = classified.is_assign || self.record_all;
 
         if self.mode == Mode::Replay
-            && let Some(response) = self.replay_hit(&parts.headers, trace, &key, n)?
+            && let Some(recordings) = self.recordings(&trace.cassette, &key)?
+            && let Some(response) = self.serve(&parts.headers, trace, &recordings, n)
         {
             if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-                memo.insert(digest, &trace.action, key, findings);
+                let learned = Learned {
+                    action: &trace.action,
+                    key,
+                    findings,
+                    counter,
+                    recordings,
+                };
+                memo.insert(digest, learned);
             }
             return Ok(response);
         }
@@ -541,31 +553,27 @@ impl Proxy {
         Ok(())
     }
 
-    /// Replay: the recording for occurrence `n` of `key`, if the cassette has one to serve.
-    fn replay_hit(
+    /// Replay: the recording for occurrence `n` among `recordings`, if there is one to serve.
+    fn serve(
         &self,
         request_headers: &HeaderMap,
         trace: &mut Trace,
-        key: &Key,
+        recordings: &Recordings,
         n: u32,
-    ) -> Result<Option<Response<Full<Bytes>>>, GraphError> {
-        let Some(recordings) = self.recordings(&trace.cassette, key)? else {
-            return Ok(None);
-        };
+    ) -> Option<Response<Full<Bytes>>> {
         let at_n = recordings.iter().find(|p| p.position == n).cloned();
-        let Ok(prepared) = mode::replay_choice(
+        let prepared = mode::replay_choice(
             n,
             self.on_exhausted,
             at_n,
             recordings.last().cloned(),
             |p| p.position,
-        ) else {
-            return Ok(None);
-        };
+        )
+        .ok()?;
         trace.outcome = "replayed";
         trace.position = Some(prepared.position);
         Stats::bump(&self.stats.replayed);
-        Ok(Some(prepared.respond(request_headers)))
+        Some(prepared.respond(request_headers))
     }
 
     /// Replay's prepared responses for `key`, by position, loaded from the cassette on first

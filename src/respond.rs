@@ -42,6 +42,9 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
     response
 }
 
+/// Every prepared response of one key, by position.
+pub type Recordings = std::sync::Arc<[std::sync::Arc<Prepared>]>;
+
 /// A recorded response ready to send: decoded and parsed once, cloned per replay.
 #[derive(Debug, Clone)]
 pub struct Prepared {
