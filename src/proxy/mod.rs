@@ -5,24 +5,26 @@
 //! `mode` (decide) → `respond` (replay, forward upstream and record, or miss) → `journal`.
 //! Every answer graph-vcr makes itself is a Graph-format error (`graph_error`); every outcome
 //! is counted (`stats`), journaled, and its contract deviations are flagged on the response.
+//! In replay, a call answered before takes the `memo` shortcut past the pure stages.
+//!
+//! This file holds the pipeline; its two branches live beside it: `replaying` (recordings
+//! prepared once, the nth occurrence's choice) and `forwarding` (upstream, durable recording,
+//! forward-proxy pass-through).
 
 use crate::cassette::{Access, Cassette, CassetteName, JOURNAL_FILE, Store, StoreError};
 use crate::check::{self, CheckOptions, Deviation, OnDeviation, Severity};
-use crate::classify::{self, Classified};
+use crate::classify;
 use crate::graph_error::GraphError;
 use crate::headers::CASSETTE_HEADER;
-use crate::interaction::{
-    self, Body as StoredBody, Interaction, RecordedRequest, RecordedResponse,
-};
 use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::memo::{Learned, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
-use crate::redact::{self, Secrets};
+use crate::redact;
 use crate::report::{Event, Report, RunLog};
 use crate::respond::{self, Miss, Prepared, Recordings};
 use crate::stats::Stats;
-use crate::upstream::{Destination, Upstream, UpstreamError, UpstreamOptions, UpstreamResponse};
+use crate::upstream::{Upstream, UpstreamError, UpstreamOptions};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -34,6 +36,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use thiserror::Error;
+
+mod forwarding;
+mod replaying;
+
+use forwarding::build_interaction;
 
 /// Limits on what a request may carry. Inputs from the network are hostile until checked.
 #[derive(clap::Args, Debug, Clone)]
@@ -63,8 +70,6 @@ impl Default for RequestLimits {
     }
 }
 
-/// Most keys whose prepared responses replay keeps per cassette (about 1 KB each).
-const PREPARED_CACHE_LIMIT: usize = 4096;
 /// Response header listing the contract deviations of the call.
 pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
 
@@ -224,15 +229,6 @@ impl Proxy {
     /// Whether `--upstream` was given: forward mode then sends intercepted hosts there.
     pub fn upstream_is_explicit(&self) -> bool {
         self.upstream.as_ref().is_some_and(Upstream::is_explicit)
-    }
-
-    /// Where a request is (or would be) forwarded, for records and messages.
-    fn upstream_url(&self, parts: &Parts) -> String {
-        match (parts.extensions.get::<Destination>(), &self.upstream) {
-            (Some(d), _) => d.url(),
-            (None, Some(u)) => u.url().to_string(),
-            (None, None) => String::new(),
-        }
     }
 
     pub fn journal_path(&self) -> Option<&std::path::Path> {
@@ -462,87 +458,6 @@ impl Proxy {
         }
     }
 
-    async fn forward(
-        &self,
-        parts: &Parts,
-        body: Bytes,
-        trace: &mut Trace,
-    ) -> Result<UpstreamResponse, GraphError> {
-        let Some(upstream) = &self.upstream else {
-            return Err(GraphError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "graphVcrInternal",
-                "no upstream configured in this mode",
-            ));
-        };
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let to = parts.extensions.get::<Destination>();
-        upstream
-            .send(
-                to,
-                parts.method.clone(),
-                path_and_query,
-                &parts.headers,
-                body,
-            )
-            .await
-            .map_err(|e| {
-                trace.outcome = "upstream-error";
-                Stats::bump(&self.stats.upstream_errors);
-                tracing::warn!(cassette = %trace.cassette, path = parts.uri.path(), error = %e,
-                "upstream call failed; nothing recorded");
-                let url = to.map_or_else(|| upstream.url().to_string(), Destination::url);
-                GraphError::new(e.status(), e.code(), e.to_string()).with_detail("upstream", url)
-            })
-    }
-
-    /// Forward mode: a plain-HTTP request for a host graph-vcr does not intercept, passed on
-    /// untouched (record and audit only; `forward` decides): no check, no key, no recording,
-    /// no journal entry. Bounded like any request.
-    pub async fn pass_on<B>(
-        &self,
-        request: http::Request<B>,
-        to: &Destination,
-    ) -> Response<Full<Bytes>>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let (parts, body) = request.into_parts();
-        let id = parts.headers.get("client-request-id").cloned();
-        let Some(upstream) = &self.upstream else {
-            return GraphError::new(
-                StatusCode::FORBIDDEN,
-                "graphVcrNotIntercepted",
-                "this mode never opens a network connection",
-            )
-            .into_response(id.as_ref());
-        };
-        let body = match self.read_body(body).await {
-            Ok(b) => b,
-            Err(e) => return e.into_response(id.as_ref()),
-        };
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        match upstream
-            .send(
-                Some(to),
-                parts.method.clone(),
-                path_and_query,
-                &parts.headers,
-                body,
-            )
-            .await
-        {
-            Ok(response) => respond::forwarded(response, "tunnelled"),
-            Err(e) => {
-                tracing::warn!(to = %to.url(), error = %e, "passing on a plain-HTTP request failed");
-                GraphError::new(e.status(), e.code(), e.to_string())
-                    .with_detail("upstream", to.url())
-                    .into_response(id.as_ref())
-            }
-        }
-    }
-
     /// `--on-deviation reject`: stops a call with an `error` deviation here.
     fn reject_on_error(&self, trace: &mut Trace) -> Result<(), GraphError> {
         if self.on_deviation == OnDeviation::Reject && check::has_error(&trace.deviations) {
@@ -551,71 +466,6 @@ impl Proxy {
             return Err(rejection(&trace.deviations));
         }
         Ok(())
-    }
-
-    /// Replay: the recording for occurrence `n` among `recordings`, if there is one to serve.
-    fn serve(
-        &self,
-        request_headers: &HeaderMap,
-        trace: &mut Trace,
-        recordings: &Recordings,
-        n: u32,
-    ) -> Option<Response<Full<Bytes>>> {
-        let at_n = recordings.iter().find(|p| p.position == n).cloned();
-        let prepared = mode::replay_choice(
-            n,
-            self.on_exhausted,
-            at_n,
-            recordings.last().cloned(),
-            |p| p.position,
-        )
-        .ok()?;
-        trace.outcome = "replayed";
-        trace.position = Some(prepared.position);
-        Stats::bump(&self.stats.replayed);
-        Some(prepared.respond(request_headers))
-    }
-
-    /// Replay's prepared responses for `key`, by position, loaded from the cassette on first
-    /// use: a repeated hit touches neither sled nor the decoder. `None` once the cassette's
-    /// cache is full: those keys take the point-lookup path, so memory stays bounded and a
-    /// cassette larger than the cache does not thrash it.
-    fn recordings(
-        &self,
-        cassette: &CassetteName,
-        key: &Key,
-    ) -> Result<Option<Recordings>, GraphError> {
-        {
-            let map = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(per_cassette) = map.get(cassette) {
-                if let Some(found) = per_cassette.get(key) {
-                    return Ok(Some(Arc::clone(found)));
-                }
-                if per_cassette.len() >= PREPARED_CACHE_LIMIT {
-                    return Ok(None);
-                }
-            }
-        }
-        let store = self
-            .cassette(cassette)
-            .map_err(|e| self.store_failure(&e))?;
-        let loaded = store
-            .all_recorded(key)
-            .map_err(|e| self.store_failure(&e))?;
-        let prepared: Recordings = loaded
-            .iter()
-            .map(|r| Prepared::of(r).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?
-            .into();
-        let mut map = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        let per_cassette = match map.get_mut(cassette) {
-            Some(m) => m,
-            None => map.entry(cassette.clone()).or_default(),
-        };
-        if per_cassette.len() < PREPARED_CACHE_LIMIT {
-            per_cassette.insert(*key, Arc::clone(&prepared));
-        }
-        Ok(Some(prepared))
     }
 
     /// Logs, counts and journals what happened.
@@ -752,86 +602,6 @@ impl Proxy {
             "graphVcrCassetteError",
             e.to_string(),
         )
-    }
-
-    /// Writes an interaction and waits until it is durable: a client never holds a response
-    /// whose recording could still be lost.
-    async fn record(
-        &self,
-        cassette: &Cassette,
-        key: &Key,
-        interaction: &Interaction,
-        request_headers: &HeaderMap,
-        response: &UpstreamResponse,
-    ) -> Result<(), GraphError> {
-        let mut secrets = Secrets::default();
-        for (name, value) in request_headers.iter().chain(response.headers.iter()) {
-            if redact::is_credential_header(name.as_str())
-                && let Ok(v) = value.to_str()
-            {
-                secrets.add_header_value(v);
-            }
-        }
-        let result = match serde_json::to_vec(interaction) {
-            Ok(bytes) => match cassette.put(key, interaction.position, secrets.scrub(bytes)) {
-                Ok(()) => match &self.store {
-                    Some(store) => store.flush().await,
-                    None => Ok(()),
-                },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(StoreError::Encode {
-                cassette: cassette.name().to_string(),
-                source: e,
-            }),
-        };
-        result.map_err(|e| {
-            tracing::error!(cassette = %cassette.name(), error = %e, "recording failed");
-            GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "graphVcrRecordFailed", format!(
-                "the call reached the upstream, which answered {}, but recording it failed: {e}",
-                response.status
-            ))
-        })
-    }
-}
-
-/// The record of a forwarded call, everything in it already redacted.
-#[allow(clippy::too_many_arguments)]
-fn build_interaction(
-    parts: &Parts,
-    classified: &Classified,
-    key: &Key,
-    position: u32,
-    query: &Option<std::borrow::Cow<'_, str>>,
-    stored_body: &[u8],
-    canonical: &CanonicalBody,
-    response: &UpstreamResponse,
-    upstream: &str,
-) -> Interaction {
-    Interaction {
-        format: interaction::FORMAT,
-        key: key.to_hex(),
-        position,
-        action: classified.action_label(),
-        recorded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        upstream: upstream.to_string(),
-        request: RecordedRequest {
-            method: parts.method.to_string(),
-            version: classified.version.map(|v| v.to_string()),
-            path: parts.uri.path().to_string(),
-            query: query.as_ref().map(|q| q.to_string()),
-            headers: respond::stored_headers(&parts.headers),
-            body: StoredBody::from_bytes(stored_body),
-            canonical_body: match canonical {
-                CanonicalBody::Json(s) => Some(s.clone()),
-                CanonicalBody::Bytes(_) => None,
-            },
-        },
-        response: RecordedResponse {
-            status: response.status.as_u16(),
-            headers: respond::stored_headers(&response.headers),
-            body: StoredBody::from_bytes(&response.body),
-        },
     }
 }
 
