@@ -150,14 +150,8 @@ fn forward_without_a_ca_says_to_run_ca_init() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_through_connect_replays_through_connect_and_reverse_mode() -> TestResult {
     let tmp = tempfile::tempdir()?;
+    let (recorder, stand_in, dir, root) = forward_proxy("record", tmp.path(), &[]).await?;
     let ca_dir = tmp.path().join("ca");
-    let root = ca_init(&ca_dir)?;
-    let (recorder, stand_in, dir) = forwarding(
-        "record",
-        tmp.path(),
-        &["--forward", "--ca-dir", s(&ca_dir)?],
-    )
-    .await?;
 
     // HTTP/1.1 through CONNECT, the generated CA the client's only root.
     let mut h1 = connect_through(recorder.addr, GRAPH, &root, &["http/1.1"])
@@ -276,14 +270,8 @@ async fn recorded_through_connect_replays_through_connect_and_reverse_mode() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_hosts_are_tunnelled_in_record_and_refused_in_replay_and_auto() -> TestResult {
     let tmp = tempfile::tempdir()?;
+    let (recorder, stand_in, dir, _) = forward_proxy("record", tmp.path(), &[]).await?;
     let ca_dir = tmp.path().join("ca");
-    ca_init(&ca_dir)?;
-    let (recorder, stand_in, dir) = forwarding(
-        "record",
-        tmp.path(),
-        &["--forward", "--ca-dir", s(&ca_dir)?],
-    )
-    .await?;
     // The stand-in is not an intercepted host: the client talks TLS with it end to end and
     // sees its certificate (the test CA), not graph-vcr's.
     let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
@@ -524,14 +512,7 @@ async fn without_upstream_an_intercepted_host_is_reached_at_its_own_address() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_calls_inside_tunnels_and_does_not_wait_for_idle_tunnels() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca_dir = tmp.path().join("ca");
-    let root = ca_init(&ca_dir)?;
-    let (proxy, stand_in, _) = forwarding(
-        "record",
-        tmp.path(),
-        &["--forward", "--ca-dir", s(&ca_dir)?],
-    )
-    .await?;
+    let (proxy, stand_in, _, root) = forward_proxy("record", tmp.path(), &[]).await?;
     // An idle tunnel to a host that is not intercepted.
     let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
     let target = format!("localhost:{}", stand_in.addr.port());
@@ -578,20 +559,8 @@ async fn shutdown_finishes_calls_inside_tunnels_and_does_not_wait_for_idle_tunne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_tunnel_counts_against_max_connections() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let ca_dir = tmp.path().join("ca");
-    let root = ca_init(&ca_dir)?;
-    let (proxy, stand_in, _) = forwarding(
-        "record",
-        tmp.path(),
-        &[
-            "--forward",
-            "--ca-dir",
-            s(&ca_dir)?,
-            "--max-connections",
-            "1",
-        ],
-    )
-    .await?;
+    let (proxy, stand_in, _, root) =
+        forward_proxy("record", tmp.path(), &["--max-connections", "1"]).await?;
     let mut first = connect_through(proxy.addr, GRAPH, &root, &["http/1.1"])
         .await?
         .tunnel()?;

@@ -438,6 +438,16 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Reads a whole response.
+    pub async fn read(response: Response<hyper::body::Incoming>) -> Result<Self, Error> {
+        let (parts, body) = response.into_parts();
+        Ok(Self {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        })
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -473,12 +483,7 @@ impl HttpClient {
             .0
             .request(b.body(Full::new(Bytes::from(body.to_string())))?)
             .await?;
-        let (parts, body) = response.into_parts();
-        Ok(Resp {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: body.collect().await?.to_bytes(),
-        })
+        Resp::read(response).await
     }
 
     /// POSTs an assign body with the headers a Graph SDK sends.
@@ -694,12 +699,7 @@ pub async fn connect_through(
         .body(Full::new(Bytes::new()))?;
     let response = send.send_request(connect).await?;
     if response.status() != StatusCode::OK {
-        let (parts, body) = response.into_parts();
-        return Ok(Connected::Refused(Resp {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: body.collect().await?.to_bytes(),
-        }));
+        return Ok(Connected::Refused(Resp::read(response).await?));
     }
     let upgraded = hyper::upgrade::on(response).await?;
     let mut roots = rustls::RootCertStore::empty();
@@ -787,12 +787,7 @@ impl Tunnel {
                 s.send_request(request).await?
             }
         };
-        let (parts, body) = response.into_parts();
-        Ok(Resp {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: body.collect().await?.to_bytes(),
-        })
+        Resp::read(response).await
     }
 
     /// POSTs an assign body with the headers a Graph SDK sends.
@@ -831,12 +826,27 @@ pub async fn absolute_form(
     let response = send
         .send_request(b.body(Full::new(Bytes::from(body.to_string())))?)
         .await?;
-    let (parts, body) = response.into_parts();
-    Ok(Resp {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: body.collect().await?.to_bytes(),
-    })
+    Resp::read(response).await
+}
+
+/// `graph-vcr MODE --forward` with a CA made in `tmp/ca`, forwarding intercepted hosts to a
+/// stand-in (as [`forwarding`] does). Returns the proxy, the stand-in, the cassette directory
+/// and graph-vcr's CA certificate (the client's only trust root).
+pub async fn forward_proxy(
+    mode: &str,
+    tmp: &Path,
+    extra: &[&str],
+) -> Result<(Proxy, StandIn, PathBuf, String), Error> {
+    let ca_dir = tmp.join("ca");
+    let root = ca_init(&ca_dir)?;
+    let mut args = vec![
+        "--forward",
+        "--ca-dir",
+        ca_dir.to_str().ok_or("non-UTF-8 path")?,
+    ];
+    args.extend_from_slice(extra);
+    let (proxy, stand_in, dir) = forwarding(mode, tmp, &args).await?;
+    Ok((proxy, stand_in, dir, root))
 }
 
 /// Runs `graph-vcr ca init --ca-dir DIR` and returns the certificate PEM.
