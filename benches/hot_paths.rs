@@ -78,8 +78,7 @@ fn lookup_bench(c: &mut Criterion) {
 /// The whole replay pipeline for one request, in process: what a replayed call costs beyond
 /// HTTP parsing and the network.
 fn handle_bench(c: &mut Criterion) {
-    use graph_vcr::mode::{Mode, OnExhausted};
-    use graph_vcr::proxy::{CassetteOptions, Proxy, ProxyConfig};
+    use graph_vcr::proxy::Proxy;
     let Ok(tmp) = tempfile::tempdir() else { return };
     let dir = tmp.path().join("cassettes");
     {
@@ -90,22 +89,8 @@ fn handle_bench(c: &mut Criterion) {
             return;
         }
     }
-    let Ok(cassette) = CassetteName::new("bench") else {
+    let Ok(config) = common::replay_config(dir) else {
         return;
-    };
-    let config = ProxyConfig {
-        mode: Mode::Replay,
-        cassettes: CassetteOptions {
-            cassettes: dir,
-            cassette,
-            record_all: false,
-        },
-        key: KeyOptions::default(),
-        upstream: None,
-        on_exhausted: OnExhausted::Repeat,
-        check: Default::default(),
-        journal: Default::default(),
-        limits: Default::default(),
     };
     let Ok(proxy) = Proxy::new(config) else {
         return;

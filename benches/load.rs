@@ -80,7 +80,7 @@ fn main() -> Result<(), Error> {
     ]))?;
     let first = rt.block_on(first_response(vcr_addr, bodies[0].clone()))?;
     let first_after = started.elapsed();
-    let rss_at_start = rss(vcr.id());
+    let rss_at_start = common::rss(vcr.id());
     if first != 204 {
         return Err(format!("graph-vcr answered {first} to the first request").into());
     }
@@ -96,7 +96,7 @@ fn main() -> Result<(), Error> {
         let vcr_result = rt.block_on(load(vcr_addr, connections, duration, Arc::clone(&bodies)))?;
         rounds.push((bare_result, vcr_result));
     }
-    let rss_after = rss(vcr.id());
+    let rss_after = common::rss(vcr.id());
     let _ = bare.kill();
     let _ = vcr.kill();
 
@@ -206,18 +206,6 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
         through.p99 as i64 - direct.p99 as i64
     );
     Ok(())
-}
-
-/// The resident set of process `pid`, as /proc reports it.
-fn rss(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts a server process and waits for its `listening on http://ADDR` line.

@@ -5,11 +5,9 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use graph_vcr::cassette::{Access, CassetteName, Store};
+use graph_vcr::cassette::{Access, Store};
 use graph_vcr::export;
-use graph_vcr::key::KeyOptions;
-use graph_vcr::mode::{Mode, OnExhausted};
-use graph_vcr::proxy::{CassetteOptions, Proxy, ProxyConfig};
+use graph_vcr::proxy::Proxy;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,21 +22,8 @@ fn main() -> Result<(), Error> {
         let store = Store::open(&dir, Access::ReadWrite)?;
         export::import(&store, common::document(n), None, false, "bench")?;
     }
-    let proxy = Proxy::new(ProxyConfig {
-        mode: Mode::Replay,
-        cassettes: CassetteOptions {
-            cassettes: dir,
-            cassette: CassetteName::new("bench")?,
-            record_all: false,
-        },
-        key: KeyOptions::default(),
-        upstream: None,
-        on_exhausted: OnExhausted::Repeat,
-        check: Default::default(),
-        journal: Default::default(),
-        limits: Default::default(),
-    })?;
-    eprintln!("proxy ready; resident: {}", rss());
+    let proxy = Proxy::new(common::replay_config(dir)?)?;
+    eprintln!("proxy ready; resident: {}", common::rss(std::process::id()));
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let mut ok = 0;
     for i in 0..n {
@@ -55,18 +40,9 @@ fn main() -> Result<(), Error> {
             ok += 1;
         }
     }
-    eprintln!("{ok} of {n} replayed; resident: {}", rss());
+    eprintln!(
+        "{ok} of {n} replayed; resident: {}",
+        common::rss(std::process::id())
+    );
     Ok(())
-}
-
-/// This process's resident set, as /proc reports it.
-fn rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -46,3 +46,37 @@ pub fn document(n: usize) -> Document {
         interactions,
     }
 }
+
+/// A replay proxy's configuration for `dir`, serving cassette `bench` by default.
+pub fn replay_config(
+    dir: std::path::PathBuf,
+) -> Result<graph_vcr::proxy::ProxyConfig, graph_vcr::cassette::StoreError> {
+    use graph_vcr::mode::{Mode, OnExhausted};
+    use graph_vcr::proxy::{CassetteOptions, ProxyConfig};
+    Ok(ProxyConfig {
+        mode: Mode::Replay,
+        cassettes: CassetteOptions {
+            cassettes: dir,
+            cassette: graph_vcr::cassette::CassetteName::new("bench")?,
+            record_all: false,
+        },
+        key: KeyOptions::default(),
+        upstream: None,
+        on_exhausted: OnExhausted::Repeat,
+        check: Default::default(),
+        journal: Default::default(),
+        limits: Default::default(),
+    })
+}
+
+/// The resident set of process `pid`, as /proc reports it.
+pub fn rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
