@@ -268,7 +268,8 @@ async fn recorded_through_connect_replays_through_connect_and_reverse_mode() -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_hosts_are_tunnelled_in_record_and_refused_in_replay_and_auto() -> TestResult {
+async fn other_hosts_are_tunnelled_in_record_and_audit_and_refused_in_replay_and_auto() -> TestResult
+{
     let tmp = tempfile::tempdir()?;
     let (recorder, stand_in, dir, _) = forward_proxy("record", tmp.path(), &[]).await?;
     let ca_dir = tmp.path().join("ca");
@@ -307,6 +308,26 @@ async fn other_hosts_are_tunnelled_in_record_and_refused_in_replay_and_auto() ->
         "a tunnel was recorded"
     );
 
+    // Audit tunnels too (and records nothing: it has no cassette at all).
+    let auditor = Proxy::start(&[
+        "audit",
+        "--forward",
+        "--ca-dir",
+        s(&ca_dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--journal",
+        s(&tmp.path().join("audit.jsonl"))?,
+    ])?;
+    let mut tunnel = connect_through(auditor.addr, &target, &test_ca, &["http/1.1"])
+        .await?
+        .tunnel()?;
+    assert_eq!(tunnel.assign(SEED_PATH, SEED_BODY).await?.status, 204);
+    assert_eq!(stand_in.received().len(), 2);
+    drop(tunnel);
+    let exit = auditor.signal("TERM")?;
+    assert!(exit.stderr.contains("1 tunnelled"), "{}", exit.stderr);
+
     // Replay and auto refuse, with a Graph-format 403, and connect nowhere.
     for mode in ["replay", "auto"] {
         let mut args = vec![
@@ -339,7 +360,7 @@ async fn other_hosts_are_tunnelled_in_record_and_refused_in_replay_and_auto() ->
     }
     assert_eq!(
         stand_in.received().len(),
-        1,
+        2,
         "replay or auto reached the stand-in"
     );
     assert_eq!(plain.hits(), 1, "replay or auto reached the plain server");
