@@ -14,6 +14,7 @@
 //! count and stops growing at the limit rather than evicting: large cassettes take the full
 //! path for calls past the limit, as they did before it existed.
 
+use crate::cassette::CassetteName;
 use crate::check::Findings;
 use crate::key::Key;
 use crate::mode::Counter;
@@ -21,6 +22,7 @@ use crate::respond::Recordings;
 use http::Method;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most distinct calls remembered (about 150 bytes each, plus their deviations).
@@ -29,6 +31,7 @@ pub const LIMIT: usize = 65_536;
 /// What the pure stages found for one distinct request.
 #[derive(Debug)]
 pub struct Analysis {
+    pub cassette: CassetteName,
     pub action: Arc<str>,
     pub key: Key,
     /// Shared: calls of one shape have the same findings (usually none, or one warning).
@@ -36,10 +39,24 @@ pub struct Analysis {
     /// The (cassette, key)'s occurrence counter, the same one `mode::Occurrences` hands out.
     pub counter: Counter,
     pub recordings: Recordings,
+    /// Replays of this request not yet in the run log (see [`Memo::drain_tallies`]), and the
+    /// positions they played, a bit each (positions under 64 only).
+    pub replays: AtomicU64,
+    pub played: AtomicU64,
+}
+
+impl Analysis {
+    /// Counts a plain replay (no header deviations, position under 64) here instead of in
+    /// the run log, whose lock every request would otherwise take.
+    pub fn tally(&self, position: u32) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+        self.played.fetch_or(1 << position, Ordering::Relaxed);
+    }
 }
 
 /// What the slow path learned about a call that replayed, for [`Memo::insert`].
 pub struct Learned<'a> {
+    pub cassette: &'a CassetteName,
     pub action: &'a str,
     pub key: Key,
     pub findings: Findings,
@@ -148,13 +165,29 @@ impl Memo {
         m.analyses.insert(
             digest.0,
             Arc::new(Analysis {
+                cassette: learned.cassette.clone(),
                 action,
                 key: learned.key,
                 findings,
                 counter: learned.counter,
                 recordings: learned.recordings,
+                replays: AtomicU64::new(0),
+                played: AtomicU64::new(0),
             }),
         );
+    }
+
+    /// Hands every tallied replay to `fold` (the analysis, the count, the played positions)
+    /// and resets the tallies, so a second drain adds nothing twice.
+    pub fn drain_tallies(&self, mut fold: impl FnMut(&Analysis, u64, u64)) {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for a in map.analyses.values() {
+            let count = a.replays.swap(0, Ordering::Relaxed);
+            let played = a.played.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                fold(a, count, played);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

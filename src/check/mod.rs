@@ -268,6 +268,11 @@ pub fn check_without_headers(
 }
 
 impl Findings {
+    /// How many deviations there are before the header checks add theirs.
+    pub fn base_len(&self) -> usize {
+        self.deviations.len()
+    }
+
     /// Every deviation of the request with these headers, errors first.
     pub fn with_headers(&self, headers: &HeaderMap) -> Vec<Deviation> {
         if !self.assign_shaped {

@@ -18,7 +18,7 @@ use crate::graph_error::GraphError;
 use crate::headers::CASSETTE_HEADER;
 use crate::journal::{Entry, Journal, JournalOptions};
 use crate::key::{CanonicalBody, Key, KeyOptions};
-use crate::memo::{Learned, Memo};
+use crate::memo::{Analysis, Learned, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::redact;
 use crate::report::{Event, Report, RunLog};
@@ -167,6 +167,8 @@ struct Trace {
     position: Option<u32>,
     message: Option<String>,
     deviations: Vec<Deviation>,
+    /// Replay's memo entry, when the call was answered from it.
+    memo_hit: Option<Arc<Analysis>>,
 }
 
 impl Proxy {
@@ -265,6 +267,7 @@ impl Proxy {
             position: None,
             message: None,
             deviations: Vec::new(),
+            memo_hit: None,
         };
         let mut response = match self.pipeline(&parts, body, &mut trace).await {
             Ok(response) => response,
@@ -314,6 +317,7 @@ impl Proxy {
             self.reject_on_error(trace)?;
             let n = mode::take(&known.counter);
             if let Some(response) = self.serve(&parts.headers, trace, &known.recordings, n) {
+                trace.memo_hit = Some(known);
                 return Ok(response);
             }
             counted = Some(n);
@@ -363,6 +367,7 @@ impl Proxy {
         {
             if let (Some(memo), Some(digest)) = (&self.memo, digest) {
                 let learned = Learned {
+                    cassette: &trace.cassette,
                     action: &trace.action,
                     key,
                     findings,
@@ -505,11 +510,29 @@ impl Proxy {
                 deviations: trace.deviations.clone(),
             });
         }
-        self.run.add(&event);
+        // A plain repeat of a remembered call is counted on its memo entry, off the run
+        // log's lock; the report folds those counts in.
+        match (&trace.memo_hit, trace.position) {
+            (Some(hit), Some(position))
+                if position < 64
+                    && trace.outcome == "replayed"
+                    && trace.message.is_none()
+                    && trace.deviations.len() == hit.findings.base_len() =>
+            {
+                hit.tally(position);
+            }
+            _ => self.run.add(&event),
+        }
     }
 
     /// What this run did, including recordings of the cassettes it used that were never played.
     pub fn report(&self) -> Result<Report, StoreError> {
+        if let Some(memo) = &self.memo {
+            memo.drain_tallies(|hit, count, played| {
+                self.run
+                    .add_replays(hit.cassette.as_str(), &hit.action, hit.key, count, played);
+            });
+        }
         let mut cassettes = Vec::new();
         if self.store.is_some() {
             let mut names: Vec<String> = self.run.cassettes();

@@ -201,6 +201,34 @@ impl RunLog {
         }
     }
 
+    /// Adds `count` plain replays of `key` (no message, no deviations beyond the call's
+    /// known ones) that played the positions in the bit set `played`: what replay's memo
+    /// tallied instead of calling [`RunLog::add`] per request.
+    pub fn add_replays(&self, cassette: &str, action: &str, key: Key, count: u64, played: u64) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &mut *guard;
+        let calls = match s.cassettes.get_mut(cassette) {
+            Some(c) => c,
+            None => s.cassettes.entry(Arc::from(cassette)).or_default(),
+        };
+        let strings = &mut s.strings;
+        let call = calls.keyed.entry(key.0).or_insert_with(|| CallState {
+            action: intern(strings, action),
+            method: intern(strings, ""),
+            path: intern(strings, ""),
+            requests: 0,
+            outcomes: [0; OUTCOMES.len()],
+            other: Vec::new(),
+            played: Played::default(),
+            deviations: None,
+            message: None,
+        });
+        call.requests += count;
+        call.outcomes[0] =
+            call.outcomes[0].saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+        call.played.low |= played;
+    }
+
     /// Cassettes the run touched.
     pub fn cassettes(&self) -> Vec<String> {
         let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
