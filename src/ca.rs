@@ -345,7 +345,8 @@ impl LocalCa {
     }
 
     fn leaf(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
-        let mut params = CertificateParams::new(vec![host.to_string()])?;
+        // An IPv6 host arrives bracketed (`[::1]`); the certificate names the address itself.
+        let mut params = CertificateParams::new(vec![host.trim_matches(['[', ']']).to_string()])?;
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, host);
         params.distinguished_name = name;
@@ -488,6 +489,61 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaves_name_their_host_and_are_cached() -> Result<(), CaError> {
+        use x509_parser::extensions::GeneralName;
+        let dir = std::env::temp_dir().join(format!("graph-vcr-ca-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        init(&dir, false)?;
+        let ca = LocalCa::load(&CaOptions {
+            ca_dir: Some(dir.clone()),
+        })?;
+        for (host, want) in [
+            ("graph.microsoft.com", "graph.microsoft.com"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+        ] {
+            let leaf = ca.leaf(host)?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&leaf)
+                .map_err(|_| CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
+            let names: Vec<String> = cert
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .map(|san| {
+                    san.value
+                        .general_names
+                        .iter()
+                        .map(|n| match n {
+                            GeneralName::DNSName(d) => d.to_string(),
+                            GeneralName::IPAddress(b) => match b.len() {
+                                4 => std::net::IpAddr::from(
+                                    <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                                )
+                                .to_string(),
+                                16 => std::net::IpAddr::from(
+                                    <[u8; 16]>::try_from(*b).unwrap_or_default(),
+                                )
+                                .to_string(),
+                                _ => String::new(),
+                            },
+                            _ => String::new(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(names, vec![want.to_string()], "{host}");
+            let config = ca.server_config(host)?;
+            assert_eq!(
+                config.alpn_protocols,
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            );
+            assert!(Arc::ptr_eq(&config, &ca.server_config(host)?), "not cached");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
 
     #[test]
     fn civil_dates() {
