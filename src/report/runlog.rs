@@ -56,6 +56,22 @@ struct CallState {
     message: Option<Box<str>>,
 }
 
+impl CallState {
+    fn new(strings: &mut HashSet<Arc<str>>, action: &str, method: &str, path: &str) -> Self {
+        Self {
+            action: intern(strings, action),
+            method: intern(strings, method),
+            path: intern(strings, path),
+            requests: 0,
+            outcomes: [0; OUTCOMES.len()],
+            other: Vec::new(),
+            played: Played::default(),
+            deviations: None,
+            message: None,
+        }
+    }
+}
+
 /// Recording positions played: a bit per position under 64 (nearly always), a list above.
 #[derive(Debug, Default)]
 struct Played {
@@ -144,17 +160,8 @@ impl RunLog {
             None => s.cassettes.entry(Arc::from(e.cassette)).or_default(),
         };
         let strings = &mut s.strings;
-        let new_state = |strings: &mut HashSet<Arc<str>>| CallState {
-            action: intern(strings, e.action),
-            method: intern(strings, e.method),
-            path: intern(strings, e.path),
-            requests: 0,
-            outcomes: [0; OUTCOMES.len()],
-            other: Vec::new(),
-            played: Played::default(),
-            deviations: None,
-            message: None,
-        };
+        let new_state =
+            |strings: &mut HashSet<Arc<str>>| CallState::new(strings, e.action, e.method, e.path);
         let call = match e.key {
             Some(key) => calls
                 .keyed
@@ -212,17 +219,12 @@ impl RunLog {
             None => s.cassettes.entry(Arc::from(cassette)).or_default(),
         };
         let strings = &mut s.strings;
-        let call = calls.keyed.entry(key.0).or_insert_with(|| CallState {
-            action: intern(strings, action),
-            method: intern(strings, ""),
-            path: intern(strings, ""),
-            requests: 0,
-            outcomes: [0; OUTCOMES.len()],
-            other: Vec::new(),
-            played: Played::default(),
-            deviations: None,
-            message: None,
-        });
+        // The call's first request went through `add`, so it exists; the fallback keeps the
+        // counts even if it did not.
+        let call = calls
+            .keyed
+            .entry(key.0)
+            .or_insert_with(|| CallState::new(strings, action, "", ""));
         call.requests += count;
         call.outcomes[0] =
             call.outcomes[0].saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
