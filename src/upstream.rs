@@ -117,6 +117,12 @@ impl UpstreamError {
             _ => "graphVcrUpstreamUnreachable",
         }
     }
+
+    /// The Graph-format answer to the client, naming the upstream that failed.
+    pub fn graph_error(&self, upstream: String) -> crate::graph_error::GraphError {
+        crate::graph_error::GraphError::new(self.status(), self.code(), self.to_string())
+            .with_detail("upstream", upstream)
+    }
 }
 
 /// A complete upstream response.

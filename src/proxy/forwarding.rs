@@ -60,8 +60,7 @@ impl Proxy {
                 Stats::bump(&self.stats.upstream_errors);
                 tracing::warn!(cassette = %trace.cassette, path = parts.uri.path(), error = %e,
                 "upstream call failed; nothing recorded");
-                let url = to.map_or_else(|| upstream.url().to_string(), Destination::url);
-                GraphError::new(e.status(), e.code(), e.to_string()).with_detail("upstream", url)
+                e.graph_error(self.upstream_url(parts))
             })
     }
 
@@ -105,9 +104,7 @@ impl Proxy {
             Ok(response) => respond::forwarded(response, "tunnelled"),
             Err(e) => {
                 tracing::warn!(to = %to.url(), error = %e, "passing on a plain-HTTP request failed");
-                GraphError::new(e.status(), e.code(), e.to_string())
-                    .with_detail("upstream", to.url())
-                    .into_response(id.as_ref())
+                e.graph_error(to.url()).into_response(id.as_ref())
             }
         }
     }
