@@ -165,6 +165,42 @@ pub fn import(
     })
 }
 
+/// The request-id of call `i` of a [`synthetic`] cassette.
+pub fn synthetic_request_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// A generated cassette of `n` distinct `POST path` calls (call i sends `body(i)` and was
+/// answered 204 with request-id [`synthetic_request_id`]`(i)`): how benchmarks and load tests
+/// build a large cassette quickly.
+pub fn synthetic(name: &str, path: &str, n: usize, body: impl Fn(usize) -> String) -> Document {
+    let opts = KeyOptions::default();
+    let interactions = (0..n)
+        .map(|i| {
+            let response = crate::interaction::RecordedResponse {
+                status: 204,
+                headers: vec![("request-id".into(), synthetic_request_id(i))],
+                body: crate::interaction::Body::Empty,
+            };
+            made_up(
+                "POST",
+                path,
+                &body(i),
+                response,
+                "2026-11-28T00:00:00.000Z",
+                &opts,
+            )
+        })
+        .collect();
+    Document {
+        format: FORMAT_NAME.into(),
+        version: DOCUMENT_VERSION,
+        name: name.into(),
+        key_options: opts,
+        interactions,
+    }
+}
+
 /// An interaction written rather than recorded (the bundled example, generated cassettes for
 /// benchmarks and load tests), keyed exactly as the proxy keys the same live request.
 pub fn made_up(

@@ -7,8 +7,6 @@ use bytes::Bytes;
 use common::*;
 use graph_vcr::cassette::{Access, Store};
 use graph_vcr::export::{self, Document};
-use graph_vcr::interaction::{Body, RecordedResponse};
-use graph_vcr::key::KeyOptions;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,37 +22,9 @@ fn body(i: usize) -> String {
     SDK_BODY.replace("Collection Id value", &format!("collection-{i}"))
 }
 
-fn request_id(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
-
-/// A cassette of `n` calls; call i answers 204 with request-id `request_id(i)`.
+/// A cassette of `n` calls; call i answers 204 with request-id `synthetic_request_id(i)`.
 fn document(n: usize) -> Document {
-    let opts = KeyOptions::default();
-    let interactions = (0..n)
-        .map(|i| {
-            let response = RecordedResponse {
-                status: 204,
-                headers: vec![("request-id".into(), request_id(i))],
-                body: Body::Empty,
-            };
-            export::made_up(
-                "POST",
-                SEED_PATH,
-                &body(i),
-                response,
-                "2026-11-28T00:00:00.000Z",
-                &opts,
-            )
-        })
-        .collect();
-    Document {
-        format: export::FORMAT_NAME.into(),
-        version: export::DOCUMENT_VERSION,
-        name: "load".into(),
-        key_options: opts,
-        interactions,
-    }
+    export::synthetic("load", SEED_PATH, n, body)
 }
 
 /// Sends `per_client` requests on each of `clients` keep-alive connections; request j of
@@ -127,7 +97,7 @@ async fn replay_answers_100000_requests_from_64_clients_correctly() -> TestResul
     assert_eq!(answers.len(), 64 * 1_563);
     let wrong: Vec<_> = answers
         .iter()
-        .filter(|(i, status, rid)| *status != 204 || *rid != request_id(*i))
+        .filter(|(i, status, rid)| *status != 204 || *rid != export::synthetic_request_id(*i))
         .take(5)
         .collect();
     assert!(wrong.is_empty(), "wrong answers, e.g. {wrong:?}");

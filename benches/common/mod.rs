@@ -2,8 +2,6 @@
 #![allow(dead_code)]
 
 use graph_vcr::export::{self, Document};
-use graph_vcr::interaction::{Body, RecordedResponse};
-use graph_vcr::key::KeyOptions;
 
 pub const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
 
@@ -17,34 +15,7 @@ pub fn body(i: usize) -> String {
 
 /// A cassette of `n` seed-style interactions, each with its own collectionId.
 pub fn document(n: usize) -> Document {
-    let opts = KeyOptions::default();
-    let interactions = (0..n)
-        .map(|i| {
-            let response = RecordedResponse {
-                status: 204,
-                headers: vec![(
-                    "request-id".into(),
-                    format!("00000000-0000-4000-8000-{i:012}"),
-                )],
-                body: Body::Empty,
-            };
-            export::made_up(
-                "POST",
-                PATH,
-                &body(i),
-                response,
-                "2026-11-28T00:00:00.000Z",
-                &opts,
-            )
-        })
-        .collect();
-    Document {
-        format: export::FORMAT_NAME.into(),
-        version: export::DOCUMENT_VERSION,
-        name: "bench".into(),
-        key_options: opts,
-        interactions,
-    }
+    export::synthetic("bench", PATH, n, body)
 }
 
 /// A replay proxy's configuration for `dir`, serving cassette `bench` by default.
@@ -60,7 +31,7 @@ pub fn replay_config(
             cassette: graph_vcr::cassette::CassetteName::new("bench")?,
             record_all: false,
         },
-        key: KeyOptions::default(),
+        key: graph_vcr::key::KeyOptions::default(),
         upstream: None,
         on_exhausted: OnExhausted::Repeat,
         check: Default::default(),
