@@ -161,7 +161,8 @@ pub struct Proxy {
 /// What happened to one request, for the journal and the deviations header.
 struct Trace {
     cassette: CassetteName,
-    action: Arc<str>,
+    /// Unset until classified (no allocation for requests turned away earlier).
+    action: Option<Arc<str>>,
     key: Option<Key>,
     outcome: &'static str,
     position: Option<u32>,
@@ -261,7 +262,7 @@ impl Proxy {
         let client_request_id = parts.headers.get("client-request-id").cloned();
         let mut trace = Trace {
             cassette: self.default_cassette.clone(),
-            action: Arc::from(""),
+            action: None,
             key: None,
             outcome: "error",
             position: None,
@@ -311,7 +312,7 @@ impl Proxy {
         if let (Some(memo), Some(digest)) = (&self.memo, digest)
             && let Some(known) = memo.get(digest)
         {
-            trace.action = Arc::clone(&known.action);
+            trace.action = Some(Arc::clone(&known.action));
             trace.key = Some(known.key);
             trace.deviations = known.findings.with_headers(&parts.headers);
             self.reject_on_error(trace)?;
@@ -343,7 +344,7 @@ impl Proxy {
 
         let query = parts.uri.query().map(redact::redact_query);
         let classified = classify::classify(parts.uri.path(), query.as_deref());
-        trace.action = Arc::from(classified.action_label());
+        trace.action = Some(Arc::from(classified.action_label()));
         // The body is parsed once, redacted in place, and then read by check and key alike.
         let mut parsed = serde_json::from_slice::<serde_json::Value>(&body);
         let stored_body = redact::redact_parsed(&body, &mut parsed);
@@ -368,7 +369,7 @@ impl Proxy {
             if let (Some(memo), Some(digest)) = (&self.memo, digest) {
                 let learned = Learned {
                     cassette: &trace.cassette,
-                    action: &trace.action,
+                    action: trace.action.as_deref().unwrap_or(""),
                     key,
                     findings,
                     counter,
@@ -485,7 +486,7 @@ impl Proxy {
         }
         let event = Event {
             cassette: trace.cassette.as_str(),
-            action: &trace.action,
+            action: trace.action.as_deref().unwrap_or(""),
             method: parts.method.as_str(),
             path: parts.uri.path(),
             key: trace.key,
