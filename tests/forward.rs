@@ -604,3 +604,24 @@ async fn an_open_tunnel_counts_against_max_connections() -> TestResult {
     assert_eq!(stand_in.received().len(), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_closed_after_the_idle_timeout() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, _, _) =
+        forward_proxy("record", tmp.path(), &["--idle-timeout", "1s"]).await?;
+    let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
+    let target = format!("localhost:{}", stand_in.addr.port());
+    let mut tunnel = connect_through(proxy.addr, &target, &test_ca, &["http/1.1"])
+        .await?
+        .tunnel()?;
+    assert_eq!(tunnel.assign(SEED_PATH, SEED_BODY).await?.status, 204);
+    // Silent for longer than --idle-timeout: graph-vcr closes the tunnel.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        tunnel.assign(SEED_PATH, SEED_BODY).await.is_err(),
+        "the idle tunnel was still open"
+    );
+    assert_eq!(stand_in.received().len(), 1);
+    Ok(())
+}
