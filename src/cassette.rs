@@ -127,8 +127,8 @@ pub struct Store {
     dir: PathBuf,
     /// Held for the store's lifetime; the OS releases the lock when it closes.
     _lock: Option<File>,
-    /// The private copy replay works in, removed on drop.
-    private_copy: Option<PathBuf>,
+    /// The private copy replay works in, removed when its last store is dropped.
+    private_copy: Option<Arc<PrivateCopy>>,
     /// Writes so far (shared with every `Cassette`), and how many of them are known durable:
     /// concurrent recorders share one flush instead of queueing one each (group commit).
     writes: Arc<AtomicU64>,
@@ -141,7 +141,7 @@ impl Store {
         db: sled::Db,
         dir: &Path,
         lock: Option<File>,
-        private_copy: Option<PathBuf>,
+        private_copy: Option<Arc<PrivateCopy>>,
     ) -> Self {
         Self {
             db,
@@ -191,26 +191,21 @@ impl Store {
                     }
                     Err(_) => None,
                 };
-                let copy = private_copy_path();
-                copy_dir(dir, &copy).map_err(|source| StoreError::Io {
+                let copy = PrivateCopy(private_copy_path());
+                copy_dir(dir, &copy.0).map_err(|source| StoreError::Io {
                     dir: dir.to_path_buf(),
                     source: std::io::Error::new(
                         source.kind(),
                         format!(
                             "copying to private replay copy {}: {source}",
-                            copy.display()
+                            copy.0.display()
                         ),
                     ),
                 })?;
                 drop(shared);
-                let db = match open_sled(&copy, dir) {
-                    Ok(db) => db,
-                    Err(e) => {
-                        let _ = fs::remove_dir_all(&copy);
-                        return Err(e);
-                    }
-                };
-                Ok(Self::assemble(db, dir, None, Some(copy)))
+                // On failure `copy` is dropped, which removes it.
+                let db = open_sled(&copy.0, dir)?;
+                Ok(Self::assemble(db, dir, None, Some(Arc::new(copy))))
             }
         }
     }
@@ -231,9 +226,9 @@ impl Store {
                 "no sled database (db) and no cassette exports (*.json) in it".into(),
             ));
         }
-        let copy = private_copy_path();
-        let db = open_sled(&copy, dir)?;
-        let store = Self::assemble(db, dir, None, Some(copy));
+        let copy = PrivateCopy(private_copy_path());
+        let db = open_sled(&copy.0, dir)?;
+        let store = Self::assemble(db, dir, None, Some(Arc::new(copy)));
         for file in files {
             let shown = file.display().to_string();
             let bytes = fs::read(&file).map_err(io)?;
@@ -244,6 +239,21 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Closes a replay store's database, keeping its private copy. A store that
+    /// works in the cassette directory itself (record) is handed back: it has no copy to reopen.
+    ///
+    /// sled 0.34 keeps every page it has read in memory, whatever its cache capacity says;
+    /// closing the database is the only way to release them. Every `Cassette` of this store
+    /// must be dropped first, or the reopened database finds sled's file lock still held.
+    pub fn close(self) -> Result<ClosedStore, Box<Self>> {
+        let Some(copy) = self.private_copy.clone() else {
+            return Err(Box::new(self));
+        };
+        let dir = self.dir.clone();
+        drop(self);
+        Ok(ClosedStore { dir, copy })
     }
 
     pub fn dir(&self) -> &Path {
@@ -325,11 +335,34 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+/// A replay store's private copy of a cassette directory, removed when dropped.
+#[derive(Debug)]
+pub struct PrivateCopy(PathBuf);
+
+impl Drop for PrivateCopy {
     fn drop(&mut self) {
-        if let Some(copy) = &self.private_copy {
-            let _ = fs::remove_dir_all(copy);
-        }
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A private copy with its database closed: what replay keeps once its index is built, so
+/// that sled's memory is released and the copy can be opened again when a stored request
+/// is needed (a miss's nearest recording, the report's unplayed list).
+#[derive(Debug)]
+pub struct ClosedStore {
+    dir: PathBuf,
+    copy: Arc<PrivateCopy>,
+}
+
+impl ClosedStore {
+    pub fn open(&self) -> Result<Store, StoreError> {
+        let db = open_sled(&self.copy.0, &self.dir)?;
+        Ok(Store::assemble(
+            db,
+            &self.dir,
+            None,
+            Some(Arc::clone(&self.copy)),
+        ))
     }
 }
 
@@ -403,6 +436,32 @@ impl Cassette {
                 let mut key = [0u8; 32];
                 key.copy_from_slice(&k[..32]);
                 Some(self.decode(&Key(key), &v))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(self.sled_err(e))),
+        })
+    }
+
+    /// Every interaction after the record `after` (its raw 36-byte key), in key order, each
+    /// with its raw key, so a long scan can stop and resume in a reopened store.
+    pub fn scan_after(
+        &self,
+        after: Option<[u8; 36]>,
+    ) -> impl Iterator<Item = Result<([u8; 36], Interaction), StoreError>> + '_ {
+        let range = match after {
+            Some(k) => self.tree.range::<&[u8], _>((
+                std::ops::Bound::Excluded(&k[..]),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.tree.iter(),
+        };
+        range.filter_map(move |item| match item {
+            Ok((k, v)) if k.len() == 36 => {
+                let mut raw = [0u8; 36];
+                raw.copy_from_slice(&k);
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&k[..32]);
+                Some(self.decode(&Key(key), &v).map(|i| (raw, i)))
             }
             Ok(_) => None,
             Err(e) => Some(Err(self.sled_err(e))),

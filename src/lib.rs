@@ -3,7 +3,7 @@
 //! A request flows through one module per stage:
 //! [`listener`] → [`classify`] (which action, which contract in [`contract`]) → [`check`] →
 //! [`redact`] → [`key`] → [`mode`] (record / replay / auto / audit) → [`respond`] ([`upstream`],
-//! [`graph_error`], store in [`cassette`]) → [`journal`]. [`proxy`] runs the stages;
+//! [`graph_error`], store in [`cassette`]; replay serves from the in-memory [`index`]) → [`journal`]. [`proxy`] runs the stages;
 //! `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only parses flags
 //! and calls into this library, so tests and benchmarks exercise exactly the shipped code.
 
@@ -17,6 +17,7 @@ pub mod export;
 pub mod forward;
 pub mod graph_error;
 pub mod headers;
+pub mod index;
 pub mod inspect;
 pub mod interaction;
 pub mod journal;

@@ -369,8 +369,18 @@ async fn run(serve: Serve) -> ExitCode {
     } else {
         None
     };
-    if let (Some((age, strict)), Some(store)) = (max_age, proxy.store()) {
-        match graph_vcr::inspect::stale(store, age) {
+    let stale = max_age.and_then(|(age, strict)| {
+        let found = proxy.with_store(|store| graph_vcr::inspect::stale(store, age))?;
+        Some((
+            age,
+            strict,
+            found
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+        ))
+    });
+    if let Some((age, strict, stale)) = stale {
+        match stale {
             Ok(stale) if !stale.is_empty() => {
                 for (cassette, i) in stale.iter().take(20) {
                     tracing::warn!(%cassette, key = &i.key[..16.min(i.key.len())], recorded_at = %i.recorded_at,

@@ -9,59 +9,81 @@
 //! the occurrence and recording maps; only the header checks, which are cheap, run again.
 //! Only calls that replayed are remembered, so a remembered key always has recordings.
 //!
+//! The index pre-fills the memo from every stored request, so a client that sends what it
+//! recorded skips the pure stages from its first call on (see `index`).
+//!
 //! Requests are identified by a 128-bit keyed hash (two SipHash-1-3 instances with random keys,
 //! fixed per process), so clients cannot aim collisions at it. The memo is bounded by entry
 //! count and stops growing at the limit rather than evicting: large cassettes take the full
 //! path for calls past the limit, as they did before it existed.
 
-use crate::cassette::CassetteName;
-use crate::check::Findings;
-use crate::key::Key;
-use crate::mode::Counter;
-use crate::respond::Recordings;
+use crate::check::{self, Findings};
+use crate::classify::{self, Classified};
+use crate::index::Call;
+use crate::key::{CanonicalBody, Key, KeyOptions};
+use crate::redact;
 use http::Method;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Most distinct calls remembered (about 150 bytes each, plus their deviations).
+/// Most distinct calls remembered from requests (about 100 bytes each, plus their
+/// deviations). Calls pre-filled from a cassette's stored requests do not count: they are
+/// bounded by the cassette, not by what clients send.
 pub const LIMIT: usize = 65_536;
 
-/// What the pure stages found for one distinct request.
-#[derive(Debug)]
-pub struct Analysis {
-    pub cassette: CassetteName,
-    pub action: Arc<str>,
+/// What the pure stages make of a request: the one implementation that both a live request
+/// and the index's pre-fill run, so a remembered call is exactly what the request would get.
+pub struct Analyzed<'a> {
+    pub classified: Classified,
+    /// The query, redacted.
+    pub query: Option<Cow<'a, str>>,
+    /// The body as it may be stored: redacted.
+    pub stored_body: Cow<'a, [u8]>,
+    pub findings: Findings,
+    pub canonical: CanonicalBody,
     pub key: Key,
-    /// Shared: calls of one shape have the same findings (usually none, or one warning).
-    pub findings: Arc<Findings>,
-    /// The (cassette, key)'s occurrence counter, the same one `mode::Occurrences` hands out.
-    pub counter: Counter,
-    pub recordings: Recordings,
-    /// Replays of this request not yet in the run log (see [`Memo::drain_tallies`]), and the
-    /// positions they played, a bit each (positions under 64 only).
-    pub replays: AtomicU64,
-    pub played: AtomicU64,
 }
 
-impl Analysis {
-    /// Counts a plain replay (no header deviations, position under 64) here instead of in
-    /// the run log, whose lock every request would otherwise take.
-    pub fn tally(&self, position: u32) {
-        self.replays.fetch_add(1, Ordering::Relaxed);
-        self.played.fetch_or(1 << position, Ordering::Relaxed);
+/// classify → check (all but headers) → redact → key. The caller has bounded the body's
+/// size and JSON depth.
+pub fn analyze<'a>(
+    method: &Method,
+    path: &str,
+    query: Option<&'a str>,
+    body: &'a [u8],
+    key_options: &KeyOptions,
+) -> Analyzed<'a> {
+    let query = query.map(redact::redact_query);
+    let classified = classify::classify(path, query.as_deref());
+    // The body is parsed once, redacted in place, and then read by check and key alike.
+    let mut parsed = serde_json::from_slice::<serde_json::Value>(body);
+    let stored_body = redact::redact_parsed(body, &mut parsed);
+    let findings = check::check_without_headers(method, &classified, parsed.as_ref());
+    let canonical = match parsed {
+        Ok(v) => CanonicalBody::from_value(v, classified.action, key_options),
+        Err(_) => CanonicalBody::of(&stored_body, classified.action, key_options),
+    };
+    let key = Key::compute(method.as_str(), &classified, &canonical);
+    Analyzed {
+        classified,
+        query,
+        stored_body,
+        findings,
+        canonical,
+        key,
     }
 }
 
-/// What the slow path learned about a call that replayed, for [`Memo::insert`].
-pub struct Learned<'a> {
-    pub cassette: &'a CassetteName,
-    pub action: &'a str,
-    pub key: Key,
-    pub findings: Findings,
-    pub counter: Counter,
-    pub recordings: Recordings,
+/// What the pure stages found for one distinct request, and the call it replays.
+#[derive(Debug)]
+pub struct Analysis {
+    pub action: Arc<str>,
+    /// Shared: calls of one shape have the same findings (usually none, or one warning).
+    pub findings: Arc<Findings>,
+    /// The (cassette, key): its recordings, occurrence counter and replay tallies.
+    pub call: Arc<Call>,
 }
 
 /// The remembered analyses of a replay run.
@@ -75,6 +97,8 @@ pub struct Memo {
 struct Remembered {
     /// Keyed by the digest, which is already a keyed hash: no second hashing.
     analyses: HashMap<u128, Arc<Analysis>, BuildHasherDefault<Prehashed>>,
+    /// How many of them were learned from requests (see [`LIMIT`]).
+    learned: usize,
     actions: HashSet<Arc<str>>,
     findings: HashSet<Arc<Findings>>,
 }
@@ -139,55 +163,48 @@ impl Memo {
         map.analyses.get(&digest.0).cloned()
     }
 
-    /// Remembers what the stages found for a call, unless the memo is full.
-    pub fn insert(&self, digest: Digest, learned: Learned<'_>) {
+    /// Remembers what the stages found for a call that replayed. A call learned from a
+    /// request (`prefill` false) is not remembered once [`LIMIT`] of them are.
+    pub fn insert(
+        &self,
+        digest: Digest,
+        action: &str,
+        findings: Findings,
+        call: Arc<Call>,
+        prefill: bool,
+    ) {
         let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
-        if m.analyses.len() >= LIMIT || m.analyses.contains_key(&digest.0) {
+        if (!prefill && m.learned >= LIMIT) || m.analyses.contains_key(&digest.0) {
             return;
         }
-        let action = match m.actions.get(learned.action) {
+        let action = match m.actions.get(action) {
             Some(a) => Arc::clone(a),
             None => {
-                let a: Arc<str> = Arc::from(learned.action);
+                let a: Arc<str> = Arc::from(action);
                 m.actions.insert(Arc::clone(&a));
                 a
             }
         };
-        let findings = match m.findings.get(&learned.findings) {
+        let findings = match m.findings.get(&findings) {
             Some(f) => Arc::clone(f),
             None => {
-                let f = Arc::new(learned.findings);
+                let f = Arc::new(findings);
                 m.findings.insert(Arc::clone(&f));
                 f
             }
         };
+        if !prefill {
+            m.learned += 1;
+        }
         m.analyses.insert(
             digest.0,
             Arc::new(Analysis {
-                cassette: learned.cassette.clone(),
                 action,
-                key: learned.key,
                 findings,
-                counter: learned.counter,
-                recordings: learned.recordings,
-                replays: AtomicU64::new(0),
-                played: AtomicU64::new(0),
+                call,
             }),
         );
-    }
-
-    /// Hands every tallied replay to `fold` (the analysis, the count, the played positions)
-    /// and resets the tallies, so a second drain adds nothing twice.
-    pub fn drain_tallies(&self, mut fold: impl FnMut(&Analysis, u64, u64)) {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for a in map.analyses.values() {
-            let count = a.replays.swap(0, Ordering::Relaxed);
-            let played = a.played.swap(0, Ordering::Relaxed);
-            if count > 0 {
-                fold(a, count, played);
-            }
-        }
     }
 }
 

@@ -42,71 +42,127 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
     response
 }
 
-/// Every prepared response of one key, by position.
-pub type Recordings = std::sync::Arc<[std::sync::Arc<Prepared>]>;
-
-/// A recorded response ready to send: decoded and parsed once, cloned per replay.
+/// A recorded response ready to send, decoded and checked once.
+///
+/// Compact, because replay keeps every recording of a cassette in memory: the headers and the
+/// body share one buffer (`u16` name length, name, `u16` value length, value, per header;
+/// then the body), and each response's header values are slices of it, not copies.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub position: u32,
     status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+    headers: u16,
+    buf: Bytes,
 }
 
 impl Prepared {
     /// Decodes a recording's response. A record that cannot be served is a corrupt cassette.
     pub fn of(interaction: &Recorded) -> Result<Self, GraphError> {
+        Self::from_parts(
+            &interaction.key,
+            interaction.position,
+            &interaction.response,
+        )
+    }
+
+    pub fn from_parts(
+        key: &str,
+        position: u32,
+        response: &crate::interaction::RecordedResponse,
+    ) -> Result<Self, GraphError> {
         let corrupt = |what: &str| {
             GraphError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "graphVcrCorruptCassette",
-                format!(
-                    "recording {} (position {}) has {what}",
-                    interaction.key, interaction.position
-                ),
+                format!("recording {key} (position {position}) has {what}"),
             )
         };
-        let body = interaction
-            .response
+        let body = response
             .body
             .to_bytes()
             .ok_or_else(|| corrupt("a body that is not valid base64"))?;
-        let status = StatusCode::from_u16(interaction.response.status)
-            .map_err(|_| corrupt("an invalid status"))?;
-        let mut headers = HeaderMap::with_capacity(interaction.response.headers.len() + 2);
-        for (name, value) in &interaction.response.headers {
-            let (Ok(name), Ok(value)) = (
+        let status =
+            StatusCode::from_u16(response.status).map_err(|_| corrupt("an invalid status"))?;
+        let mut buf = Vec::with_capacity(
+            response
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+                + body.len(),
+        );
+        let mut count: u16 = 0;
+        for (name, value) in &response.headers {
+            let (Ok(parsed), Ok(_)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
             ) else {
                 return Err(corrupt(&format!("an invalid header {name:?}")));
             };
-            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            if parsed == http::header::CONTENT_LENGTH
+                || parsed == http::header::TRANSFER_ENCODING
+                || parsed.as_str() == OUTCOME_HEADER
+            {
                 continue;
             }
-            headers.append(name, value);
+            let (Ok(name_len), Ok(value_len)) =
+                (u16::try_from(name.len()), u16::try_from(value.len()))
+            else {
+                return Err(corrupt(&format!("a header over 64 KiB ({name:?})")));
+            };
+            let Some(next) = count.checked_add(1) else {
+                return Err(corrupt("more than 65,535 headers"));
+            };
+            count = next;
+            buf.extend_from_slice(&name_len.to_le_bytes());
+            buf.extend_from_slice(parsed.as_str().as_bytes());
+            buf.extend_from_slice(&value_len.to_le_bytes());
+            buf.extend_from_slice(value.as_bytes());
         }
-        let (n, v) = outcome("replayed");
-        headers.insert(n, v);
+        buf.extend_from_slice(&body);
         Ok(Self {
-            position: interaction.position,
+            position,
             status,
-            headers,
-            body: Bytes::from(body),
+            headers: count,
+            buf: Bytes::from(buf),
         })
     }
 
     /// The response, with `client-request-id` echoing this request, as the service would.
     pub fn respond(&self, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body.clone()));
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers.clone();
-        if let Some(id) = request_headers.get("client-request-id") {
-            response
-                .headers_mut()
-                .insert("client-request-id", id.clone());
+        let mut headers = HeaderMap::with_capacity(usize::from(self.headers) + 2);
+        let mut at = 0;
+        // `of` wrote and validated every part, so reading it back cannot go out of bounds or
+        // meet an invalid name or value; the checks below only keep a bug from panicking.
+        let field = |at: &mut usize| -> Option<Bytes> {
+            let len = usize::from(u16::from_le_bytes([
+                *self.buf.get(*at)?,
+                *self.buf.get(*at + 1)?,
+            ]));
+            let start = *at + 2;
+            let end = start.checked_add(len).filter(|e| *e <= self.buf.len())?;
+            *at = end;
+            Some(self.buf.slice(start..end))
+        };
+        for _ in 0..self.headers {
+            let (Some(name), Some(value)) = (field(&mut at), field(&mut at)) else {
+                break;
+            };
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&name),
+                HeaderValue::from_maybe_shared(value),
+            ) {
+                headers.append(name, value);
+            }
         }
+        let (n, v) = outcome("replayed");
+        headers.insert(n, v);
+        if let Some(id) = request_headers.get("client-request-id") {
+            headers.insert("client-request-id", id.clone());
+        }
+        let mut response = Response::new(Full::new(self.buf.slice(at.min(self.buf.len())..)));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = headers;
         response
     }
 }

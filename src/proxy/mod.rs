@@ -13,16 +13,15 @@
 
 use crate::cassette::{Access, Cassette, CassetteName, JOURNAL_FILE, Store, StoreError};
 use crate::check::{self, CheckOptions, Deviation, OnDeviation, Severity};
-use crate::classify;
 use crate::graph_error::GraphError;
 use crate::headers::CASSETTE_HEADER;
+use crate::index::{self, Index};
 use crate::journal::{Entry, Journal, JournalOptions};
-use crate::key::{CanonicalBody, Key, KeyOptions};
-use crate::memo::{Analysis, Learned, Memo};
+use crate::key::{Key, KeyOptions};
+use crate::memo::{self, Analysis, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
-use crate::redact;
 use crate::report::{Event, Report, RunLog};
-use crate::respond::{self, Miss, Prepared, Recordings};
+use crate::respond::{self, Miss, Prepared};
 use crate::stats::Stats;
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions};
 use bytes::Bytes;
@@ -137,7 +136,8 @@ pub enum ProxyError {
 /// The shared state of a running proxy.
 pub struct Proxy {
     mode: Mode,
-    /// `None` in audit mode, which records nothing and reads nothing.
+    /// `None` in audit mode, which records nothing and reads nothing, and in replay, whose
+    /// store is behind its `index`.
     store: Option<Store>,
     cassettes: Mutex<HashMap<CassetteName, Cassette>>,
     default_cassette: CassetteName,
@@ -149,11 +149,10 @@ pub struct Proxy {
     journal: Option<Journal>,
     limits: RequestLimits,
     occurrences: Occurrences,
-    /// Replay only: every recording of a key, prepared, per cassette. Sound because replay's
-    /// store is a read-only copy.
-    prepared: Mutex<HashMap<CassetteName, HashMap<Key, Recordings>>>,
-    /// Replay only: what the pure stages found for calls already answered.
-    memo: Option<Memo>,
+    /// Replay only: every recording in memory, and the store it was read from.
+    index: Option<Index>,
+    /// Replay only: what the pure stages found for calls already answered or stored.
+    memo: Option<Arc<Memo>>,
     run: RunLog,
     pub stats: Stats,
 }
@@ -181,10 +180,19 @@ impl Proxy {
             (_, Some(opts)) => Some(Upstream::new(opts)?),
             (m, None) => return Err(ProxyError::NoUpstream(m.as_str())),
         };
-        let store = match config.mode {
-            Mode::Replay => Some(Store::open(dir, Access::ReadOnly)?),
-            Mode::Record | Mode::Auto => Some(Store::open(dir, Access::ReadWrite)?),
-            Mode::Audit => None,
+        let memo = (config.mode == Mode::Replay).then(|| Arc::new(Memo::default()));
+        let (store, index) = match config.mode {
+            Mode::Replay => {
+                let prefill = index::Prefill {
+                    memo: memo.clone().unwrap_or_default(),
+                    key: config.key.clone(),
+                    max_json_depth: config.limits.max_json_depth,
+                };
+                let store = Store::open(dir, Access::ReadOnly)?;
+                (None, Some(Index::start(store, prefill)?))
+            }
+            Mode::Record | Mode::Auto => (Some(Store::open(dir, Access::ReadWrite)?), None),
+            Mode::Audit => (None, None),
         };
         let journal_path = match (&config.journal.journal, config.mode) {
             (Some(p), _) => Some(p.clone()),
@@ -208,8 +216,8 @@ impl Proxy {
             journal,
             limits: config.limits,
             occurrences: Occurrences::default(),
-            prepared: Mutex::new(HashMap::new()),
-            memo: (config.mode == Mode::Replay).then(Memo::default),
+            index,
+            memo,
             run: RunLog::default(),
             stats: Stats::default(),
         };
@@ -224,9 +232,19 @@ impl Proxy {
         self.mode
     }
 
-    /// The cassette store (none in audit mode).
-    pub fn store(&self) -> Option<&Store> {
-        self.store.as_ref()
+    /// Runs `f` on the cassette store (none in audit mode). In replay the store is opened
+    /// again if the index has closed it.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> Option<Result<T, StoreError>> {
+        match (&self.store, &self.index) {
+            (Some(store), _) => Some(Ok(f(store))),
+            (None, Some(index)) => Some(index.with_store(f)),
+            (None, None) => None,
+        }
+    }
+
+    /// Replay: whether every recording is in memory (see `index`); other modes: true.
+    pub fn is_indexed(&self) -> bool {
+        self.index.as_ref().is_none_or(Index::is_complete)
     }
 
     /// Whether `--upstream` was given: forward mode then sends intercepted hosts there.
@@ -313,11 +331,11 @@ impl Proxy {
             && let Some(known) = memo.get(digest)
         {
             trace.action = Some(Arc::clone(&known.action));
-            trace.key = Some(known.key);
+            trace.key = Some(known.call.key);
             trace.deviations = known.findings.with_headers(&parts.headers);
             self.reject_on_error(trace)?;
-            let n = mode::take(&known.counter);
-            if let Some(response) = self.serve(&parts.headers, trace, &known.recordings, n) {
+            let n = mode::take(&known.call.counter);
+            if let Some(response) = self.serve(&parts.headers, trace, known.call.recordings()?, n) {
                 trace.memo_hit = Some(known);
                 return Ok(response);
             }
@@ -342,43 +360,70 @@ impl Proxy {
             ));
         }
 
-        let query = parts.uri.query().map(redact::redact_query);
-        let classified = classify::classify(parts.uri.path(), query.as_deref());
+        let memo::Analyzed {
+            classified,
+            query,
+            stored_body,
+            findings,
+            canonical,
+            key,
+        } = memo::analyze(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &body,
+            &self.key,
+        );
         trace.action = Some(Arc::from(classified.action_label()));
-        // The body is parsed once, redacted in place, and then read by check and key alike.
-        let mut parsed = serde_json::from_slice::<serde_json::Value>(&body);
-        let stored_body = redact::redact_parsed(&body, &mut parsed);
-        let findings = check::check_without_headers(&parts.method, &classified, parsed.as_ref());
         trace.deviations = findings.with_headers(&parts.headers);
         self.reject_on_error(trace)?;
-
-        let canonical = match parsed {
-            Ok(v) => CanonicalBody::from_value(v, classified.action, &self.key),
-            Err(_) => CanonicalBody::of(&stored_body, classified.action, &self.key),
-        };
-        let key = Key::compute(parts.method.as_str(), &classified, &canonical);
         trace.key = Some(key);
-        let counter = self.occurrences.counter(&trace.cassette, &key);
-        let n = counted.unwrap_or_else(|| mode::take(&counter));
-        let recordable = classified.is_assign || self.record_all;
 
-        if self.mode == Mode::Replay
-            && let Some(recordings) = self.recordings(&trace.cassette, &key)?
-            && let Some(response) = self.serve(&parts.headers, trace, &recordings, n)
-        {
-            if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-                let learned = Learned {
-                    cassette: &trace.cassette,
-                    action: trace.action.as_deref().unwrap_or(""),
-                    key,
-                    findings,
-                    counter,
-                    recordings,
-                };
-                memo.insert(digest, learned);
-            }
-            return Ok(response);
+        if let Some(index) = &self.index {
+            let action = trace.action.clone().unwrap_or_else(|| Arc::from(""));
+            let label: &str = &action;
+            let found = index
+                .call(&trace.cassette, &key, label)
+                .map_err(|e| self.store_failure(&e))?;
+            let (n, recorded) = match found {
+                Some(call) => {
+                    let n = counted.unwrap_or_else(|| mode::take(&call.counter));
+                    if let Some(response) = self.serve(&parts.headers, trace, call.recordings()?, n)
+                    {
+                        if let (Some(memo), Some(digest)) = (&self.memo, digest) {
+                            memo.insert(digest, label, findings, call, false);
+                        }
+                        return Ok(response);
+                    }
+                    (n, call.recorded())
+                }
+                None => (
+                    counted.unwrap_or_else(|| self.occurrences.next(&trace.cassette, &key)),
+                    0,
+                ),
+            };
+            trace.outcome = "miss";
+            Stats::bump(&self.stats.misses);
+            tracing::warn!(cassette = %trace.cassette, method = %parts.method, path = parts.uri.path(),
+                key = %key, "replay miss");
+            return index
+                .with_cassette(&trace.cassette, |cassette| {
+                    Miss {
+                        cassette,
+                        parts,
+                        classified: &classified,
+                        key: &key,
+                        canonical: &canonical,
+                        occurrence: n,
+                        recorded,
+                    }
+                    .error()
+                })
+                .map_err(|e| self.store_failure(&e))
+                .and_then(Err);
         }
+        let n = counted.unwrap_or_else(|| self.occurrences.next(&trace.cassette, &key));
+        let recordable = classified.is_assign || self.record_all;
         let cassette = match self.mode {
             Mode::Audit => None,
             _ => Some(
@@ -520,7 +565,7 @@ impl Proxy {
                     && trace.message.is_none()
                     && trace.deviations.len() == hit.findings.base_len() =>
             {
-                hit.tally(position);
+                hit.call.tally(position);
             }
             _ => self.run.add(&event),
         }
@@ -528,25 +573,43 @@ impl Proxy {
 
     /// What this run did, including recordings of the cassettes it used that were never played.
     pub fn report(&self) -> Result<Report, StoreError> {
-        if let Some(memo) = &self.memo {
-            memo.drain_tallies(|hit, count, played| {
-                self.run
-                    .add_replays(hit.cassette.as_str(), &hit.action, hit.key, count, played);
+        if let Some(index) = &self.index {
+            index.drain_tallies(|call, count, played| {
+                self.run.add_replays(
+                    call.cassette.as_str(),
+                    &call.action,
+                    call.key,
+                    count,
+                    played,
+                );
             });
         }
-        let mut cassettes = Vec::new();
-        if self.store.is_some() {
-            let mut names: Vec<String> = self.run.cassettes();
-            names.push(self.default_cassette.to_string());
-            names.sort();
-            names.dedup();
-            for name in names {
-                if let Ok(name) = CassetteName::new(&name) {
-                    cassettes.push(self.cassette(&name)?);
-                }
+        let mut names: Vec<String> = self.run.cassettes();
+        names.push(self.default_cassette.to_string());
+        names.sort();
+        names.dedup();
+        let cassettes = |store: &Store| {
+            names
+                .iter()
+                .filter_map(|n| CassetteName::new(n).ok())
+                .map(|n| store.cassette(&n))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        match (&self.store, &self.index) {
+            (Some(_), _) => {
+                let open = names
+                    .iter()
+                    .filter_map(|n| CassetteName::new(n).ok())
+                    .map(|n| self.cassette(&n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.run.report(self.mode.as_str(), &open)
             }
+            // Under the index's lock, so the scan cannot reopen sled under these handles.
+            (None, Some(index)) => {
+                index.with_store(|store| self.run.report(self.mode.as_str(), &cassettes(store)?))?
+            }
+            (None, None) => self.run.report(self.mode.as_str(), &[]),
         }
-        self.run.report(self.mode.as_str(), &cassettes)
     }
 
     async fn read_body<B>(&self, body: B) -> Result<Bytes, GraphError>

@@ -1,0 +1,459 @@
+//! Index: replay's cassettes, held in memory.
+//!
+//! Replay reads its cassette directory once, on a background thread, into compact in-memory
+//! form: per (cassette, key) a [`Call`] with its prepared responses, occurrence counter and
+//! replay tallies. The same scan runs the pure stages over every stored request and pre-fills
+//! the memo, so a client that sends what it recorded skips them from its first call on. Once
+//! the scan is done a request touches no store at all, however large the cassette.
+//!
+//! sled 0.34 keeps every page it has read in memory, whatever its cache capacity says, and only
+//! closing the database releases them. So the scan reopens sled every [`CHUNK`] records, and
+//! closes it when done; it is opened again only for what needs the stored requests (a miss's
+//! nearest recording, the report's unplayed list, `--max-age`). Requests that arrive before
+//! the scan reaches their call are answered by a point lookup in the same store, so the first
+//! response does not wait for the whole scan.
+//!
+//! The store lives in one slot behind a mutex. Everything that uses it other than the scan
+//! holds the lock while it does, and drops its `Cassette` handles before releasing it, so when
+//! the scan reopens sled (holding the lock) no handle to the old database is left.
+
+use crate::cassette::{Cassette, CassetteName, ClosedStore, Store, StoreError};
+use crate::graph_error::GraphError;
+use crate::interaction::Interaction;
+use crate::key::{Key, KeyOptions};
+use crate::memo::{self, Memo};
+use crate::respond::Prepared;
+use http::Method;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+/// Records the scan reads between two reopenings of sled: bounds sled's memory during the
+/// scan to a few megabytes.
+const CHUNK: usize = 8_192;
+
+/// One recorded (cassette, key): what replay serves and counts for it.
+#[derive(Debug)]
+pub struct Call {
+    pub cassette: CassetteName,
+    pub action: Arc<str>,
+    pub key: Key,
+    /// Occurrences of this call so far in the run.
+    pub counter: AtomicU32,
+    /// By position; or why the recordings cannot be served (a corrupt record).
+    recordings: Result<Box<[Prepared]>, Box<GraphError>>,
+    /// Plain replays not yet in the run log (see [`Index::drain_tallies`]), and the positions
+    /// they played, a bit each (positions under 64 only).
+    replays: AtomicU64,
+    played: AtomicU64,
+}
+
+impl Call {
+    fn new(
+        cassette: &CassetteName,
+        action: Arc<str>,
+        key: Key,
+        recordings: Result<Box<[Prepared]>, GraphError>,
+    ) -> Self {
+        Self {
+            cassette: cassette.clone(),
+            action,
+            key,
+            counter: AtomicU32::new(0),
+            recordings: recordings.map_err(Box::new),
+            replays: AtomicU64::new(0),
+            played: AtomicU64::new(0),
+        }
+    }
+
+    /// The prepared responses, by position.
+    pub fn recordings(&self) -> Result<&[Prepared], GraphError> {
+        match &self.recordings {
+            Ok(r) => Ok(r),
+            Err(e) => Err((**e).clone()),
+        }
+    }
+
+    /// How many recordings there are (the next position to record).
+    pub fn recorded(&self) -> u32 {
+        match &self.recordings {
+            Ok(r) => r.last().map_or(0, |p| p.position.saturating_add(1)),
+            Err(_) => 0,
+        }
+    }
+
+    /// Counts a plain replay here instead of in the run log, whose lock every request would
+    /// otherwise take.
+    pub fn tally(&self, position: u32) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+        self.played.fetch_or(1 << position, Ordering::Relaxed);
+    }
+}
+
+type Calls = HashMap<CassetteName, HashMap<Key, Arc<Call>>>;
+
+/// Where the store is: open (during the scan, and after something needed it again), or
+/// closed with its private copy kept.
+struct Slot {
+    open: Option<Store>,
+    closed: Option<ClosedStore>,
+}
+
+impl Slot {
+    fn store(&mut self) -> Result<&Store, StoreError> {
+        if self.open.is_none()
+            && let Some(closed) = &self.closed
+        {
+            self.open = Some(closed.open()?);
+        }
+        self.open.as_ref().ok_or(StoreError::NoStore)
+    }
+}
+
+struct Shared {
+    calls: RwLock<Calls>,
+    store: Mutex<Slot>,
+    /// Set, with the store's lock held, once every recording is in `calls`.
+    complete: AtomicBool,
+    /// Set when the index is dropped: the scan stops at the next record.
+    cancel: AtomicBool,
+    actions: Mutex<HashSet<Arc<str>>>,
+}
+
+/// What the scan needs to pre-fill the memo.
+pub struct Prefill {
+    pub memo: Arc<Memo>,
+    pub key: KeyOptions,
+    pub max_json_depth: usize,
+}
+
+/// Replay's in-memory cassettes, filled by a background scan.
+pub struct Index {
+    shared: Arc<Shared>,
+    loader: Option<JoinHandle<()>>,
+}
+
+impl Index {
+    /// Starts the background scan of `store`, a replay store.
+    pub fn start(store: Store, prefill: Prefill) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            calls: RwLock::new(HashMap::new()),
+            store: Mutex::new(Slot {
+                open: Some(store),
+                closed: None,
+            }),
+            complete: AtomicBool::new(false),
+            cancel: AtomicBool::new(false),
+            actions: Mutex::new(HashSet::new()),
+        });
+        let scan = Arc::clone(&shared);
+        let loader = std::thread::Builder::new()
+            .name("graph-vcr-index".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match scan.load(&prefill) {
+                    Ok(Some(count)) => tracing::info!(
+                        recordings = count,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "cassettes indexed; replay no longer reads the store"
+                    ),
+                    Ok(None) => {}
+                    // The store stays open: requests go on with point lookups.
+                    Err(e) => tracing::error!(error = %e,
+                        "indexing the cassettes failed; replay goes on reading the store per request"),
+                }
+            })
+            .map_err(|e| StoreError::Io {
+                dir: std::path::PathBuf::from("(index thread)"),
+                source: e,
+            })?;
+        Ok(Self {
+            shared,
+            loader: Some(loader),
+        })
+    }
+
+    /// Whether every recording is in memory (the scan has finished).
+    pub fn is_complete(&self) -> bool {
+        self.shared.complete.load(Ordering::Acquire)
+    }
+
+    /// The call recorded for (cassette, key), if any. Before the scan has finished, one not
+    /// indexed yet is looked up in the store (and kept).
+    pub fn call(
+        &self,
+        cassette: &CassetteName,
+        key: &Key,
+        action: &str,
+    ) -> Result<Option<Arc<Call>>, StoreError> {
+        if let Some(found) = self.shared.get(cassette, key) {
+            return Ok(Some(found));
+        }
+        if self.is_complete() {
+            return Ok(None);
+        }
+        let mut slot = self.shared.slot();
+        // The scan marks completion holding this lock: checked again, the answer is final.
+        if self.is_complete() {
+            return Ok(self.shared.get(cassette, key));
+        }
+        let store = slot.store()?;
+        let recorded = store.cassette(cassette)?.all_recorded(key)?;
+        if recorded.is_empty() {
+            return Ok(None);
+        }
+        let prepared = recorded
+            .iter()
+            .map(Prepared::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Vec::into_boxed_slice);
+        let action = self.shared.intern(action);
+        Ok(Some(
+            self.shared
+                .insert(Call::new(cassette, action, *key, prepared)),
+        ))
+    }
+
+    /// Runs `f` on the store, opening it again if the scan closed it.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, StoreError> {
+        let mut slot = self.shared.slot();
+        Ok(f(slot.store()?))
+    }
+
+    /// Runs `f` on one cassette of the store (see [`Index::with_store`]).
+    pub fn with_cassette<T>(
+        &self,
+        name: &CassetteName,
+        f: impl FnOnce(&Cassette) -> T,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.shared.slot();
+        let cassette = slot.store()?.cassette(name)?;
+        Ok(f(&cassette))
+    }
+
+    /// Hands every tallied replay to `fold` (the call, the count, the played positions) and
+    /// resets the tallies, so a second drain adds nothing twice.
+    pub fn drain_tallies(&self, mut fold: impl FnMut(&Call, u64, u64)) {
+        let calls = self.shared.calls.read().unwrap_or_else(|p| p.into_inner());
+        for call in calls.values().flat_map(HashMap::values) {
+            let count = call.replays.swap(0, Ordering::Relaxed);
+            let played = call.played.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                fold(call, count, played);
+            }
+        }
+    }
+}
+
+impl Drop for Index {
+    /// Stops the scan and waits for it, so its store (and private copy) is gone with the index.
+    fn drop(&mut self) {
+        self.shared.cancel.store(true, Ordering::Release);
+        if let Some(loader) = self.loader.take() {
+            let _ = loader.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("complete", &self.is_complete())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, cassette: &CassetteName, key: &Key) -> Option<Arc<Call>> {
+        let calls = self.calls.read().unwrap_or_else(|p| p.into_inner());
+        calls.get(cassette)?.get(key).cloned()
+    }
+
+    /// Adds a call unless it is there already (the scan and a point lookup can both find
+    /// it); either way, the one in the index.
+    fn insert(&self, call: Call) -> Arc<Call> {
+        let mut calls = self.calls.write().unwrap_or_else(|p| p.into_inner());
+        let per_cassette = match calls.get_mut(&call.cassette) {
+            Some(m) => m,
+            None => calls.entry(call.cassette.clone()).or_default(),
+        };
+        Arc::clone(
+            per_cassette
+                .entry(call.key)
+                .or_insert_with(|| Arc::new(call)),
+        )
+    }
+
+    fn intern(&self, action: &str) -> Arc<str> {
+        let mut actions = self.actions.lock().unwrap_or_else(|p| p.into_inner());
+        match actions.get(action) {
+            Some(a) => Arc::clone(a),
+            None => {
+                let a: Arc<str> = Arc::from(action);
+                actions.insert(Arc::clone(&a));
+                a
+            }
+        }
+    }
+
+    /// The scan: every cassette, in chunks, then the store closed. `None` when cancelled.
+    fn load(&self, prefill: &Prefill) -> Result<Option<usize>, StoreError> {
+        let names = self.slot().store()?.cassette_names();
+        let mut count = 0;
+        for name in names {
+            match self.load_cassette(&name, prefill)? {
+                Some(n) => count += n,
+                None => return Ok(None),
+            }
+        }
+        let mut slot = self.slot();
+        if let Some(store) = slot.open.take() {
+            match store.close() {
+                Ok(closed) => slot.closed = Some(closed),
+                Err(store) => slot.open = Some(*store),
+            }
+        }
+        self.complete.store(true, Ordering::Release);
+        Ok(Some(count))
+    }
+
+    fn load_cassette(
+        &self,
+        name: &CassetteName,
+        prefill: &Prefill,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut after = None;
+        let mut group: Vec<Interaction> = Vec::new();
+        let mut count = 0;
+        loop {
+            let cassette = self.slot().store()?.cassette(name)?;
+            if after.is_none() {
+                warn_on_other_key_options(&cassette, &prefill.key);
+            }
+            let mut read = 0;
+            let mut finished = true;
+            for item in cassette.scan_after(after) {
+                if self.cancel.load(Ordering::Acquire) {
+                    return Ok(None);
+                }
+                let (raw, interaction) = match item {
+                    Ok(found) => found,
+                    Err(StoreError::Corrupt {
+                        cassette,
+                        key,
+                        source,
+                    }) => {
+                        // Served as a 500 naming the record, as a point lookup would.
+                        if let Some(k) = Key::from_hex(&key) {
+                            let e = StoreError::Corrupt {
+                                cassette,
+                                key,
+                                source,
+                            };
+                            let error = GraphError::new(
+                                http::StatusCode::INTERNAL_SERVER_ERROR,
+                                "graphVcrCorruptCassette",
+                                e.to_string(),
+                            );
+                            self.insert(Call::new(name, self.intern(""), k, Err(error)));
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                after = Some(raw);
+                read += 1;
+                count += 1;
+                if group.first().is_some_and(|g| g.key != interaction.key) {
+                    self.add(name, std::mem::take(&mut group), prefill);
+                }
+                group.push(interaction);
+                if read >= CHUNK {
+                    finished = false;
+                    break;
+                }
+            }
+            drop(cassette);
+            if finished {
+                self.add(name, group, prefill);
+                return Ok(Some(count));
+            }
+            // Reopen: the only way to release what sled has cached of the pages read so far.
+            let mut slot = self.slot();
+            if let Some(store) = slot.open.take() {
+                match store.close() {
+                    Ok(closed) => {
+                        slot.open = Some(closed.open()?);
+                        slot.closed = Some(closed);
+                    }
+                    Err(store) => slot.open = Some(*store),
+                }
+            }
+        }
+    }
+
+    /// One key's recordings (its positions, in order): the call, and the memo pre-filled
+    /// with what each stored request analyses to.
+    fn add(&self, name: &CassetteName, group: Vec<Interaction>, prefill: &Prefill) {
+        let Some(first) = group.first() else {
+            return;
+        };
+        let Some(key) = Key::from_hex(&first.key) else {
+            return;
+        };
+        let prepared = group
+            .iter()
+            .map(|i| Prepared::from_parts(&i.key, i.position, &i.response))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Vec::into_boxed_slice);
+        let servable = prepared.is_ok();
+        let call = self.insert(Call::new(name, self.intern(&first.action), key, prepared));
+        if !servable {
+            return;
+        }
+        for i in &group {
+            let Ok(method) = Method::from_bytes(i.request.method.as_bytes()) else {
+                continue;
+            };
+            let Some(body) = i.request.body.to_bytes() else {
+                continue;
+            };
+            if crate::key::json_depth_exceeds(&body, prefill.max_json_depth) {
+                continue;
+            }
+            let query = i.request.query.as_deref();
+            let analyzed = memo::analyze(&method, &i.request.path, query, &body, &prefill.key);
+            // Keyed with other options than this run's: the request will not find this call.
+            if analyzed.key != key {
+                continue;
+            }
+            let path_and_query = match query {
+                Some(q) => format!("{}?{q}", i.request.path),
+                None => i.request.path.clone(),
+            };
+            let digest = prefill
+                .memo
+                .digest(name.as_str(), &method, &path_and_query, &body);
+            let label = analyzed.classified.action_label();
+            prefill
+                .memo
+                .insert(digest, &label, analyzed.findings, Arc::clone(&call), true);
+        }
+    }
+}
+
+fn warn_on_other_key_options(cassette: &Cassette, key: &KeyOptions) {
+    let want = key.to_json();
+    if let Some(meta) = cassette.meta()
+        && meta.get("key_options") != Some(&want)
+    {
+        tracing::warn!(cassette = %cassette.name(), recorded_with = %meta["key_options"], now = %want,
+            "cassette was recorded with other key options (--ordered-arrays, --ignore-field); \
+             requests will miss unless they match");
+    }
+}
