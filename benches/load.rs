@@ -84,6 +84,10 @@ fn main() -> Result<(), Error> {
     if first != 204 {
         return Err(format!("graph-vcr answered {first} to the first request").into());
     }
+    // Measure the steady state: replay indexes its cassettes in the background after it
+    // starts listening (see src/index.rs), which would otherwise share the first round's CPU.
+    let indexed = wait_for_index(&vcr, started)?;
+    let rss_indexed = common::rss(vcr.id());
 
     // Alternate rounds (bare, then graph-vcr) and report the median ratio: this machine's
     // throughput drifts by ±15% over tens of seconds, which one pair of runs cannot separate
@@ -144,11 +148,31 @@ fn main() -> Result<(), Error> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("graph-vcr first response after start: {first_after:?}");
     println!(
-        "graph-vcr resident memory: {rss_at_start} after the first response, {rss_after} after the run"
+        "graph-vcr first response after start: {first_after:?}; every recording indexed after: {indexed:?}"
+    );
+    println!(
+        "graph-vcr resident memory: {rss_at_start} after the first response, {rss_indexed} once indexed, {rss_after} after the run"
     );
     Ok(())
+}
+
+/// Waits until graph-vcr's indexing thread (`graph-vcr-index`, see src/index.rs) has
+/// exited, as /proc shows its threads; the time since `started`.
+fn wait_for_index(vcr: &Child, started: Instant) -> Result<Duration, Error> {
+    let tasks = format!("/proc/{}/task", vcr.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let indexing = std::fs::read_dir(&tasks)?.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "graph-vcr-index")
+        });
+        if !indexing {
+            return Ok(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err("graph-vcr did not finish indexing in 120 s".into())
 }
 
 /// Record mode's cost per call: the same load straight to the upstream and through
@@ -210,10 +234,12 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
 
 /// Starts a server process and waits for its `listening on http://ADDR` line.
 fn spawn(cmd: &mut Command) -> Result<(Child, std::net::SocketAddr), Error> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    spawn_with(cmd, Stdio::inherit())
+}
+
+/// [`spawn`], with stderr going to `stderr` ([`Stdio::piped`] to read its log).
+fn spawn_with(cmd: &mut Command, stderr: Stdio) -> Result<(Child, std::net::SocketAddr), Error> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;

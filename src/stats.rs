@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     pub requests: AtomicU64,
     pub replayed: AtomicU64,
+    /// Replays answered from the memo, without running the pure stages (see `memo`).
+    pub remembered: AtomicU64,
     pub recorded: AtomicU64,
     pub forwarded: AtomicU64,
     pub misses: AtomicU64,
@@ -26,6 +28,7 @@ pub struct Stats {
 pub struct Summary {
     pub requests: u64,
     pub replayed: u64,
+    pub remembered: u64,
     pub recorded: u64,
     pub forwarded: u64,
     pub misses: u64,
@@ -47,6 +50,7 @@ impl Stats {
         Summary {
             requests: g(&self.requests),
             replayed: g(&self.replayed),
+            remembered: g(&self.remembered),
             recorded: g(&self.recorded),
             forwarded: g(&self.forwarded),
             misses: g(&self.misses),
@@ -76,6 +80,10 @@ impl fmt::Display for Summary {
             self.deviation_errors,
             self.deviation_warnings
         )?;
+        // Replay's fast path, when it was taken: how many calls skipped the analysis.
+        if self.remembered > 0 {
+            write!(f, "; {} replays answered from the memo", self.remembered)?;
+        }
         // Forward-mode traffic that never entered the pipeline, when there was any.
         if self.tunnelled + self.refused > 0 {
             write!(

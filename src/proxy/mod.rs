@@ -336,6 +336,7 @@ impl Proxy {
             self.reject_on_error(trace)?;
             let n = mode::take(&known.call.counter);
             if let Some(response) = self.serve(&parts.headers, trace, known.call.recordings()?, n) {
+                Stats::bump(&self.stats.remembered);
                 trace.memo_hit = Some(known);
                 return Ok(response);
             }

@@ -1,0 +1,168 @@
+//! Replay's in-memory index (src/index.rs): a cassette larger than the scan's chunk is served
+//! correctly while it is being indexed and after; the memo is pre-filled from the stored
+//! requests; and what needs the stored requests once the scan has closed sled (a miss's
+//! nearest recording, the report's unplayed recordings) opens it again.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use graph_vcr::cassette::{Access, Store};
+use graph_vcr::export;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// More than two of the scan's 8,192-record chunks, so it reopens sled at least twice.
+const N: usize = 20_000;
+
+fn body(i: usize) -> String {
+    SDK_BODY.replace("Collection Id value", &format!("collection-{i}"))
+}
+
+/// Sends each body on one keep-alive connection: (status, request-id, body text) per body.
+async fn send_all(
+    addr: SocketAddr,
+    bodies: &[String],
+) -> Result<Vec<(u16, String, String)>, Error> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for b in bodies {
+        let req = http::Request::post(format!("http://{addr}{SEED_PATH}"))
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {JWT}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(b.clone())))?;
+        send.ready().await?;
+        let r = send.send_request(req).await?;
+        let status = r.status().as_u16();
+        let rid = r
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = String::from_utf8_lossy(&r.into_body().collect().await?.to_bytes()).into_owned();
+        out.push((status, rid, text));
+    }
+    Ok(out)
+}
+
+fn assert_replayed(indices: &[usize], answers: &[(u16, String, String)]) {
+    for (i, (status, rid, text)) in indices.iter().zip(answers) {
+        assert_eq!(*status, 204, "call {i}: {text}");
+        assert_eq!(*rid, export::synthetic_request_id(*i), "call {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_cassette_is_served_while_indexing_and_from_memory_after() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("cassettes");
+    {
+        let store = Store::open(&dir, Access::ReadWrite)?;
+        export::import(
+            &store,
+            export::synthetic("big", SEED_PATH, N, body),
+            None,
+            false,
+            "big",
+        )?;
+    }
+    let report = tmp.path().join("report.json");
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        dir.to_str().ok_or("path")?,
+        "--cassette",
+        "big",
+        "--log",
+        "info",
+        "--allow-misses",
+        "--report-json",
+        report.to_str().ok_or("path")?,
+    ])?;
+
+    // At once: most of these arrive before the scan reaches them (point lookups).
+    let early: Vec<usize> = (0..64).map(|k| k * 311).collect();
+    let answers = send_all(
+        proxy.addr,
+        &early.iter().map(|i| body(*i)).collect::<Vec<_>>(),
+    )
+    .await?;
+    assert_replayed(&early, &answers);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !proxy.stderr().contains("cassettes indexed") {
+        assert!(
+            Instant::now() < deadline,
+            "never indexed:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        proxy.stderr().contains(&format!("recordings={N}")),
+        "{}",
+        proxy.stderr()
+    );
+
+    // Calls never sent before, as recorded: each is answered from the pre-filled memo.
+    let late: Vec<usize> = (0..200).map(|k| 1 + k * 97).collect();
+    let answers = send_all(
+        proxy.addr,
+        &late.iter().map(|i| body(*i)).collect::<Vec<_>>(),
+    )
+    .await?;
+    assert_replayed(&late, &answers);
+
+    // The same call in other bytes: keyed afresh, found in the index.
+    let spaced = body(7).replace(':', " : ");
+    let answers = send_all(proxy.addr, &[spaced]).await?;
+    assert_replayed(&[7], &answers);
+
+    // Not recorded: the miss names the nearest recording, read from the reopened store.
+    let answers = send_all(proxy.addr, &[body(N + 5)]).await?;
+    let (status, _, text) = &answers[0];
+    assert_eq!(*status, 501, "{text}");
+    assert!(text.contains("Nearest recording"), "{text}");
+
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.status.success(), "{}", exit.stderr);
+    let played = early.len() + late.len() + 1;
+    assert!(
+        exit.stderr.contains(&format!(
+            "{} requests: {} replayed, 0 recorded, 0 forwarded, 1 missed",
+            played + 1,
+            played
+        )),
+        "{}",
+        exit.stderr
+    );
+    // Every late call skips the analysis (early ones too, if the scan got there first); the
+    // spaced one cannot.
+    let remembered: usize = exit
+        .stderr
+        .split("; ")
+        .find_map(|part| part.split_once(" replays answered from the memo"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (late.len()..=late.len() + early.len()).contains(&remembered),
+        "{remembered} answered from the memo:\n{}",
+        exit.stderr
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    let distinct: std::collections::BTreeSet<usize> =
+        early.iter().chain(&late).chain(&[7]).copied().collect();
+    assert_eq!(
+        report["unplayed"].as_array().map(Vec::len),
+        Some(N - distinct.len()),
+        "{}",
+        report["totals"]
+    );
+    Ok(())
+}
