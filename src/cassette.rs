@@ -356,7 +356,18 @@ pub struct ClosedStore {
 
 impl ClosedStore {
     pub fn open(&self) -> Result<Store, StoreError> {
-        let db = open_sled(&self.copy.0, &self.dir)?;
+        // sled's I/O threads finish their last tasks, and let go of the database file and its
+        // lock, a moment after the database is dropped; until then opening it fails as locked.
+        // Nobody else can hold this private copy's lock, so waiting for it is safe.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match open_sled(&self.copy.0, &self.dir) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store::assemble(
             db,
             &self.dir,

@@ -31,37 +31,46 @@ use std::thread::JoinHandle;
 
 /// Records the scan reads between two reopenings of sled: bounds sled's memory during the
 /// scan to a few megabytes.
-const CHUNK: usize = 8_192;
+const CHUNK: usize = 2_048;
 
 /// One recorded (cassette, key): what replay serves and counts for it.
 #[derive(Debug)]
 pub struct Call {
-    pub cassette: CassetteName,
     pub action: Arc<str>,
     pub key: Key,
     /// Occurrences of this call so far in the run.
     pub counter: AtomicU32,
-    /// By position; or why the recordings cannot be served (a corrupt record).
-    recordings: Result<Box<[Prepared]>, Box<GraphError>>,
+    recordings: Recordings,
     /// Plain replays not yet in the run log (see [`Index::drain_tallies`]), and the positions
     /// they played, a bit each (positions under 64 only).
     replays: AtomicU64,
     played: AtomicU64,
 }
 
+/// A call's prepared responses, by position; the usual single one without a second
+/// allocation. Or why they cannot be served (a corrupt record).
+#[derive(Debug)]
+enum Recordings {
+    One(Prepared),
+    Many(Box<[Prepared]>),
+    Corrupt(Box<GraphError>),
+}
+
 impl Call {
-    fn new(
-        cassette: &CassetteName,
-        action: Arc<str>,
-        key: Key,
-        recordings: Result<Box<[Prepared]>, GraphError>,
-    ) -> Self {
+    fn new(action: Arc<str>, key: Key, recordings: Result<Vec<Prepared>, GraphError>) -> Self {
+        let recordings = match recordings {
+            Ok(mut r) if r.len() == 1 => match r.pop() {
+                Some(one) => Recordings::One(one),
+                None => Recordings::Many(Box::default()),
+            },
+            Ok(r) => Recordings::Many(r.into_boxed_slice()),
+            Err(e) => Recordings::Corrupt(Box::new(e)),
+        };
         Self {
-            cassette: cassette.clone(),
             action,
             key,
             counter: AtomicU32::new(0),
-            recordings: recordings.map_err(Box::new),
+            recordings,
             replays: AtomicU64::new(0),
             played: AtomicU64::new(0),
         }
@@ -70,17 +79,18 @@ impl Call {
     /// The prepared responses, by position.
     pub fn recordings(&self) -> Result<&[Prepared], GraphError> {
         match &self.recordings {
-            Ok(r) => Ok(r),
-            Err(e) => Err((**e).clone()),
+            Recordings::One(one) => Ok(std::slice::from_ref(one)),
+            Recordings::Many(r) => Ok(r),
+            Recordings::Corrupt(e) => Err((**e).clone()),
         }
     }
 
     /// How many recordings there are (the next position to record).
     pub fn recorded(&self) -> u32 {
-        match &self.recordings {
-            Ok(r) => r.last().map_or(0, |p| p.position.saturating_add(1)),
-            Err(_) => 0,
-        }
+        self.recordings()
+            .ok()
+            .and_then(<[Prepared]>::last)
+            .map_or(0, |p| p.position.saturating_add(1))
     }
 
     /// Counts a plain replay here instead of in the run log, whose lock every request would
@@ -179,6 +189,11 @@ impl Index {
         self.shared.complete.load(Ordering::Acquire)
     }
 
+    /// Whether the scan is still running (false once it has finished, failed or stopped).
+    pub fn is_scanning(&self) -> bool {
+        self.loader.as_ref().is_some_and(|l| !l.is_finished())
+    }
+
     /// The call recorded for (cassette, key), if any. Before the scan has finished, one not
     /// indexed yet is looked up in the store (and kept).
     pub fn call(
@@ -206,13 +221,10 @@ impl Index {
         let prepared = recorded
             .iter()
             .map(Prepared::of)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Vec::into_boxed_slice);
+            .collect::<Result<Vec<_>, _>>();
         let action = self.shared.intern(action);
-        Ok(Some(
-            self.shared
-                .insert(Call::new(cassette, action, *key, prepared)),
-        ))
+        let call = Call::new(action, *key, prepared);
+        Ok(Some(self.shared.insert(cassette, call)))
     }
 
     /// Runs `f` on the store, opening it again if the scan closed it.
@@ -232,15 +244,17 @@ impl Index {
         Ok(f(&cassette))
     }
 
-    /// Hands every tallied replay to `fold` (the call, the count, the played positions) and
-    /// resets the tallies, so a second drain adds nothing twice.
-    pub fn drain_tallies(&self, mut fold: impl FnMut(&Call, u64, u64)) {
+    /// Hands every tallied replay to `fold` (the cassette, the call, the count, the played
+    /// positions) and resets the tallies, so a second drain adds nothing twice.
+    pub fn drain_tallies(&self, mut fold: impl FnMut(&CassetteName, &Call, u64, u64)) {
         let calls = self.shared.calls.read().unwrap_or_else(|p| p.into_inner());
-        for call in calls.values().flat_map(HashMap::values) {
-            let count = call.replays.swap(0, Ordering::Relaxed);
-            let played = call.played.swap(0, Ordering::Relaxed);
-            if count > 0 {
-                fold(call, count, played);
+        for (cassette, per_cassette) in calls.iter() {
+            for call in per_cassette.values() {
+                let count = call.replays.swap(0, Ordering::Relaxed);
+                let played = call.played.swap(0, Ordering::Relaxed);
+                if count > 0 {
+                    fold(cassette, call, count, played);
+                }
             }
         }
     }
@@ -276,11 +290,11 @@ impl Shared {
 
     /// Adds a call unless it is there already (the scan and a point lookup can both find
     /// it); either way, the one in the index.
-    fn insert(&self, call: Call) -> Arc<Call> {
+    fn insert(&self, cassette: &CassetteName, call: Call) -> Arc<Call> {
         let mut calls = self.calls.write().unwrap_or_else(|p| p.into_inner());
-        let per_cassette = match calls.get_mut(&call.cassette) {
+        let per_cassette = match calls.get_mut(cassette) {
             Some(m) => m,
-            None => calls.entry(call.cassette.clone()).or_default(),
+            None => calls.entry(cassette.clone()).or_default(),
         };
         Arc::clone(
             per_cassette
@@ -360,7 +374,7 @@ impl Shared {
                                 "graphVcrCorruptCassette",
                                 e.to_string(),
                             );
-                            self.insert(Call::new(name, self.intern(""), k, Err(error)));
+                            self.insert(name, Call::new(self.intern(""), k, Err(error)));
                         }
                         continue;
                     }
@@ -409,10 +423,12 @@ impl Shared {
         let prepared = group
             .iter()
             .map(|i| Prepared::from_parts(&i.key, i.position, &i.response))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Vec::into_boxed_slice);
+            .collect::<Result<Vec<_>, _>>();
         let servable = prepared.is_ok();
-        let call = self.insert(Call::new(name, self.intern(&first.action), key, prepared));
+        // The action as this version classifies it, as a live request's would be.
+        let action = crate::classify::classify(&first.request.path, first.request.query.as_deref())
+            .action_label();
+        let call = self.insert(name, Call::new(self.intern(&action), key, prepared));
         if !servable {
             return;
         }
@@ -439,10 +455,9 @@ impl Shared {
             let digest = prefill
                 .memo
                 .digest(name.as_str(), &method, &path_and_query, &body);
-            let label = analyzed.classified.action_label();
             prefill
                 .memo
-                .insert(digest, &label, analyzed.findings, Arc::clone(&call), true);
+                .insert(digest, analyzed.findings, Arc::clone(&call), true);
         }
     }
 }

@@ -76,13 +76,13 @@ pub fn analyze<'a>(
     }
 }
 
-/// What the pure stages found for one distinct request, and the call it replays.
-#[derive(Debug)]
+/// What the pure stages found for one distinct request, and the call it replays (whose
+/// action and key they are). Two pointers: the memo holds one per stored request.
+#[derive(Debug, Clone)]
 pub struct Analysis {
-    pub action: Arc<str>,
     /// Shared: calls of one shape have the same findings (usually none, or one warning).
     pub findings: Arc<Findings>,
-    /// The (cassette, key): its recordings, occurrence counter and replay tallies.
+    /// The (cassette, key): its action, recordings, occurrence counter and replay tallies.
     pub call: Arc<Call>,
 }
 
@@ -96,10 +96,9 @@ pub struct Memo {
 #[derive(Debug, Default)]
 struct Remembered {
     /// Keyed by the digest, which is already a keyed hash: no second hashing.
-    analyses: HashMap<u128, Arc<Analysis>, BuildHasherDefault<Prehashed>>,
+    analyses: HashMap<u128, Analysis, BuildHasherDefault<Prehashed>>,
     /// How many of them were learned from requests (see [`LIMIT`]).
     learned: usize,
-    actions: HashSet<Arc<str>>,
     findings: HashSet<Arc<Findings>>,
 }
 
@@ -158,34 +157,19 @@ impl Memo {
         Digest(u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1)))
     }
 
-    pub fn get(&self, digest: Digest) -> Option<Arc<Analysis>> {
+    pub fn get(&self, digest: Digest) -> Option<Analysis> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.analyses.get(&digest.0).cloned()
     }
 
     /// Remembers what the stages found for a call that replayed. A call learned from a
     /// request (`prefill` false) is not remembered once [`LIMIT`] of them are.
-    pub fn insert(
-        &self,
-        digest: Digest,
-        action: &str,
-        findings: Findings,
-        call: Arc<Call>,
-        prefill: bool,
-    ) {
+    pub fn insert(&self, digest: Digest, findings: Findings, call: Arc<Call>, prefill: bool) {
         let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
         if (!prefill && m.learned >= LIMIT) || m.analyses.contains_key(&digest.0) {
             return;
         }
-        let action = match m.actions.get(action) {
-            Some(a) => Arc::clone(a),
-            None => {
-                let a: Arc<str> = Arc::from(action);
-                m.actions.insert(Arc::clone(&a));
-                a
-            }
-        };
         let findings = match m.findings.get(&findings) {
             Some(f) => Arc::clone(f),
             None => {
@@ -197,14 +181,7 @@ impl Memo {
         if !prefill {
             m.learned += 1;
         }
-        m.analyses.insert(
-            digest.0,
-            Arc::new(Analysis {
-                action,
-                findings,
-                call,
-            }),
-        );
+        m.analyses.insert(digest.0, Analysis { findings, call });
     }
 }
 

@@ -168,7 +168,7 @@ struct Trace {
     message: Option<String>,
     deviations: Vec<Deviation>,
     /// Replay's memo entry, when the call was answered from it.
-    memo_hit: Option<Arc<Analysis>>,
+    memo_hit: Option<Analysis>,
 }
 
 impl Proxy {
@@ -245,6 +245,11 @@ impl Proxy {
     /// Replay: whether every recording is in memory (see `index`); other modes: true.
     pub fn is_indexed(&self) -> bool {
         self.index.as_ref().is_none_or(Index::is_complete)
+    }
+
+    /// Replay: whether the index's scan is still running (it logs why if it stops early).
+    pub fn is_indexing(&self) -> bool {
+        self.index.as_ref().is_some_and(Index::is_scanning)
     }
 
     /// Whether `--upstream` was given: forward mode then sends intercepted hosts there.
@@ -330,7 +335,7 @@ impl Proxy {
         if let (Some(memo), Some(digest)) = (&self.memo, digest)
             && let Some(known) = memo.get(digest)
         {
-            trace.action = Some(Arc::clone(&known.action));
+            trace.action = Some(Arc::clone(&known.call.action));
             trace.key = Some(known.call.key);
             trace.deviations = known.findings.with_headers(&parts.headers);
             self.reject_on_error(trace)?;
@@ -392,7 +397,7 @@ impl Proxy {
                     if let Some(response) = self.serve(&parts.headers, trace, call.recordings()?, n)
                     {
                         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-                            memo.insert(digest, label, findings, call, false);
+                            memo.insert(digest, findings, call, false);
                         }
                         return Ok(response);
                     }
@@ -575,14 +580,9 @@ impl Proxy {
     /// What this run did, including recordings of the cassettes it used that were never played.
     pub fn report(&self) -> Result<Report, StoreError> {
         if let Some(index) = &self.index {
-            index.drain_tallies(|call, count, played| {
-                self.run.add_replays(
-                    call.cassette.as_str(),
-                    &call.action,
-                    call.key,
-                    count,
-                    played,
-                );
+            index.drain_tallies(|cassette, call, count, played| {
+                self.run
+                    .add_replays(cassette.as_str(), &call.action, call.key, count, played);
             });
         }
         let mut names: Vec<String> = self.run.cassettes();
