@@ -648,4 +648,36 @@ mod tests {
             assert!(CassetteName::new(bad).is_err(), "{bad}");
         }
     }
+
+    /// Replay's index closes and reopens its private copy over and over (src/index.rs), and
+    /// every reopen must see all the records. (sled can hold the file lock a moment after a
+    /// database is dropped, which `ClosedStore::open` waits out; that race was seen only with
+    /// 100,000 recordings, in `examples/replay_memory.rs`, not at this size.)
+    #[test]
+    fn a_closed_private_copy_reopens_at_once_again_and_again() -> Result<(), StoreError> {
+        let tmp = tempfile::tempdir().map_err(|source| StoreError::Io {
+            dir: PathBuf::from("tempdir"),
+            source,
+        })?;
+        let dir = tmp.path().join("cassettes");
+        let name = CassetteName::new("c")?;
+        {
+            let store = Store::open(&dir, Access::ReadWrite)?;
+            let cassette = store.cassette(&name)?;
+            for i in 0..2_000u32 {
+                let mut key = [0u8; 32];
+                key[..4].copy_from_slice(&i.to_be_bytes());
+                cassette.put(&Key(key), 0, vec![b'x'; 1_000])?;
+            }
+            store.flush_blocking()?;
+        }
+        let mut store = Store::open(&dir, Access::ReadOnly)?;
+        for _ in 0..40 {
+            let read = store.cassette(&name)?.tree.iter().count();
+            assert_eq!(read, 2_000);
+            let closed = store.close().map_err(|_| StoreError::NoStore)?;
+            store = closed.open()?;
+        }
+        Ok(())
+    }
 }
