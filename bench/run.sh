@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 seconds="${SECONDS_PER_RUN:-5}"
 cargo bench --bench hot_paths
 for n in 1 1000 100000; do
-  rounds=3; [ "$n" = 100000 ] && rounds=1   # every call cold, as a CI replay of a large cassette
-  cargo bench --bench load -- --interactions "$n" --connections 32 --seconds "$seconds" --rounds "$rounds"
+  cargo bench --bench load -- --interactions "$n" --connections 32 --seconds "$seconds" --rounds 3
 done
 for c in 1 32; do
   cargo bench --bench load -- --record --interactions 1000 --connections "$c" --seconds "$seconds"

@@ -95,6 +95,10 @@ fn handle_bench(c: &mut Criterion) {
     let Ok(proxy) = Proxy::new(config) else {
         return;
     };
+    // Measure replay's steady state: every recording indexed (src/index.rs).
+    while proxy.is_indexing() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
         return;
     };

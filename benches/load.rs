@@ -7,8 +7,9 @@
 //! `graph-vcr replay`, drives each with C keep-alive connections for S seconds, cycling through
 //! the N distinct bodies, and prints throughput, p50/p99 latency, the ratio, graph-vcr's
 //! time to first response and its resident memory after the run. It alternates R rounds
-//! (default 3) of bare then graph-vcr and reports the median ratio. Later rounds replay calls
-//! the first round already made; with 100,000 recordings use `--rounds 1` for a cold run.
+//! (default 3) of bare then graph-vcr and reports the median ratio. The rounds start once
+//! graph-vcr has indexed its cassette (src/index.rs), and the time that took is printed too:
+//! from then on every stored call is known, so a first call costs what a repeated one does.
 //!
 //! `-- --record [--connections C] [--seconds S]` measures record mode instead: the bare server
 //! is the upstream, driven once directly and once through `graph-vcr record` (which stores
