@@ -214,14 +214,16 @@ impl Index {
             return Ok(self.shared.get(cassette, key));
         }
         let store = slot.store()?;
-        let recorded = store.cassette(cassette)?.all_recorded(key)?;
-        if recorded.is_empty() {
-            return Ok(None);
-        }
-        let prepared = recorded
-            .iter()
-            .map(Prepared::of)
-            .collect::<Result<Vec<_>, _>>();
+        let prepared = match store.cassette(cassette)?.all_recorded(key) {
+            Ok(recorded) if recorded.is_empty() => return Ok(None),
+            Ok(recorded) => recorded
+                .iter()
+                .map(Prepared::of)
+                .collect::<Result<Vec<_>, _>>(),
+            // The same answer as once the scan has read it.
+            Err(e @ StoreError::Corrupt { .. }) => Err(corrupt(&e)),
+            Err(e) => return Err(e),
+        };
         let action = self.shared.intern(action);
         let call = Call::new(action, *key, prepared);
         Ok(Some(self.shared.insert(cassette, call)))
@@ -317,7 +319,9 @@ impl Shared {
 
     /// The scan: every cassette, in chunks, then the store closed. `None` when cancelled.
     fn load(&self, prefill: &Prefill) -> Result<Option<usize>, StoreError> {
-        let names = self.slot().store()?.cassette_names();
+        // In name order, so a run is repeatable.
+        let mut names = self.slot().store()?.cassette_names();
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         let mut count = 0;
         for name in names {
             match self.load_cassette(&name, prefill)? {
@@ -357,24 +361,11 @@ impl Shared {
                 }
                 let (raw, interaction) = match item {
                     Ok(found) => found,
-                    Err(StoreError::Corrupt {
-                        cassette,
-                        key,
-                        source,
-                    }) => {
-                        // Served as a 500 naming the record, as a point lookup would.
-                        if let Some(k) = Key::from_hex(&key) {
-                            let e = StoreError::Corrupt {
-                                cassette,
-                                key,
-                                source,
-                            };
-                            let error = GraphError::new(
-                                http::StatusCode::INTERNAL_SERVER_ERROR,
-                                "graphVcrCorruptCassette",
-                                e.to_string(),
-                            );
-                            self.insert(name, Call::new(self.intern(""), k, Err(error)));
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        if let StoreError::Corrupt { key, .. } = &e
+                            && let Some(k) = Key::from_hex(key)
+                        {
+                            self.insert(name, Call::new(self.intern(""), k, Err(corrupt(&e))));
                         }
                         continue;
                     }
@@ -460,6 +451,15 @@ impl Shared {
                 .insert(digest, analyzed.findings, Arc::clone(&call), true);
         }
     }
+}
+
+/// A record that does not decode: served as a 500 naming it, whichever path reads it.
+fn corrupt(e: &StoreError) -> GraphError {
+    GraphError::new(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "graphVcrCorruptCassette",
+        e.to_string(),
+    )
 }
 
 fn warn_on_other_key_options(cassette: &Cassette, key: &KeyOptions) {

@@ -166,3 +166,102 @@ async fn a_large_cassette_is_served_while_indexing_and_from_memory_after() -> Te
     );
     Ok(())
 }
+
+/// A record that does not decode, and one whose response cannot be served, are each answered
+/// 500 `graphVcrCorruptCassette` naming the record: the same answer from the point lookup made
+/// while the scan is still busy elsewhere, and from memory once it has read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_recording_is_a_500_naming_it_during_and_after_indexing() -> TestResult {
+    use graph_vcr::cassette::CassetteName;
+    use graph_vcr::interaction::{Body, RecordedResponse};
+    use graph_vcr::key::{Key, KeyOptions};
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("cassettes");
+    let made_up = |i: usize| {
+        let response = RecordedResponse {
+            status: 204,
+            headers: vec![("request-id".into(), export::synthetic_request_id(i))],
+            body: Body::Empty,
+        };
+        export::made_up(
+            "POST",
+            SEED_PATH,
+            &body(i),
+            response,
+            "2026-11-28T00:00:00.000Z",
+            &KeyOptions::default(),
+        )
+    };
+    let key_of = |i: &graph_vcr::interaction::Interaction| {
+        Key::from_hex(&i.key).ok_or_else(|| Error::from("key"))
+    };
+    let (not_json, bad_body) = (made_up(1), made_up(2));
+    {
+        let store = Store::open(&dir, Access::ReadWrite)?;
+        // Scanned first (cassettes are scanned in name order), keeping the scan busy.
+        export::import(
+            &store,
+            export::synthetic("a-filler", SEED_PATH, 6_000, body),
+            None,
+            false,
+            "a-filler",
+        )?;
+        let broken = store.cassette(&CassetteName::new("broken")?)?;
+        broken.put(&key_of(&not_json)?, 0, b"not json".to_vec())?;
+        let mut unservable = bad_body.clone();
+        unservable.response.body = Body::Base64("!!! not base64".into());
+        broken.put(&key_of(&bad_body)?, 0, serde_json::to_vec(&unservable)?)?;
+        let fine = made_up(3);
+        broken.put(&key_of(&fine)?, 0, serde_json::to_vec(&fine)?)?;
+        store.flush_blocking()?;
+    }
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        dir.to_str().ok_or("path")?,
+        "--cassette",
+        "broken",
+        "--log",
+        "info",
+        "--allow-misses",
+    ])?;
+    let bodies = [body(1), body(2), body(3)];
+    let check = |answers: Vec<(u16, String, String)>, when: &str| -> TestResult {
+        for ((status, _, text), recording) in answers.iter().take(2).zip([&not_json, &bad_body]) {
+            assert_eq!(*status, 500, "{when}: {text}");
+            let error: serde_json::Value = serde_json::from_str(text)?;
+            assert_eq!(
+                error["error"]["code"], "graphVcrCorruptCassette",
+                "{when}: {text}"
+            );
+            assert!(
+                text.contains(&recording.key),
+                "{when}: names the record: {text}"
+            );
+        }
+        assert_eq!(
+            answers[2].0, 204,
+            "{when}: the sound recording still replays"
+        );
+        Ok(())
+    };
+    let early = send_all(proxy.addr, &bodies).await?;
+    let indexed_early = proxy.stderr().contains("cassettes indexed");
+    check(early, "while indexing")?;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !proxy.stderr().contains("cassettes indexed") {
+        assert!(
+            Instant::now() < deadline,
+            "never indexed:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check(send_all(proxy.addr, &bodies).await?, "indexed")?;
+    assert!(
+        !indexed_early,
+        "the scan finished before the first requests: they did not test the point lookup"
+    );
+    Ok(())
+}
