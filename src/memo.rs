@@ -3,19 +3,19 @@
 //! Classify, check (all but the headers), redact and key are pure functions of a request's
 //! method, path and query, body and the run's options, and replay's cassette never changes.
 //! So replay remembers, per distinct (cassette, method, path and query, body), what those
-//! stages found — the action, the key, the method/path/body deviations — and where the call's
-//! state is: its occurrence counter and its prepared recordings. A repeated call — the normal
-//! case in a test suite — skips parsing, checking, canonicalizing and hashing the body, and
-//! the occurrence and recording maps; only the header checks, which are cheap, run again.
+//! stages found — the method/path/body deviations — and the call it replays (`index::Call`:
+//! action, key, occurrence counter, prepared recordings). A repeated call — the normal case in
+//! a test suite — skips parsing, checking, canonicalizing and hashing the body, and the index's
+//! maps; only the header checks, which are cheap, run again.
 //! Only calls that replayed are remembered, so a remembered key always has recordings.
 //!
 //! The index pre-fills the memo from every stored request, so a client that sends what it
 //! recorded skips the pure stages from its first call on (see `index`).
 //!
 //! Requests are identified by a 128-bit keyed hash (two SipHash-1-3 instances with random keys,
-//! fixed per process), so clients cannot aim collisions at it. The memo is bounded by entry
-//! count and stops growing at the limit rather than evicting: large cassettes take the full
-//! path for calls past the limit, as they did before it existed.
+//! fixed per process), so clients cannot aim collisions at it. Entries learned from requests
+//! are bounded by count and stop growing at the limit rather than evicting (calls past it take
+//! the full path); entries pre-filled from the cassette are bounded by the cassette.
 
 use crate::check::{self, Findings};
 use crate::classify::{self, Classified};
@@ -26,7 +26,7 @@ use http::Method;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 /// Most distinct calls remembered from requests (about 100 bytes each, plus their
 /// deviations). Calls pre-filled from a cassette's stored requests do not count: they are
@@ -90,7 +90,8 @@ pub struct Analysis {
 #[derive(Debug)]
 pub struct Memo {
     hashers: (std::hash::RandomState, std::hash::RandomState),
-    map: Mutex<Remembered>,
+    /// Read-mostly (the index fills it at start): lookups from both worker threads share it.
+    map: RwLock<Remembered>,
 }
 
 #[derive(Debug, Default)]
@@ -106,7 +107,7 @@ impl Default for Memo {
     fn default() -> Self {
         Self {
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
-            map: Mutex::new(Remembered::default()),
+            map: RwLock::new(Remembered::default()),
         }
     }
 }
@@ -158,14 +159,14 @@ impl Memo {
     }
 
     pub fn get(&self, digest: Digest) -> Option<Analysis> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.analyses.get(&digest.0).cloned()
     }
 
     /// Remembers what the stages found for a call that replayed. A call learned from a
     /// request (`prefill` false) is not remembered once [`LIMIT`] of them are.
     pub fn insert(&self, digest: Digest, findings: Findings, call: Arc<Call>, prefill: bool) {
-        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
         if (!prefill && m.learned >= LIMIT) || m.analyses.contains_key(&digest.0) {
             return;
