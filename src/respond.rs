@@ -46,13 +46,14 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
 ///
 /// Compact, because replay keeps every recording of a cassette in memory: the headers and the
 /// body share one buffer (`u16` name length, name, `u16` value length, value, per header;
-/// then the body), and each response's header values are slices of it, not copies.
+/// then the body). A plain boxed slice, not `Bytes`: values are copied out per response (a
+/// few dozen bytes), which costs less than a shared `Bytes` per recording would in memory.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub position: u32,
     status: StatusCode,
     headers: u16,
-    buf: Bytes,
+    buf: Box<[u8]>,
 }
 
 impl Prepared {
@@ -124,7 +125,7 @@ impl Prepared {
             position,
             status,
             headers: count,
-            buf: Bytes::from(buf),
+            buf: buf.into_boxed_slice(),
         })
     }
 
@@ -134,7 +135,7 @@ impl Prepared {
         let mut at = 0;
         // `of` wrote and validated every part, so reading it back cannot go out of bounds or
         // meet an invalid name or value; the checks below only keep a bug from panicking.
-        let field = |at: &mut usize| -> Option<Bytes> {
+        let field = |at: &mut usize| -> Option<&[u8]> {
             let len = usize::from(u16::from_le_bytes([
                 *self.buf.get(*at)?,
                 *self.buf.get(*at + 1)?,
@@ -142,16 +143,13 @@ impl Prepared {
             let start = *at + 2;
             let end = start.checked_add(len).filter(|e| *e <= self.buf.len())?;
             *at = end;
-            Some(self.buf.slice(start..end))
+            self.buf.get(start..end)
         };
         for _ in 0..self.headers {
             let (Some(name), Some(value)) = (field(&mut at), field(&mut at)) else {
                 break;
             };
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&name),
-                HeaderValue::from_maybe_shared(value),
-            ) {
+            if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::from_bytes(value)) {
                 headers.append(name, value);
             }
         }
@@ -160,10 +158,31 @@ impl Prepared {
         if let Some(id) = request_headers.get("client-request-id") {
             headers.insert("client-request-id", id.clone());
         }
-        let mut response = Response::new(Full::new(self.buf.slice(at.min(self.buf.len())..)));
+        let body = match self.buf.get(at..) {
+            Some(b) if !b.is_empty() => Bytes::copy_from_slice(b),
+            _ => Bytes::new(),
+        };
+        let mut response = Response::new(Full::new(body));
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
         response
+    }
+}
+
+/// Headers Graph sends that `http` has no constant for: served from these static names, since
+/// parsing a name `http` does not know allocates it afresh for every response.
+const GRAPH_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("client-request-id"),
+    HeaderName::from_static("x-ms-ags-diagnostic"),
+    HeaderName::from_static("x-ms-resource-unit"),
+    HeaderName::from_static("odata-version"),
+];
+
+fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match GRAPH_HEADERS.iter().find(|h| h.as_str().as_bytes() == name) {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name),
     }
 }
 
