@@ -111,6 +111,16 @@ struct Slot {
 }
 
 impl Slot {
+    /// Closes the store, keeping its private copy here for [`Slot::store`] to open again.
+    fn close(&mut self) {
+        if let Some(store) = self.open.take() {
+            match store.close() {
+                Ok(closed) => self.closed = Some(closed),
+                Err(store) => self.open = Some(*store),
+            }
+        }
+    }
+
     fn store(&mut self) -> Result<&Store, StoreError> {
         if self.open.is_none()
             && let Some(closed) = &self.closed
@@ -330,12 +340,7 @@ impl Shared {
             }
         }
         let mut slot = self.slot();
-        if let Some(store) = slot.open.take() {
-            match store.close() {
-                Ok(closed) => slot.closed = Some(closed),
-                Err(store) => slot.open = Some(*store),
-            }
-        }
+        slot.close();
         self.complete.store(true, Ordering::Release);
         Ok(Some(count))
     }
@@ -389,16 +394,9 @@ impl Shared {
                 return Ok(Some(count));
             }
             // Reopen: the only way to release what sled has cached of the pages read so far.
-            let mut slot = self.slot();
-            if let Some(store) = slot.open.take() {
-                match store.close() {
-                    Ok(closed) => {
-                        slot.open = Some(closed.open()?);
-                        slot.closed = Some(closed);
-                    }
-                    Err(store) => slot.open = Some(*store),
-                }
-            }
+            // The next round's `store()` opens it again. Kept in the slot either way, so a
+            // failure to reopen leaves the private copy in place for point lookups to retry.
+            self.slot().close();
         }
     }
 
