@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-for target in canonical_key check import redact; do
+for target in canonical_key check import redact prepared; do
   echo "== $target for ${seconds}s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=10
