@@ -180,19 +180,19 @@ impl Proxy {
             (_, Some(opts)) => Some(Upstream::new(opts)?),
             (m, None) => return Err(ProxyError::NoUpstream(m.as_str())),
         };
-        let memo = (config.mode == Mode::Replay).then(|| Arc::new(Memo::default()));
-        let (store, index) = match config.mode {
+        let (store, index, memo) = match config.mode {
             Mode::Replay => {
+                let memo = Arc::new(Memo::default());
                 let prefill = index::Prefill {
-                    memo: memo.clone().unwrap_or_default(),
+                    memo: Arc::clone(&memo),
                     key: config.key.clone(),
                     max_json_depth: config.limits.max_json_depth,
                 };
                 let store = Store::open(dir, Access::ReadOnly)?;
-                (None, Some(Index::start(store, prefill)?))
+                (None, Some(Index::start(store, prefill)?), Some(memo))
             }
-            Mode::Record | Mode::Auto => (Some(Store::open(dir, Access::ReadWrite)?), None),
-            Mode::Audit => (None, None),
+            Mode::Record | Mode::Auto => (Some(Store::open(dir, Access::ReadWrite)?), None, None),
+            Mode::Audit => (None, None, None),
         };
         let journal_path = match (&config.journal.journal, config.mode) {
             (Some(p), _) => Some(p.clone()),
