@@ -51,6 +51,19 @@ async fn send_all(
     Ok(out)
 }
 
+/// Waits (up to 120 s) for the proxy to log that every recording is in memory.
+async fn wait_for_index(proxy: &Proxy) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !proxy.stderr().contains("cassettes indexed") {
+        assert!(
+            Instant::now() < deadline,
+            "never indexed:\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn assert_replayed(indices: &[usize], answers: &[(u16, String, String)]) {
     for (i, (status, rid, text)) in indices.iter().zip(answers) {
         assert_eq!(*status, 204, "call {i}: {text}");
@@ -95,15 +108,7 @@ async fn a_large_cassette_is_served_while_indexing_and_from_memory_after() -> Te
     .await?;
     assert_replayed(&early, &answers);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !proxy.stderr().contains("cassettes indexed") {
-        assert!(
-            Instant::now() < deadline,
-            "never indexed:\n{}",
-            proxy.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_index(&proxy).await;
     assert!(
         proxy.stderr().contains(&format!("recordings={N}")),
         "{}",
@@ -249,15 +254,7 @@ async fn a_corrupt_recording_is_a_500_naming_it_during_and_after_indexing() -> T
     let indexed_early = proxy.stderr().contains("cassettes indexed");
     check(early, "while indexing")?;
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !proxy.stderr().contains("cassettes indexed") {
-        assert!(
-            Instant::now() < deadline,
-            "never indexed:\n{}",
-            proxy.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_index(&proxy).await;
     check(send_all(proxy.addr, &bodies).await?, "indexed")?;
     assert!(
         !indexed_early,

@@ -408,10 +408,7 @@ impl Proxy {
                     0,
                 ),
             };
-            trace.outcome = "miss";
-            Stats::bump(&self.stats.misses);
-            tracing::warn!(cassette = %trace.cassette, method = %parts.method, path = parts.uri.path(),
-                key = %key, "replay miss");
+            self.count_miss(trace, parts, &key);
             return index
                 .with_cassette(&trace.cassette, |cassette| {
                     Miss {
@@ -451,8 +448,7 @@ impl Proxy {
                 Ok(prepared.respond(&parts.headers))
             }
             Decision::Miss { recorded } => {
-                trace.outcome = "miss";
-                Stats::bump(&self.stats.misses);
+                self.count_miss(trace, parts, &key);
                 let Some(cassette) = &cassette else {
                     return Err(GraphError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -460,8 +456,6 @@ impl Proxy {
                         "a miss without a cassette",
                     ));
                 };
-                tracing::warn!(cassette = %trace.cassette, method = %parts.method, path = parts.uri.path(),
-                    key = %key, "replay miss");
                 let miss = Miss {
                     cassette,
                     parts,
@@ -513,6 +507,14 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// A replay miss: traced, counted and logged, whichever path found it.
+    fn count_miss(&self, trace: &mut Trace, parts: &Parts, key: &Key) {
+        trace.outcome = "miss";
+        Stats::bump(&self.stats.misses);
+        tracing::warn!(cassette = %trace.cassette, method = %parts.method, path = parts.uri.path(),
+            key = %key, "replay miss");
     }
 
     /// `--on-deviation reject`: stops a call with an `error` deviation here.
