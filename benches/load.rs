@@ -13,7 +13,8 @@
 //!
 //! `-- --record [--connections C] [--seconds S]` measures record mode instead: the bare server
 //! is the upstream, driven once directly and once through `graph-vcr record` (which stores
-//! every call durably before answering), and the benchmark prints the latency each call gains.
+//! every call durably before answering), and through `graph-vcr audit` (which forwards and
+//! journals but stores nothing), and the benchmark prints the latency each call gains.
 
 mod common;
 
@@ -42,6 +43,9 @@ fn arg(name: &str, default: usize) -> usize {
 fn main() -> Result<(), Error> {
     if std::env::args().any(|a| a == "--bare-server") {
         return bare_server();
+    }
+    if let Some(upstream) = std::env::args().skip_while(|a| a != "--bare-proxy").nth(1) {
+        return bare_proxy(upstream);
     }
     let n = arg("--interactions", 1_000);
     let connections = arg("--connections", 32);
@@ -198,10 +202,37 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
         "--log",
         "error",
     ]))?;
+    // A bare hyper proxy (server and pooled client, nothing else) is what any forwarding proxy
+    // pays on this machine: on loopback, with the load generator and the upstream sharing two
+    // cores, every extra hop costs the others CPU.
+    let (mut proxy, proxy_addr) = spawn(
+        Command::new(std::env::current_exe()?)
+            .arg("--bare-proxy")
+            .arg(&upstream),
+    )?;
+    // Audit forwards and journals like record but stores nothing: the gap between it and the
+    // upstream is the cost of being a proxy at all, the gap between it and record is the cost
+    // of recording.
+    let audit_dir = tmp.path().join("audit");
+    let (mut audit, audit_addr) = spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
+        "audit",
+        "--cassettes",
+        audit_dir.to_str().ok_or("path")?,
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "error",
+    ]))?;
     let duration = Duration::from_secs(seconds);
     let direct = rt.block_on(load(bare_addr, connections, duration, Arc::clone(&bodies)))?;
+    let proxied = rt.block_on(load(proxy_addr, connections, duration, Arc::clone(&bodies)))?;
+    let audited = rt.block_on(load(audit_addr, connections, duration, Arc::clone(&bodies)))?;
     let through = rt.block_on(load(vcr_addr, connections, duration, Arc::clone(&bodies)))?;
     let _ = vcr.kill();
+    let _ = audit.kill();
+    let _ = proxy.kill();
     let _ = bare.kill();
     println!(
         "record mode: {n} distinct calls cycled, connections: {connections}, seconds: {seconds}"
@@ -212,6 +243,8 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
     );
     for (name, r) in [
         ("upstream directly", &direct),
+        ("through a bare hyper proxy", &proxied),
+        ("through graph-vcr audit", &audited),
         ("through graph-vcr record", &through),
     ] {
         println!(
@@ -223,13 +256,19 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
             r.errors
         );
     }
-    println!(
-        "added per call: mean {:.0} µs, p50 {} µs, p99 {} µs",
-        connections as f64 * 1e6 / through.rate.max(1.0)
-            - connections as f64 * 1e6 / direct.rate.max(1.0),
-        through.p50 as i64 - direct.p50 as i64,
-        through.p99 as i64 - direct.p99 as i64
-    );
+    for (name, r) in [
+        ("a bare hyper proxy", &proxied),
+        ("audit", &audited),
+        ("record", &through),
+    ] {
+        println!(
+            "{name} adds per call: mean {:.0} µs, p50 {} µs, p99 {} µs",
+            connections as f64 * 1e6 / r.rate.max(1.0)
+                - connections as f64 * 1e6 / direct.rate.max(1.0),
+            r.p50 as i64 - direct.p50 as i64,
+            r.p99 as i64 - direct.p99 as i64
+        );
+    }
     Ok(())
 }
 
@@ -383,6 +422,49 @@ fn bare_server() -> Result<(), Error> {
                     let mut r = http::Response::new(Empty::<Bytes>::new());
                     *r.status_mut() = http::StatusCode::NO_CONTENT;
                     Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+/// A bare forwarding proxy: hyper's server, hyper-util's pooled client, each request passed
+/// to `upstream` as it came and the answer passed back.
+fn bare_proxy(upstream: String) -> Result<(), Error> {
+    use hyper_util::client::legacy::Client;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let client: Client<_, hyper::body::Incoming> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.into();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let (client, upstream) = (client.clone(), Arc::clone(&upstream));
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (client, upstream) = (client.clone(), Arc::clone(&upstream));
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                        let uri: Result<http::Uri, _> = format!("{upstream}{path}").parse();
+                        let answer: Result<_, std::io::Error> = match uri {
+                            Ok(uri) => {
+                                parts.uri = uri;
+                                client
+                                    .request(http::Request::from_parts(parts, body))
+                                    .await
+                                    .map_err(std::io::Error::other)
+                            }
+                            Err(e) => Err(std::io::Error::other(e)),
+                        };
+                        answer
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
