@@ -112,6 +112,47 @@ async fn sigkill_loses_no_answered_recording() -> TestResult {
     Ok(())
 }
 
+/// The same under concurrency: 32 clients at once, so records share fsyncs (group commit,
+/// src/cassette/recorder.rs), each sent twice so the second occurrence is stored too. Every
+/// answered call must survive a SIGKILL straight after the last answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_answered_recording_made_concurrently() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
+    let client = std::sync::Arc::new(HttpClient::new());
+    let bodies: Vec<String> = (0..32)
+        .map(|i| SEED_BODY.replace("Collection Id value", &format!("c-{i}")))
+        .collect();
+    for _ in 0..2 {
+        let mut answers = tokio::task::JoinSet::new();
+        for b in bodies.clone() {
+            let (client, base) = (std::sync::Arc::clone(&client), proxy.base.clone());
+            answers.spawn(async move { client.assign(&base, SEED_PATH, &b, &[]).await });
+        }
+        while let Some(answer) = answers.join_next().await {
+            let r = answer??;
+            assert_eq!(r.status, 204, "{}", r.text());
+            assert_eq!(r.header("x-graph-vcr-outcome"), Some("recorded"));
+        }
+    }
+    let exit = proxy.signal("KILL")?;
+    assert!(!exit.status.success());
+    stand_in.stop().await;
+
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        path_str(&dir)?,
+        "--on-exhausted",
+        "miss",
+    ])?;
+    for b in bodies.iter().chain(&bodies) {
+        let r = client.assign(&proxy.base, SEED_PATH, b, &[]).await?;
+        assert_eq!(r.status, 204, "lost: {b}: {}", r.text());
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_recorder_on_the_same_directory_fails_clearly() -> TestResult {
     let tmp = tempfile::tempdir()?;

@@ -127,15 +127,14 @@ impl Proxy {
                 secrets.add_header_value(v);
             }
         }
-        let result = match serde_json::to_vec(interaction) {
-            Ok(bytes) => match cassette.put(key, interaction.position, secrets.scrub(bytes)) {
-                Ok(()) => match &self.store {
-                    Some(store) => store.flush().await,
-                    None => Ok(()),
-                },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(StoreError::Encode {
+        let result = match (serde_json::to_vec(interaction), &self.store) {
+            (Ok(bytes), Some(store)) => {
+                store
+                    .record(cassette, key, interaction.position, secrets.scrub(bytes))
+                    .await
+            }
+            (Ok(_), None) => Err(StoreError::NoStore),
+            (Err(e), _) => Err(StoreError::Encode {
                 cassette: cassette.name().to_string(),
                 source: e,
             }),

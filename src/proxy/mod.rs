@@ -264,7 +264,8 @@ impl Proxy {
     /// Makes every recording durable and writes out the journal. Call once, at shutdown.
     pub async fn close(&self) -> Result<(), String> {
         if let Some(store) = &self.store {
-            store.flush().await.map_err(|e| e.to_string())?;
+            store.stop_recording();
+            store.flush_blocking().map_err(|e| e.to_string())?;
         }
         if let Some(journal) = &self.journal {
             journal

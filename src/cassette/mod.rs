@@ -10,14 +10,18 @@
 //! Replay never writes to the directory: sled writes when it opens a database, so replay opens
 //! a private copy in the system temporary directory, removed when the store is dropped. A
 //! directory of JSON exports (see `export`) is imported into such a private copy instead.
+//!
+//! Record mode writes through the store's [`recorder`] thread, which group-commits.
+
+mod recorder;
 
 use crate::interaction::{Interaction, Recorded};
 use crate::key::Key;
+use recorder::Recorder;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
 
 const LOCK_FILE: &str = "graph-vcr.lock";
@@ -123,17 +127,15 @@ pub enum Access {
 
 /// An open cassette directory.
 pub struct Store {
+    /// Record mode's writer (read-write stores only). First, so that dropping the store makes
+    /// every queued record durable before the database and the lock go.
+    recorder: Option<Recorder>,
     db: sled::Db,
     dir: PathBuf,
     /// Held for the store's lifetime; the OS releases the lock when it closes.
     _lock: Option<File>,
     /// The private copy replay works in, removed when its last store is dropped.
     private_copy: Option<Arc<PrivateCopy>>,
-    /// Writes so far (shared with every `Cassette`), and how many of them are known durable:
-    /// concurrent recorders share one flush instead of queueing one each (group commit).
-    writes: Arc<AtomicU64>,
-    flushed: AtomicU64,
-    flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl Store {
@@ -144,13 +146,11 @@ impl Store {
         private_copy: Option<Arc<PrivateCopy>>,
     ) -> Self {
         Self {
+            recorder: None,
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
             private_copy,
-            writes: Arc::new(AtomicU64::new(0)),
-            flushed: AtomicU64::new(0),
-            flush_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -165,7 +165,11 @@ impl Store {
                 fs::create_dir_all(dir).map_err(io)?;
                 let lock = take_lock(dir)?;
                 let db = open_sled(dir, dir)?;
-                Ok(Self::assemble(db, dir, Some(lock), None))
+                let recorder = Recorder::start(db.clone(), dir.to_path_buf()).map_err(io)?;
+                Ok(Self {
+                    recorder: Some(recorder),
+                    ..Self::assemble(db, dir, Some(lock), None)
+                })
             }
             Access::ReadOnly => {
                 if !dir.is_dir() {
@@ -284,7 +288,6 @@ impl Store {
         Ok(Cassette {
             tree,
             name: name.clone(),
-            writes: Arc::clone(&self.writes),
         })
     }
 
@@ -303,28 +306,35 @@ impl Store {
             .collect()
     }
 
-    /// Makes every write so far durable.
-    ///
-    /// Group commit: a caller whose writes a flush already covered returns at once; otherwise
-    /// one caller at a time runs sled's (blocking) flush on the blocking pool. Concurrent
-    /// `flush_async` calls can stall sled 0.34's own thread pool under load, so it is not used.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let target = self.writes.load(Ordering::SeqCst);
-        let _one_at_a_time = self.flush_lock.lock().await;
-        if self.flushed.load(Ordering::SeqCst) >= target {
-            return Ok(());
-        }
-        let upto = self.writes.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Io {
+    /// Stores a recorded interaction (serialized and scrubbed by the caller) at its key and
+    /// position in `cassette`, and returns once it is durable. Concurrent calls share an fsync
+    /// (see [`recorder`]).
+    pub async fn record(
+        &self,
+        cassette: &Cassette,
+        key: &Key,
+        position: u32,
+        record: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        match &self.recorder {
+            Some(recorder) => {
+                recorder
+                    .write(cassette, record_key(key, position), record)
+                    .await
+            }
+            None => Err(StoreError::Io {
                 dir: self.dir.clone(),
-                source: std::io::Error::other(e),
-            })?;
-        flushed.map_err(|source| self.sled_err(source))?;
-        self.flushed.store(upto, Ordering::SeqCst);
-        Ok(())
+                source: std::io::Error::other("opened read-only: nothing can be recorded"),
+            }),
+        }
+    }
+
+    /// Stops recording: every record already handed over is made durable first, later ones
+    /// are refused. For shutdown; blocks until the recorder thread is done.
+    pub fn stop_recording(&self) {
+        if let Some(recorder) = &self.recorder {
+            recorder.stop();
+        }
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
@@ -382,8 +392,6 @@ impl ClosedStore {
 pub struct Cassette {
     tree: sled::Tree,
     name: CassetteName,
-    /// The store's write counter, for group commit.
-    writes: Arc<AtomicU64>,
 }
 
 fn record_key(key: &Key, position: u32) -> [u8; 36] {
@@ -431,12 +439,12 @@ impl Cassette {
     }
 
     /// Stores an interaction (serialized and scrubbed by the caller) at its key and position,
-    /// replacing what was there. Not durable until [`Store::flush`].
+    /// replacing what was there. Not durable until [`Store::flush_blocking`]; record mode
+    /// uses [`Store::record`] instead.
     pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
         self.tree
             .insert(record_key(key, position), record)
             .map_err(|e| self.sled_err(e))?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -678,6 +686,60 @@ mod tests {
             let closed = store.close().map_err(|_| StoreError::NoStore)?;
             store = closed.open()?;
         }
+        Ok(())
+    }
+
+    /// Record mode's writes: many at once all land and are acknowledged; stopping makes what
+    /// was handed over durable and refuses the rest with a message that says so; a store opened
+    /// read-only cannot record at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_land_until_recording_stops_and_are_refused_after() -> Result<(), StoreError> {
+        let tmp = tempfile::tempdir().map_err(|source| StoreError::Io {
+            dir: PathBuf::from("tempdir"),
+            source,
+        })?;
+        let dir = tmp.path().join("cassettes");
+        let name = CassetteName::new("c")?;
+        let key = |i: u32| {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            Key(key)
+        };
+        let store = Arc::new(Store::open(&dir, Access::ReadWrite)?);
+        let cassette = Arc::new(store.cassette(&name)?);
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..200u32 {
+            let (store, cassette) = (Arc::clone(&store), Arc::clone(&cassette));
+            writes.spawn(async move { store.record(&cassette, &key(i), 1, vec![b'r'; 500]).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            written.map_err(|e| StoreError::Io {
+                dir: dir.clone(),
+                source: std::io::Error::other(e),
+            })??;
+        }
+        store.stop_recording();
+        let refused = store.record(&cassette, &key(999), 1, vec![b'r'; 10]).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("recorder has stopped")),
+            "{refused:?}"
+        );
+        assert_eq!(cassette.tree.len(), 200);
+        drop(cassette);
+        drop(store);
+
+        let store = Store::open(&dir, Access::ReadOnly)?;
+        let cassette = store.cassette(&name)?;
+        assert_eq!(cassette.tree.len(), 200);
+        let refused = store.record(&cassette, &key(1), 1, vec![b'r'; 10]).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("read-only")),
+            "{refused:?}"
+        );
         Ok(())
     }
 }
