@@ -189,19 +189,23 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
     let rt = tokio::runtime::Runtime::new()?;
     let (mut bare, bare_addr) = spawn(Command::new(std::env::current_exe()?).arg("--bare-server"))?;
     let upstream = format!("http://{bare_addr}");
-    let (mut vcr, vcr_addr) = spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
-        "record",
-        "--cassettes",
-        dir.to_str().ok_or("path")?,
-        "--cassette",
-        "bench",
-        "--upstream",
-        &upstream,
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "error",
-    ]))?;
+    let forwarding = |mode: &str, dir: &std::path::Path| {
+        let dir = dir.to_str().ok_or("path")?;
+        spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
+            mode,
+            "--cassettes",
+            dir,
+            "--cassette",
+            "bench",
+            "--upstream",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "error",
+        ]))
+    };
+    let (mut vcr, vcr_addr) = forwarding("record", &dir)?;
     // A bare hyper proxy (server and pooled client, nothing else) is what any forwarding proxy
     // pays on this machine: on loopback, with the load generator and the upstream sharing two
     // cores, every extra hop costs the others CPU.
@@ -213,18 +217,7 @@ fn record(n: usize, connections: usize, seconds: u64) -> Result<(), Error> {
     // Audit forwards and journals like record but stores nothing: the gap between it and the
     // upstream is the cost of being a proxy at all, the gap between it and record is the cost
     // of recording.
-    let audit_dir = tmp.path().join("audit");
-    let (mut audit, audit_addr) = spawn(Command::new(env!("CARGO_BIN_EXE_graph-vcr")).args([
-        "audit",
-        "--cassettes",
-        audit_dir.to_str().ok_or("path")?,
-        "--upstream",
-        &upstream,
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "error",
-    ]))?;
+    let (mut audit, audit_addr) = forwarding("audit", &tmp.path().join("audit"))?;
     let duration = Duration::from_secs(seconds);
     let direct = rt.block_on(load(bare_addr, connections, duration, Arc::clone(&bodies)))?;
     let proxied = rt.block_on(load(proxy_addr, connections, duration, Arc::clone(&bodies)))?;

@@ -97,15 +97,21 @@ async fn sigkill_loses_no_answered_recording() -> TestResult {
     let exit = proxy.signal("KILL")?;
     assert!(!exit.status.success());
     stand_in.stop().await;
+    all_replay(&dir, &bodies).await
+}
 
+/// Replays each of `bodies`, in order, from `dir`: each must be there (a repeated body is
+/// its next recorded occurrence).
+async fn all_replay(dir: &std::path::Path, bodies: &[String]) -> TestResult {
+    let client = HttpClient::new();
     let proxy = Proxy::start(&[
         "replay",
         "--cassettes",
-        path_str(&dir)?,
+        path_str(dir)?,
         "--on-exhausted",
         "miss",
     ])?;
-    for b in &bodies {
+    for b in bodies {
         let r = client.assign(&proxy.base, SEED_PATH, b, &[]).await?;
         assert_eq!(r.status, 204, "lost: {b}: {}", r.text());
     }
@@ -138,19 +144,7 @@ async fn sigkill_loses_no_answered_recording_made_concurrently() -> TestResult {
     let exit = proxy.signal("KILL")?;
     assert!(!exit.status.success());
     stand_in.stop().await;
-
-    let proxy = Proxy::start(&[
-        "replay",
-        "--cassettes",
-        path_str(&dir)?,
-        "--on-exhausted",
-        "miss",
-    ])?;
-    for b in bodies.iter().chain(&bodies) {
-        let r = client.assign(&proxy.base, SEED_PATH, b, &[]).await?;
-        assert_eq!(r.status, 204, "lost: {b}: {}", r.text());
-    }
-    Ok(())
+    all_replay(&dir, &[bodies.clone(), bodies].concat()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

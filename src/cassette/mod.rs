@@ -638,6 +638,20 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn tempdir() -> Result<tempfile::TempDir, StoreError> {
+        tempfile::tempdir().map_err(|source| StoreError::Io {
+            dir: PathBuf::from("tempdir"),
+            source,
+        })
+    }
+
+    /// A distinct made-up request key per `i`.
+    fn key(i: u32) -> Key {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        Key(key)
+    }
+
     #[test]
     fn cassette_names() {
         for ok in ["default", "onboarding", "suite-1.v2", "A_b"] {
@@ -663,19 +677,14 @@ mod tests {
     /// 100,000 recordings, in `examples/replay_memory.rs`, not at this size.)
     #[test]
     fn a_closed_private_copy_reopens_at_once_again_and_again() -> Result<(), StoreError> {
-        let tmp = tempfile::tempdir().map_err(|source| StoreError::Io {
-            dir: PathBuf::from("tempdir"),
-            source,
-        })?;
+        let tmp = tempdir()?;
         let dir = tmp.path().join("cassettes");
         let name = CassetteName::new("c")?;
         {
             let store = Store::open(&dir, Access::ReadWrite)?;
             let cassette = store.cassette(&name)?;
             for i in 0..2_000u32 {
-                let mut key = [0u8; 32];
-                key[..4].copy_from_slice(&i.to_be_bytes());
-                cassette.put(&Key(key), 0, vec![b'x'; 1_000])?;
+                cassette.put(&key(i), 0, vec![b'x'; 1_000])?;
             }
             store.flush_blocking()?;
         }
@@ -694,17 +703,9 @@ mod tests {
     /// read-only cannot record at all.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_land_until_recording_stops_and_are_refused_after() -> Result<(), StoreError> {
-        let tmp = tempfile::tempdir().map_err(|source| StoreError::Io {
-            dir: PathBuf::from("tempdir"),
-            source,
-        })?;
+        let tmp = tempdir()?;
         let dir = tmp.path().join("cassettes");
         let name = CassetteName::new("c")?;
-        let key = |i: u32| {
-            let mut key = [0u8; 32];
-            key[..4].copy_from_slice(&i.to_be_bytes());
-            Key(key)
-        };
         let store = Arc::new(Store::open(&dir, Access::ReadWrite)?);
         let cassette = Arc::new(store.cassette(&name)?);
         let mut writes = tokio::task::JoinSet::new();
