@@ -7,8 +7,6 @@ use bytes::Bytes;
 use common::*;
 use graph_vcr::cassette::{Access, Store};
 use graph_vcr::export::{self, Document};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,28 +40,13 @@ async fn hammer(
         let bodies = Arc::clone(&bodies);
         let cassette = cassette.to_string();
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let mut connection = KeepAlive::connect(addr).await?;
             let mut out = Vec::with_capacity(per_client);
             for j in 0..per_client {
                 let i = (c + j * clients) % bodies.len();
-                let req = http::Request::post(format!("http://{addr}{SEED_PATH}"))
-                    .header("host", addr.to_string())
-                    .header("authorization", format!("Bearer {JWT}"))
-                    .header("content-type", "application/json")
-                    .header("x-graph-vcr-cassette", cassette.as_str())
-                    .body(Full::new(bodies[i].clone()))?;
-                let r = send.send_request(req).await?;
-                let status = r.status().as_u16();
-                let rid = r
-                    .headers()
-                    .get("request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let _ = r.into_body().collect().await?;
+                let (status, rid, _) = connection
+                    .assign(bodies[i].clone(), Some(cassette.as_str()))
+                    .await?;
                 out.push((i, status, rid));
             }
             Ok::<_, Error>(out)

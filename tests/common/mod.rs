@@ -862,3 +862,48 @@ pub fn ca_init(dir: &Path) -> Result<String, Error> {
     }
     Ok(std::fs::read_to_string(dir.join("graph-vcr-ca.pem"))?)
 }
+
+/// One keep-alive HTTP/1.1 connection to a proxy, for tests that send many calls on it.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> Result<Self, Error> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Self { addr, send })
+    }
+
+    /// POSTs `body` to the seed path with an SDK's bearer token, into `cassette` when given.
+    /// Returns the status, the `request-id` header ("" when absent) and the body.
+    pub async fn assign(
+        &mut self,
+        body: Bytes,
+        cassette: Option<&str>,
+    ) -> Result<(u16, String, Bytes), Error> {
+        let mut request = Request::post(format!("http://{}{SEED_PATH}", self.addr))
+            .header("host", self.addr.to_string())
+            .header("authorization", format!("Bearer {JWT}"))
+            .header("content-type", "application/json");
+        if let Some(cassette) = cassette {
+            request = request.header("x-graph-vcr-cassette", cassette);
+        }
+        self.send.ready().await?;
+        let response = self
+            .send
+            .send_request(request.body(Full::new(body))?)
+            .await?;
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, request_id, body))
+    }
+}
