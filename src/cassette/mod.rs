@@ -13,13 +13,18 @@
 //!
 //! Record mode writes through the store's [`recorder`] thread, which group-commits.
 
+mod files;
 mod recorder;
+mod records;
 
-use crate::interaction::{Interaction, Recorded};
+pub use files::PrivateCopy;
+pub use records::Cassette;
+
 use crate::key::Key;
+use files::{copy_dir, describe_holder, open_sled, private_copy_path, take_lock};
 use recorder::Recorder;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use records::record_key;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -345,16 +350,6 @@ impl Store {
     }
 }
 
-/// A replay store's private copy of a cassette directory, removed when dropped.
-#[derive(Debug)]
-pub struct PrivateCopy(PathBuf);
-
-impl Drop for PrivateCopy {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A private copy with its database closed: what replay keeps once its index is built, so
 /// that sled's memory is released and the copy can be opened again when a stored request
 /// is needed (a miss's nearest recording, the report's unplayed list).
@@ -385,253 +380,6 @@ impl ClosedStore {
             Some(Arc::clone(&self.copy)),
         ))
     }
-}
-
-/// One cassette: the recorded interactions of one name.
-#[derive(Clone)]
-pub struct Cassette {
-    tree: sled::Tree,
-    name: CassetteName,
-}
-
-fn record_key(key: &Key, position: u32) -> [u8; 36] {
-    let mut k = [0u8; 36];
-    k[..32].copy_from_slice(&key.0);
-    k[32..].copy_from_slice(&position.to_be_bytes());
-    k
-}
-
-impl Cassette {
-    pub fn name(&self) -> &CassetteName {
-        &self.name
-    }
-
-    /// The response recorded for the `position`th request with `key` (replay's lookup).
-    pub fn get_recorded(&self, key: &Key, position: u32) -> Result<Option<Recorded>, StoreError> {
-        match self
-            .tree
-            .get(record_key(key, position))
-            .map_err(|e| self.sled_err(e))?
-        {
-            Some(bytes) => self.decode_as(key, &bytes).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Every response recorded with `key`, by position.
-    pub fn all_recorded(&self, key: &Key) -> Result<Vec<Recorded>, StoreError> {
-        self.tree
-            .scan_prefix(key.0)
-            .map(|item| match item {
-                Ok((_, bytes)) => self.decode_as(key, &bytes),
-                Err(e) => Err(self.sled_err(e)),
-            })
-            .collect()
-    }
-
-    /// The last response recorded with `key`.
-    pub fn last_recorded(&self, key: &Key) -> Result<Option<Recorded>, StoreError> {
-        match self.tree.scan_prefix(key.0).next_back() {
-            Some(Ok((_, bytes))) => self.decode_as(key, &bytes).map(Some),
-            Some(Err(e)) => Err(self.sled_err(e)),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores an interaction (serialized and scrubbed by the caller) at its key and position,
-    /// replacing what was there. Not durable until [`Store::flush_blocking`]; record mode
-    /// uses [`Store::record`] instead.
-    pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
-        self.tree
-            .insert(record_key(key, position), record)
-            .map_err(|e| self.sled_err(e))?;
-        Ok(())
-    }
-
-    /// Every interaction, in key order. Unreadable records are reported, not skipped silently.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Interaction, StoreError>> + '_ {
-        self.tree.iter().filter_map(move |item| match item {
-            Ok((k, v)) if k.len() == 36 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&k[..32]);
-                Some(self.decode(&Key(key), &v))
-            }
-            Ok(_) => None,
-            Err(e) => Some(Err(self.sled_err(e))),
-        })
-    }
-
-    /// Every interaction after the record `after` (its raw 36-byte key), in key order, each
-    /// with its raw key, so a long scan can stop and resume in a reopened store.
-    pub fn scan_after(
-        &self,
-        after: Option<[u8; 36]>,
-    ) -> impl Iterator<Item = Result<([u8; 36], Interaction), StoreError>> + '_ {
-        let range = match after {
-            Some(k) => self.tree.range::<&[u8], _>((
-                std::ops::Bound::Excluded(&k[..]),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.tree.iter(),
-        };
-        range.filter_map(move |item| match item {
-            Ok((k, v)) if k.len() == 36 => {
-                let mut raw = [0u8; 36];
-                raw.copy_from_slice(&k);
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&k[..32]);
-                Some(self.decode(&Key(key), &v).map(|i| (raw, i)))
-            }
-            Ok(_) => None,
-            Err(e) => Some(Err(self.sled_err(e))),
-        })
-    }
-
-    /// Number of recorded interactions.
-    pub fn len(&self) -> usize {
-        self.tree
-            .iter()
-            .keys()
-            .filter(|k| k.as_ref().is_ok_and(|k| k.len() == 36))
-            .count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Per-cassette metadata (the key options it was recorded with), as JSON.
-    pub fn meta(&self) -> Option<serde_json::Value> {
-        let bytes = self.tree.get(META_KEY).ok()??;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    pub fn set_meta(&self, meta: &serde_json::Value) -> Result<(), StoreError> {
-        self.tree
-            .insert(META_KEY, meta.to_string().into_bytes())
-            .map(|_| ())
-            .map_err(|e| self.sled_err(e))
-    }
-
-    fn decode(&self, key: &Key, bytes: &[u8]) -> Result<Interaction, StoreError> {
-        self.decode_as(key, bytes)
-    }
-
-    fn decode_as<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &Key,
-        bytes: &[u8],
-    ) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
-            cassette: self.name.to_string(),
-            key: key.to_hex(),
-            source,
-        })
-    }
-
-    fn sled_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Sled {
-            dir: PathBuf::from(format!("cassette {}", self.name)),
-            source,
-        }
-    }
-}
-
-fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(path)
-        // Small: lookups are point reads, and replay must stay lean with large cassettes.
-        .cache_capacity(16 * 1024 * 1024)
-        .open()
-        .map_err(|source| match source {
-            // sled's own lock is the backstop behind ours (another tool, an older graph-vcr).
-            sled::Error::Io(ref e) if e.to_string().contains("could not acquire lock") => {
-                StoreError::Locked {
-                    dir: dir.to_path_buf(),
-                    holder: e.to_string(),
-                }
-            }
-            sled::Error::Io(e) => StoreError::Io {
-                dir: dir.to_path_buf(),
-                source: e,
-            },
-            sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
-                StoreError::NotACassetteDir {
-                    dir: dir.to_path_buf(),
-                    reason: source.to_string(),
-                }
-            }
-            other => StoreError::Sled {
-                dir: dir.to_path_buf(),
-                source: other,
-            },
-        })
-}
-
-fn take_lock(dir: &Path) -> Result<File, StoreError> {
-    let path = dir.join(LOCK_FILE);
-    let io = |source| StoreError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    if file.try_lock().is_err() {
-        return Err(StoreError::Locked {
-            dir: dir.to_path_buf(),
-            holder: describe_holder(dir),
-        });
-    }
-    let who = format!(
-        "pid {} since {}\n",
-        std::process::id(),
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-    );
-    file.set_len(0).map_err(io)?;
-    file.write_all(who.as_bytes()).map_err(io)?;
-    Ok(file)
-}
-
-fn describe_holder(dir: &Path) -> String {
-    let path = dir.join(LOCK_FILE);
-    let mut text = String::new();
-    let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
-    let text = text.trim();
-    if text.is_empty() {
-        format!("lock held on {}", path.display())
-    } else {
-        format!("{text}, lock on {}", path.display())
-    }
-}
-
-fn private_copy_path() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("graph-vcr-replay-{}-{nanos}", std::process::id()))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == LOCK_FILE || name == JOURNAL_FILE {
-            continue;
-        }
-        let ty = entry.file_type()?;
-        if ty.is_dir() {
-            copy_dir(&entry.path(), &to.join(&name))?;
-        } else if ty.is_file() {
-            fs::copy(entry.path(), to.join(&name))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

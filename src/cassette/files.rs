@@ -1,0 +1,114 @@
+//! The cassette directory on disk: opening sled, the lock file that names its holder, and
+//! replay's private copy of the directory.
+
+use super::{JOURNAL_FILE, LOCK_FILE, StoreError};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A replay store's private copy of a cassette directory, removed when dropped.
+#[derive(Debug)]
+pub struct PrivateCopy(pub(super) PathBuf);
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(super) fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        // Small: lookups are point reads, and replay must stay lean with large cassettes.
+        .cache_capacity(16 * 1024 * 1024)
+        .open()
+        .map_err(|source| match source {
+            // sled's own lock is the backstop behind ours (another tool, an older graph-vcr).
+            sled::Error::Io(ref e) if e.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: e.to_string(),
+                }
+            }
+            sled::Error::Io(e) => StoreError::Io {
+                dir: dir.to_path_buf(),
+                source: e,
+            },
+            sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+                StoreError::NotACassetteDir {
+                    dir: dir.to_path_buf(),
+                    reason: source.to_string(),
+                }
+            }
+            other => StoreError::Sled {
+                dir: dir.to_path_buf(),
+                source: other,
+            },
+        })
+}
+
+pub(super) fn take_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| StoreError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    if file.try_lock().is_err() {
+        return Err(StoreError::Locked {
+            dir: dir.to_path_buf(),
+            holder: describe_holder(dir),
+        });
+    }
+    let who = format!(
+        "pid {} since {}\n",
+        std::process::id(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    file.set_len(0).map_err(io)?;
+    file.write_all(who.as_bytes()).map_err(io)?;
+    Ok(file)
+}
+
+pub(super) fn describe_holder(dir: &Path) -> String {
+    let path = dir.join(LOCK_FILE);
+    let mut text = String::new();
+    let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut text));
+    let text = text.trim();
+    if text.is_empty() {
+        format!("lock held on {}", path.display())
+    } else {
+        format!("{text}, lock on {}", path.display())
+    }
+}
+
+pub(super) fn private_copy_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("graph-vcr-replay-{}-{nanos}", std::process::id()))
+}
+
+pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == LOCK_FILE || name == JOURNAL_FILE {
+            continue;
+        }
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &to.join(&name))?;
+        } else if ty.is_file() {
+            fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
