@@ -7,23 +7,23 @@
 //! is counted (`stats`), journaled, and its contract deviations are flagged on the response.
 //! In replay, a call answered before takes the `memo` shortcut past the pure stages.
 //!
-//! This file holds the pipeline; its two branches live beside it: `replaying` (recordings
-//! prepared once, the nth occurrence's choice) and `forwarding` (upstream, durable recording,
-//! forward-proxy pass-through).
+//! This file holds the pipeline; its options are in `config`, and its two branches beside
+//! it: `replaying` (recordings prepared once, the nth occurrence's choice) and `forwarding`
+//! (upstream, durable recording, forward-proxy pass-through).
 
 use crate::cassette::{Access, Cassette, CassetteName, JOURNAL_FILE, Store, StoreError};
-use crate::check::{self, CheckOptions, Deviation, OnDeviation, Severity};
+use crate::check::{self, Deviation, OnDeviation, Severity};
 use crate::graph_error::GraphError;
 use crate::headers::CASSETTE_HEADER;
 use crate::index::{self, Index};
-use crate::journal::{Entry, Journal, JournalOptions};
+use crate::journal::{Entry, Journal};
 use crate::key::{Key, KeyOptions};
 use crate::memo::{self, Analysis, Memo};
 use crate::mode::{self, Decision, Mode, Occurrences, OnExhausted};
 use crate::report::{Event, Report, RunLog};
 use crate::respond::{self, Miss, Prepared};
 use crate::stats::Stats;
-use crate::upstream::{Upstream, UpstreamError, UpstreamOptions};
+use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -31,107 +31,18 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use thiserror::Error;
 
+mod config;
 mod forwarding;
 mod replaying;
 
+pub use config::{CassetteOptions, ProxyConfig, ProxyError, RequestLimits};
 use forwarding::build_interaction;
-
-/// Limits on what a request may carry. Inputs from the network are hostile until checked.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RequestLimits {
-    /// Largest request body in bytes; larger is answered 413, never forwarded or stored.
-    #[arg(long, env = "GRAPH_VCR_MAX_BODY_SIZE", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
-    pub max_body_size: usize,
-
-    /// Deepest JSON nesting accepted in a body; deeper is answered 400, never forwarded.
-    ///
-    /// Assign bodies nest five or six levels; the limit keeps every JSON walk bounded.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_MAX_JSON_DEPTH",
-        value_name = "N",
-        default_value_t = 64
-    )]
-    pub max_json_depth: usize,
-}
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self {
-            max_body_size: 16 * 1024 * 1024,
-            max_json_depth: 64,
-        }
-    }
-}
 
 /// Response header listing the contract deviations of the call.
 pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
-
-/// Where cassettes live and which one a request uses.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CassetteOptions {
-    /// Directory holding the cassettes (one sled database).
-    ///
-    /// Example: `--cassettes tests/cassettes`.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_CASSETTES",
-        value_name = "DIR",
-        default_value = "cassettes"
-    )]
-    pub cassettes: PathBuf,
-
-    /// Cassette used when a request has no `x-graph-vcr-cassette: NAME` header.
-    ///
-    /// Names are 1-100 letters, digits, '.', '_' or '-'. Example: `--cassette onboarding`.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_CASSETTE",
-        value_name = "NAME",
-        default_value = "default"
-    )]
-    pub cassette: CassetteName,
-
-    /// Record (and key) every request, not only Intune assign actions.
-    #[arg(long, env = "GRAPH_VCR_RECORD_ALL")]
-    pub record_all: bool,
-}
-
-/// Everything a proxy needs to start.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    pub mode: Mode,
-    pub cassettes: CassetteOptions,
-    pub key: KeyOptions,
-    /// Required for record, auto and audit; never used (nor connected) in replay.
-    pub upstream: Option<UpstreamOptions>,
-    pub on_exhausted: OnExhausted,
-    pub check: CheckOptions,
-    pub journal: JournalOptions,
-    pub limits: RequestLimits,
-}
-
-/// Why a proxy could not start.
-#[derive(Debug, Error)]
-pub enum ProxyError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("{0} mode needs an upstream")]
-    NoUpstream(&'static str),
-    #[error("journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// The shared state of a running proxy.
 pub struct Proxy {

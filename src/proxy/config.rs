@@ -1,0 +1,101 @@
+//! The proxy's options and start-up errors: what the CLI (and tests, and benches) give
+//! [`Proxy::new`](super::Proxy::new). Each option is documented where it is defined, which is
+//! also its `--help`.
+
+use crate::cassette::{CassetteName, StoreError};
+use crate::check::CheckOptions;
+use crate::journal::JournalOptions;
+use crate::key::KeyOptions;
+use crate::mode::{Mode, OnExhausted};
+use crate::upstream::{UpstreamError, UpstreamOptions};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Limits on what a request may carry. Inputs from the network are hostile until checked.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest request body in bytes; larger is answered 413, never forwarded or stored.
+    #[arg(long, env = "GRAPH_VCR_MAX_BODY_SIZE", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_size: usize,
+
+    /// Deepest JSON nesting accepted in a body; deeper is answered 400, never forwarded.
+    ///
+    /// Assign bodies nest five or six levels; the limit keeps every JSON walk bounded.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_MAX_JSON_DEPTH",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_json_depth: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_size: 16 * 1024 * 1024,
+            max_json_depth: 64,
+        }
+    }
+}
+
+/// Where cassettes live and which one a request uses.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CassetteOptions {
+    /// Directory holding the cassettes (one sled database).
+    ///
+    /// Example: `--cassettes tests/cassettes`.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_CASSETTES",
+        value_name = "DIR",
+        default_value = "cassettes"
+    )]
+    pub cassettes: PathBuf,
+
+    /// Cassette used when a request has no `x-graph-vcr-cassette: NAME` header.
+    ///
+    /// Names are 1-100 letters, digits, '.', '_' or '-'. Example: `--cassette onboarding`.
+    #[arg(
+        long,
+        env = "GRAPH_VCR_CASSETTE",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub cassette: CassetteName,
+
+    /// Record (and key) every request, not only Intune assign actions.
+    #[arg(long, env = "GRAPH_VCR_RECORD_ALL")]
+    pub record_all: bool,
+}
+
+/// Everything a proxy needs to start.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub mode: Mode,
+    pub cassettes: CassetteOptions,
+    pub key: KeyOptions,
+    /// Required for record, auto and audit; never used (nor connected) in replay.
+    pub upstream: Option<UpstreamOptions>,
+    pub on_exhausted: OnExhausted,
+    pub check: CheckOptions,
+    pub journal: JournalOptions,
+    pub limits: RequestLimits,
+}
+
+/// Why a proxy could not start.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0} mode needs an upstream")]
+    NoUpstream(&'static str),
+    #[error("journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
