@@ -5,10 +5,11 @@
 //! thread so a request never waits on the disk for its journal line; the thread drains and
 //! flushes on [`Journal::close`]. Everything written passes the redaction scan first.
 //!
-//! A request appends its line to a shared buffer and, as a rule, does not wake the writer: the
-//! writer wakes every [`WRITE_EVERY`], or when the buffer passes [`WAKE_AT`], and writes what
-//! has gathered in one go. Waking it per line cost a futex call and a thread switch per
-//! request, a fifth of what forwarding cost under load (docs/PERFORMANCE.md).
+//! A request appends its line to a shared buffer and, as a rule, does not wake the writer. The
+//! first line into an empty buffer wakes it; it then lets lines gather for [`WRITE_EVERY`] (or
+//! until the buffer passes [`WAKE_AT`]) and writes them in one go, and sleeps while there is
+//! nothing to write. Waking it per line cost a futex call and a thread switch per request, a
+//! fifth of what forwarding cost under load (docs/PERFORMANCE.md).
 
 use crate::check::Deviation;
 use crate::redact;
@@ -124,8 +125,9 @@ impl Journal {
         let before = pending.lines.len();
         pending.lines.extend_from_slice(&line);
         pending.lines.push(b'\n');
-        // Wake the writer once, as the buffer crosses the mark, not on every line past it.
-        if before < WAKE_AT && pending.lines.len() >= WAKE_AT {
+        // Wake the writer for the first line of a batch, and once more if the batch crosses the
+        // mark; not on every line.
+        if before == 0 || (before < WAKE_AT && pending.lines.len() >= WAKE_AT) {
             self.shared.wake.notify_one();
         }
     }
@@ -143,8 +145,8 @@ impl Journal {
     }
 }
 
-/// The writer thread: every [`WRITE_EVERY`] (or when woken), takes what has gathered and
-/// writes it; on close, writes the rest and returns. A failed write ends it, and the journal
+/// The writer thread: sleeps until a line comes, lets lines gather for [`WRITE_EVERY`] (or
+/// up to [`WAKE_AT`] bytes), and writes them; on close, writes the rest and returns. A failed write ends it, and the journal
 /// stops taking lines rather than gather them in memory for nobody; [`Journal::close`]
 /// returns the error.
 fn write_lines(file: File, shared: &Shared) -> std::io::Result<()> {
@@ -160,6 +162,9 @@ fn write_until_closed(mut file: File, shared: &Shared) -> std::io::Result<()> {
     loop {
         let closed = {
             let mut pending = shared.pending();
+            while pending.lines.is_empty() && !pending.closed {
+                pending = shared.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+            }
             if !pending.closed && pending.lines.len() < WAKE_AT {
                 pending = shared
                     .wake
@@ -254,12 +259,17 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("j.jsonl");
         let journal = Journal::open(&path)?;
-        journal.write(&entry(1));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while read(&path)?.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        // Each line comes after the writer has been idle a while (asleep, with nothing to
+        // write): the line itself must get it going.
+        for n in 1..=2 {
+            std::thread::sleep(Duration::from_millis(100));
+            journal.write(&entry(n));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while read(&path)?.len() < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(read(&path)?.len(), n, "line {n} was not written while open");
         }
-        assert_eq!(read(&path)?.len(), 1, "the line was not written while open");
         journal.close()
     }
 
