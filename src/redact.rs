@@ -32,17 +32,37 @@ pub fn is_credential_header(name: &str) -> bool {
 }
 
 /// Whether a JSON field or query parameter name says it holds a secret.
+///
+/// Runs for every field of every body recorded or audited, so an ASCII name of up to 64 bytes
+/// (every Graph property) is folded on the stack; longer or non-ASCII names take a `String`.
 pub fn is_secret_name(name: &str) -> bool {
-    let n: String = name
-        .chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect();
+    const SHORT: usize = 64;
+    if name.is_ascii() && name.len() <= SHORT {
+        let mut buf = [0u8; SHORT];
+        let mut len = 0;
+        for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+            buf[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        // ASCII in, ASCII out: the buffer is UTF-8.
+        std::str::from_utf8(&buf[..len]).is_ok_and(names_a_secret)
+    } else {
+        let n: String = name
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        names_a_secret(&n)
+    }
+}
+
+/// [`is_secret_name`] on a name already lower-cased, with `_` and `-` taken out.
+fn names_a_secret(n: &str) -> bool {
     n.contains("secret")
         || n.contains("password")
         || n.ends_with("token")
         || matches!(
-            n.as_str(),
+            n,
             "apikey" | "assertion" | "clientassertion" | "sig" | "signature"
         )
 }
@@ -338,6 +358,41 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("InternalError"));
+    }
+
+    #[test]
+    fn secret_names_in_any_case_and_spelling_short_or_long() {
+        for secret in [
+            "client_secret",
+            "clientSecret",
+            "Password",
+            "refresh-token",
+            "accessToken",
+            "API_KEY",
+            "sig",
+            "ClientAssertion",
+        ] {
+            assert!(is_secret_name(secret), "{secret}");
+            // The same name past the stack buffer, and with a non-ASCII letter, takes the
+            // other path and must answer the same.
+            let long = format!("{}{secret}", "x".repeat(80));
+            let unicode = format!("é{secret}");
+            let expected = !matches!(secret, "sig" | "API_KEY" | "ClientAssertion");
+            assert_eq!(is_secret_name(&long), expected, "{long}");
+            assert_eq!(is_secret_name(&unicode), expected, "{unicode}");
+        }
+        for plain in [
+            "id",
+            "groupId",
+            "tokenType",
+            "target",
+            "signatureAlgorithm",
+            "é",
+            "",
+        ] {
+            assert!(!is_secret_name(plain), "{plain}");
+        }
+        assert!(is_secret_name(&format!("{}Secret", "ü".repeat(40))));
     }
 
     #[test]
