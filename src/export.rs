@@ -2,9 +2,10 @@
 //!
 //! An export is the same bytes for the same cassette on every machine: interactions in key
 //! order (the sled order), fields in declaration order, pretty-printed, newline-terminated, and
-//! nothing volatile beyond what was recorded. Import checks the document, recomputes every key
-//! from the stored request (so a hand-edited body still replays), runs the secret scan again
-//! and writes durably. Replay can also read a directory of exports directly, which is the
+//! nothing volatile beyond what was recorded; every interaction passes the redaction gate on
+//! the way out. Import checks the document, puts every interaction through the gate and then
+//! `analyze`, exactly as a live request (so a hand-edited body still replays, and a secret in
+//! it never lands), and writes durably. Replay can also read a directory of exports directly, which is the
 //! recommended way to keep cassettes in git (see `docs/DECISIONS.md`).
 
 use crate::cassette::{Cassette, CassetteName, Store, StoreError};
@@ -64,7 +65,10 @@ pub fn export(cassette: &Cassette) -> Result<Document, StoreError> {
         version: DOCUMENT_VERSION,
         name: cassette.name().to_string(),
         key_options,
-        interactions: cassette.iter().collect::<Result<_, _>>()?,
+        interactions: cassette
+            .iter()
+            .map(|i| i.map(redact::gated))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -110,6 +114,7 @@ pub fn import(
     };
     let mut seen = HashSet::new();
     let mut rekeyed = 0;
+    let mut records = Vec::with_capacity(doc.interactions.len());
     for (i, interaction) in doc.interactions.iter_mut().enumerate() {
         if interaction.format != FORMAT {
             return Err(invalid(format!(
@@ -117,22 +122,11 @@ pub fn import(
                 interaction.format
             )));
         }
-        let request = &interaction.request;
-        let body = request
-            .body
-            .to_bytes()
-            .ok_or_else(|| invalid(format!("interaction {i}: request body is not valid base64")))?;
-        let classified = classify(&request.path, request.query.as_deref());
-        let canonical = CanonicalBody::of(&body, classified.action, &doc.key_options);
-        let key = Key::compute(&request.method, &classified, &canonical);
+        let key = rekey(interaction, &doc.key_options)
+            .map_err(|m| invalid(format!("interaction {i}: {m}")))?;
         if key.to_hex() != interaction.key {
             rekeyed += 1;
             interaction.key = key.to_hex();
-            interaction.action = classified.action_label();
-            interaction.request.canonical_body = match canonical {
-                CanonicalBody::Json(s) => Some(s),
-                CanonicalBody::Bytes(_) => None,
-            };
         }
         if !seen.insert((key, interaction.position)) {
             return Err(invalid(format!(
@@ -140,6 +134,9 @@ pub fn import(
                 interaction.position, interaction.key
             )));
         }
+        let bytes = redact::interaction_bytes(interaction, &redact::Secrets::default())
+            .map_err(|e| invalid(e.to_string()))?;
+        records.push((key, interaction.position, bytes));
     }
     let cassette = store.cassette(&name)?;
     if !cassette.is_empty() {
@@ -150,12 +147,8 @@ pub fn import(
     }
     let cassette = store.cassette(&name)?;
     cassette.set_meta(&serde_json::json!({"key_options": doc.key_options}))?;
-    for interaction in &doc.interactions {
-        let bytes = serde_json::to_vec(interaction).map_err(|e| invalid(e.to_string()))?;
-        // The secret scan runs before every write, imports included.
-        let bytes = redact::redact_bytes(&bytes).into_owned();
-        let key = Key::from_hex(&interaction.key).ok_or_else(|| invalid("bad key".into()))?;
-        cassette.put(&key, interaction.position, bytes)?;
+    for (key, position, bytes) in records {
+        cassette.put(&key, position, bytes)?;
     }
     store.flush_blocking()?;
     Ok(Imported {
@@ -163,6 +156,39 @@ pub fn import(
         interactions: doc.interactions.len(),
         rekeyed,
     })
+}
+
+/// Puts an imported interaction through the gate and `analyze`, exactly as a live request
+/// would go: its stored request becomes what the gate lets through, and its key, action and
+/// canonical body what `analyze` makes of that.
+fn rekey(interaction: &mut Interaction, opts: &KeyOptions) -> Result<Key, String> {
+    redact::interaction(interaction);
+    let request = &mut interaction.request;
+    let body = request
+        .body
+        .to_bytes()
+        .ok_or_else(|| "request body is not valid base64".to_string())?;
+    let method = http::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
+    let limits = crate::proxy::RequestLimits::default();
+    let analyzed = crate::analyze::analyze(
+        &method,
+        &request.path,
+        request.query.as_deref(),
+        &body,
+        opts,
+        limits.max_json_depth,
+        &mut redact::Secrets::default(),
+    )
+    .map_err(|e| format!("request body nests deeper than {} levels", e.0))?;
+    request.query = analyzed.query.clone();
+    request.body = crate::interaction::Body::from_bytes(&analyzed.stored_body);
+    request.canonical_body = match &analyzed.canonical {
+        CanonicalBody::Json(s) => Some(s.clone()),
+        CanonicalBody::Bytes(_) => None,
+    };
+    interaction.action = analyzed.action_label();
+    Ok(analyzed.key)
 }
 
 /// The request-id of call `i` of a [`synthetic`] cassette.
@@ -212,30 +238,64 @@ pub fn made_up(
     opts: &KeyOptions,
 ) -> Interaction {
     use crate::interaction::{Body, RecordedRequest};
-    let classified = classify(path, None);
-    let canonical = CanonicalBody::of(body.as_bytes(), classified.action, opts);
-    let key = Key::compute(method, &classified, &canonical);
-    Interaction {
+    let mut interaction = Interaction {
         format: FORMAT,
-        key: key.to_hex(),
+        key: String::new(),
         position: 0,
-        action: classified.action_label(),
+        action: String::new(),
         recorded_at: recorded_at.into(),
         upstream: "https://graph.microsoft.com".into(),
         request: RecordedRequest {
             method: method.into(),
-            version: classified.version.map(|v| v.to_string()),
+            version: classify(path, None).version.map(|v| v.to_string()),
             path: path.into(),
             query: None,
             headers: vec![("content-type".into(), "application/json".into())],
             body: Body::from_bytes(body.as_bytes()),
-            canonical_body: match canonical {
-                CanonicalBody::Json(s) => Some(s),
-                CanonicalBody::Bytes(_) => None,
-            },
+            canonical_body: None,
         },
         response,
+    };
+    // The same gate and analysis as a live request; a made-up body too deep for them keeps
+    // no key, and so never replays.
+    if let Ok(key) = rekey(&mut interaction, opts) {
+        interaction.key = key.to_hex();
     }
+    interaction
+}
+
+/// Opens the cassette directory `dir`: a sled database, or (read-only) a directory of JSON
+/// exports, imported into a private database as `cassette import` would.
+pub fn open(dir: &Path, access: crate::cassette::Access) -> Result<Store, StoreError> {
+    use crate::cassette::Access;
+    if access == Access::ReadWrite || !dir.is_dir() || dir.join("db").is_file() {
+        return Store::open(dir, access);
+    }
+    let io = |source| StoreError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let not_cassettes = |reason: String| StoreError::NotACassetteDir {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let files = export_files(dir).map_err(io)?;
+    if files.is_empty() {
+        return Err(not_cassettes(
+            "no sled database (db) and no cassette exports (*.json) in it".into(),
+        ));
+    }
+    let store = Store::private(dir)?;
+    for file in files {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(io)?;
+        if let Err(e) =
+            parse(&bytes, &shown).and_then(|doc| import(&store, doc, None, false, &shown))
+        {
+            return Err(not_cassettes(e.to_string()));
+        }
+    }
+    Ok(store)
 }
 
 /// The `*.json` files of `dir`, sorted: a directory of exports.

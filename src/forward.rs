@@ -13,8 +13,8 @@
 //! `Host` header never chooses a destination, and in reverse mode nothing a client sends does.
 
 use crate::ca::{CaError, CaOptions, LocalCa};
+use crate::connection::ConnectionScope;
 use crate::graph_error::GraphError;
-use crate::listener::ConnectionScope;
 use crate::mode::Mode;
 use crate::proxy::Proxy;
 use crate::stats::Stats;

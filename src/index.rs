@@ -21,11 +21,11 @@ use crate::cassette::{Cassette, CassetteName, ClosedStore, Store, StoreError};
 use crate::graph_error::GraphError;
 use crate::interaction::Interaction;
 use crate::key::{Key, KeyOptions};
-use crate::memo::{self, Memo};
+use crate::memo::Memo;
 use crate::respond::Prepared;
 use http::Method;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
@@ -41,10 +41,6 @@ pub struct Call {
     /// Occurrences of this call so far in the run.
     pub counter: AtomicU32,
     recordings: Recordings,
-    /// Plain replays not yet in the run log (see [`Index::drain_tallies`]), and the positions
-    /// they played, a bit each (positions under 64 only).
-    replays: AtomicU64,
-    played: AtomicU64,
 }
 
 /// A call's prepared responses, by position; the usual single one without a second
@@ -71,8 +67,6 @@ impl Call {
             key,
             counter: AtomicU32::new(0),
             recordings,
-            replays: AtomicU64::new(0),
-            played: AtomicU64::new(0),
         }
     }
 
@@ -91,13 +85,6 @@ impl Call {
             .ok()
             .and_then(<[Prepared]>::last)
             .map_or(0, |p| p.position.saturating_add(1))
-    }
-
-    /// Counts a plain replay here instead of in the run log, whose lock every request would
-    /// otherwise take.
-    pub fn tally(&self, position: u32) {
-        self.replays.fetch_add(1, Ordering::Relaxed);
-        self.played.fetch_or(1 << position, Ordering::Relaxed);
     }
 }
 
@@ -141,9 +128,23 @@ struct Shared {
     actions: Mutex<HashSet<Arc<str>>>,
 }
 
+/// What memory knows of a (cassette, key).
+#[derive(Debug)]
+pub enum InMemory {
+    Found(Arc<Call>),
+    /// Every recording is in memory, and this is not one of them.
+    NotRecorded,
+    /// The scan has not finished: only the store can tell ([`Index::lookup`], off the runtime).
+    AskTheStore,
+}
+
+/// Replay's memo: per distinct request, its findings and its call.
+pub type CallMemo = Memo<Arc<Call>>;
+
 /// What the scan needs to pre-fill the memo.
 pub struct Prefill {
-    pub memo: Arc<Memo>,
+    /// `None` with `--no-memo`.
+    pub memo: Option<Arc<CallMemo>>,
     pub key: KeyOptions,
     pub max_json_depth: usize,
 }
@@ -204,9 +205,19 @@ impl Index {
         self.loader.as_ref().is_some_and(|l| !l.is_finished())
     }
 
-    /// The call recorded for (cassette, key), if any. Before the scan has finished, one not
-    /// indexed yet is looked up in the store (and kept).
-    pub fn call(
+    /// The call recorded for (cassette, key), as far as memory can tell.
+    pub fn get(&self, cassette: &CassetteName, key: &Key) -> InMemory {
+        match self.shared.get(cassette, key) {
+            Some(found) => InMemory::Found(found),
+            None if self.is_complete() => InMemory::NotRecorded,
+            None => InMemory::AskTheStore,
+        }
+    }
+
+    /// The call recorded for (cassette, key), looked up in the store if the scan has not
+    /// reached it (and kept). Blocks on the store's lock and on sled: call it where blocking
+    /// is allowed.
+    pub fn lookup(
         &self,
         cassette: &CassetteName,
         key: &Key,
@@ -254,21 +265,6 @@ impl Index {
         let mut slot = self.shared.slot();
         let cassette = slot.store()?.cassette(name)?;
         Ok(f(&cassette))
-    }
-
-    /// Hands every tallied replay to `fold` (the cassette, the call, the count, the played
-    /// positions) and resets the tallies, so a second drain adds nothing twice.
-    pub fn drain_tallies(&self, mut fold: impl FnMut(&CassetteName, &Call, u64, u64)) {
-        let calls = self.shared.calls.read().unwrap_or_else(|p| p.into_inner());
-        for (cassette, per_cassette) in calls.iter() {
-            for call in per_cassette.values() {
-                let count = call.replays.swap(0, Ordering::Relaxed);
-                let played = call.played.swap(0, Ordering::Relaxed);
-                if count > 0 {
-                    fold(cassette, call, count, played);
-                }
-            }
-        }
     }
 }
 
@@ -418,9 +414,9 @@ impl Shared {
         let action = crate::classify::classify(&first.request.path, first.request.query.as_deref())
             .action_label();
         let call = self.insert(name, Call::new(self.intern(&action), key, prepared));
-        if !servable {
+        let Some(memo) = prefill.memo.as_ref().filter(|_| servable) else {
             return;
-        }
+        };
         for i in &group {
             let Ok(method) = Method::from_bytes(i.request.method.as_bytes()) else {
                 continue;
@@ -428,11 +424,19 @@ impl Shared {
             let Some(body) = i.request.body.to_bytes() else {
                 continue;
             };
-            if crate::key::json_depth_exceeds(&body, prefill.max_json_depth) {
-                continue;
-            }
             let query = i.request.query.as_deref();
-            let analyzed = memo::analyze(&method, &i.request.path, query, &body, &prefill.key);
+            let mut secrets = crate::redact::Secrets::default();
+            let Ok(analyzed) = crate::analyze::analyze(
+                &method,
+                &i.request.path,
+                query,
+                &body,
+                &prefill.key,
+                prefill.max_json_depth,
+                &mut secrets,
+            ) else {
+                continue;
+            };
             // Keyed with other options than this run's: the request will not find this call.
             if analyzed.key != key {
                 continue;
@@ -441,12 +445,8 @@ impl Shared {
                 Some(q) => format!("{}?{q}", i.request.path),
                 None => i.request.path.clone(),
             };
-            let digest = prefill
-                .memo
-                .digest(name.as_str(), &method, &path_and_query, &body);
-            prefill
-                .memo
-                .insert(digest, analyzed.findings, Arc::clone(&call), true);
+            let digest = memo.digest(name.as_str(), &method, &path_and_query, &body);
+            memo.insert(digest, analyzed.findings, Arc::clone(&call), true);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Each line records when, which cassette, which action, the key, the mode, what graph-vcr did
 //! (the outcome), the status, and the contract deviations. Lines are written by a background
 //! thread so a request never waits on the disk for its journal line; the thread drains and
-//! flushes on [`Journal::close`]. Everything written passes the redaction scan first.
+//! flushes on [`Journal::close`]. Everything written passes the redaction gate first.
 //!
 //! A request appends its line to a shared buffer and, as a rule, does not wake the writer. The
 //! first line into an empty buffer wakes it; it then lets lines gather for [`WRITE_EVERY`] (or
@@ -58,6 +58,13 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub deviations: Vec<Deviation>,
+    /// Deviations past the per-request cap, counted but not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deviations_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// An open journal file.
@@ -112,12 +119,13 @@ impl Journal {
         &self.path
     }
 
-    /// Queues one line. Never blocks on the disk.
-    pub fn write(&self, entry: &Entry) {
+    /// Queues one line, through the redaction gate with the exchange's `secrets`. Never
+    /// blocks on the disk.
+    pub fn write(&self, entry: &Entry, secrets: &redact::Secrets) {
         let Ok(json) = serde_json::to_vec(entry) else {
             return;
         };
-        let line = redact::redact_bytes(&json);
+        let line = secrets.scrub(json);
         let mut pending = self.shared.pending();
         if pending.closed {
             return;
@@ -228,6 +236,7 @@ mod tests {
             position: Some(i as u32),
             message: None,
             deviations: Vec::new(),
+            deviations_omitted: 0,
         }
     }
 
@@ -239,11 +248,15 @@ mod tests {
         std::thread::scope(|s| {
             for t in 0..4 {
                 let journal = &journal;
-                s.spawn(move || (0..2_000).for_each(|i| journal.write(&entry(t * 2_000 + i))));
+                s.spawn(move || {
+                    (0..2_000).for_each(|i| {
+                        journal.write(&entry(t * 2_000 + i), &redact::Secrets::default())
+                    })
+                });
             }
         });
         journal.close()?;
-        journal.write(&entry(99_999)); // after close: dropped, not an error
+        journal.write(&entry(99_999), &redact::Secrets::default()); // after close: dropped, not an error
         let mut positions: Vec<u64> = read(&path)?
             .into_iter()
             .map(|l| l.ok().and_then(|v| v["position"].as_u64()))
@@ -263,7 +276,7 @@ mod tests {
         // write): the line itself must get it going.
         for n in 1..=2 {
             std::thread::sleep(Duration::from_millis(100));
-            journal.write(&entry(n));
+            journal.write(&entry(n), &redact::Secrets::default());
             let deadline = Instant::now() + Duration::from_secs(5);
             while read(&path)?.len() < n && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -279,13 +292,13 @@ mod tests {
             return; // no /dev/full here: nothing to test
         };
         for i in 0..1_000 {
-            journal.write(&entry(i));
+            journal.write(&entry(i), &redact::Secrets::default());
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !journal.shared.pending().closed && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        journal.write(&entry(1_000));
+        journal.write(&entry(1_000), &redact::Secrets::default());
         assert!(
             journal.shared.pending().lines.is_empty(),
             "lines gathered after the writer failed"

@@ -1,18 +1,24 @@
 //! graph-vcr: a record/replay testing proxy for Microsoft Graph's Intune `assign` actions.
 //!
-//! A request flows through one module per stage:
-//! [`listener`] → [`classify`] (which action, which contract in [`contract`]) → [`check`] →
-//! [`redact`] → [`key`] → [`mode`] (record / replay / auto / audit) → [`respond`] ([`upstream`],
-//! [`graph_error`], store in [`cassette`]; replay serves from the in-memory [`index`]) → [`journal`]. [`proxy`] runs the stages;
-//! `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only parses flags
-//! and calls into this library, so tests and benchmarks exercise exactly the shipped code.
+//! A request flows through one module per stage, carried as one [`exchange::Exchange`]:
+//! [`listener`] → [`analyze`] ([`redact`] → [`classify`] → [`check`] → [`key`]) → the mode's
+//! [`backend`] (replay from the in-memory [`index`] and [`memo`]; record and auto into the
+//! [`cassette`] store through [`upstream`]; audit through [`upstream`]) → [`respond`] →
+//! [`journal`], [`stats`] and [`report`], which share one [`outcome::Outcome`]. [`proxy`] runs
+//! the stages; `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only
+//! parses flags and calls into this library, so tests and benchmarks exercise exactly the
+//! shipped code.
 
+pub mod analyze;
+pub mod backend;
 pub mod ca;
 pub mod cassette;
 pub mod check;
 pub mod classify;
+pub mod connection;
 pub mod contract;
 pub mod diff;
+pub mod exchange;
 pub mod export;
 pub mod forward;
 pub mod graph_error;
@@ -25,6 +31,7 @@ pub mod key;
 pub mod listener;
 pub mod memo;
 pub mod mode;
+pub mod outcome;
 pub mod proxy;
 pub mod redact;
 pub mod report;

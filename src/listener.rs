@@ -11,26 +11,21 @@
 //! go on serving the connection's bytes after a `CONNECT` under the same limits, the same
 //! connection slot, and the same shutdown drain.
 
+use crate::connection::{Activity, ConnectionScope, Watched, watch_connection};
 use crate::forward::{self, Forwarder};
 use crate::proxy::Proxy;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -163,15 +158,15 @@ impl Listener {
                 continue;
             };
             // Forward mode: the connection slot belongs to the scope, which a tunnel keeps.
-            let scope = ConnectionScope(Arc::new(ScopeInner {
-                builder: Arc::clone(&builder),
-                handshake_timeout: self.options.header_timeout,
+            let scope = ConnectionScope::new(
+                Arc::clone(&builder),
+                self.options.header_timeout,
                 idle_timeout,
-                activity: Arc::clone(&activity),
+                Arc::clone(&activity),
                 peer,
-                _slot: slot,
-                watcher: Mutex::new(Some(graceful.watcher())),
-            }));
+                slot,
+                graceful.watcher(),
+            );
             let forwarder = Arc::clone(forwarder);
             let request_scope = scope.clone();
             let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -218,203 +213,5 @@ impl Listener {
             .timer(TokioTimer::new())
             .max_header_list_size(self.options.max_header_size);
         builder
-    }
-}
-
-/// Runs a connection until it ends or idles out.
-async fn watch_connection<E: std::fmt::Display>(
-    conn: impl Future<Output = Result<(), E>>,
-    activity: &Activity,
-    idle_timeout: Duration,
-    peer: SocketAddr,
-) {
-    tokio::select! {
-        result = conn => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        }
-        () = activity.idle_for(idle_timeout) => {
-            tracing::debug!(%peer, "closing idle connection");
-        }
-    }
-}
-
-/// The connection a forward-mode request arrived on. `forward` keeps a clone for as long as
-/// it serves the connection's bytes after `CONNECT`, which keeps the connection's slot taken
-/// (`--max-connections` counts tunnels), its idle timeout running, and shutdown waiting for it.
-#[derive(Clone)]
-pub struct ConnectionScope(Arc<ScopeInner>);
-
-struct ScopeInner {
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    handshake_timeout: Duration,
-    idle_timeout: Duration,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
-    /// Taken by the first connection served inside a tunnel (one per CONNECT).
-    watcher: Mutex<Option<Watcher>>,
-}
-
-impl ConnectionScope {
-    /// How long a client gets for a TLS handshake inside a tunnel (`--header-timeout`).
-    pub fn handshake_timeout(&self) -> Duration {
-        self.0.handshake_timeout
-    }
-
-    /// Marks a request in flight (the idle timeout waits for it) until dropped.
-    pub fn busy(&self) -> Busy {
-        self.0.activity.begin()
-    }
-
-    /// Serves HTTP/1.1 or h2 on `io` (a decrypted tunnel) with the listener's limits, until
-    /// the client closes it, it idles out, or the listener shuts down.
-    pub async fn serve<I, F, Fut>(&self, io: I, handler: F)
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
-    {
-        let handler = Arc::new(handler);
-        let scope = self.clone();
-        let service = service_fn(move |req| {
-            let handler = Arc::clone(&handler);
-            let busy = scope.busy();
-            async move {
-                let _busy = busy;
-                Ok::<_, Infallible>(handler(req).await)
-            }
-        });
-        let inner = &self.0;
-        let conn = inner.builder.serve_connection(TokioIo::new(io), service);
-        let watcher = inner
-            .watcher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match watcher {
-            Some(w) => {
-                let conn = w.watch(conn.into_owned());
-                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
-            }
-            None => {
-                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
-            }
-        }
-    }
-
-    /// Runs a raw tunnel until it ends or has moved no bytes for the idle timeout. Shutdown
-    /// does not wait for tunnels: they carry no call graph-vcr answers or records, and a
-    /// client's idle keep-alive tunnel would otherwise hold every shutdown for the grace period.
-    pub async fn hold<F: Future>(&self, tunnel: F) -> Option<F::Output> {
-        drop(
-            self.0
-                .watcher
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
-        tokio::select! {
-            out = tunnel => Some(out),
-            () = self.0.activity.idle_for(self.0.idle_timeout) => None,
-        }
-    }
-}
-
-/// When a connection last moved bytes, and how many requests it has in flight.
-struct Activity {
-    start: Instant,
-    last_millis: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            start: Instant::now(),
-            last_millis: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_millis.store(ms, Ordering::Relaxed);
-    }
-
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Busy(Arc::clone(self))
-    }
-
-    /// Completes once the connection has had no traffic and no request for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
-            let idle = self.start.elapsed().saturating_sub(last);
-            if self.in_flight.load(Ordering::Relaxed) == 0 && idle >= limit {
-                return;
-            }
-            // Check again when the limit could next be reached (at least every limit).
-            tokio::time::sleep(limit.saturating_sub(idle).max(Duration::from_millis(10))).await;
-        }
-    }
-}
-
-/// Marks a request in flight until dropped.
-pub struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
-    }
-}
-
-/// A TCP stream that records when it last moved bytes.
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

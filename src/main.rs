@@ -131,6 +131,10 @@ struct ReplayArgs {
     /// With `--max-age`: exit 1 instead of warning when a recording is too old.
     #[arg(long, env = "GRAPH_VCR_STRICT", requires = "max_age")]
     strict: bool,
+    /// Analyze every request afresh instead of remembering what each distinct request analyzed
+    /// to. Slower; the answers, journal and reports are the same. For diagnosing graph-vcr.
+    #[arg(long, env = "GRAPH_VCR_NO_MEMO")]
+    no_memo: bool,
 }
 
 #[derive(Args, Debug)]
@@ -297,6 +301,7 @@ fn main() -> ExitCode {
                 check: a.check,
                 journal: a.journal,
                 limits: a.limits,
+                memo: !a.no_memo,
             },
             reports: a.report,
             max_age: a.max_age.map(|age| (age, a.strict)),
@@ -331,6 +336,7 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
             check: a.check,
             journal: a.journal,
             limits: a.limits,
+            memo: false,
         },
         reports: a.report,
         max_age: None,
@@ -424,7 +430,12 @@ async fn run(serve: Serve) -> ExitCode {
     if let Err(e) = proxy.close().await {
         return fail(&format!("shutting down: {e}"));
     }
-    eprintln!("graph-vcr: {}", proxy.stats.summary());
+    for line in [proxy.stats.memo_summary(), proxy.stats.forward_summary()]
+        .into_iter()
+        .flatten()
+    {
+        eprintln!("graph-vcr: {line}");
+    }
     match proxy.report() {
         Ok(report) => conclude(&report, &reports),
         Err(e) => fail(&format!("building the report: {e}")),
@@ -482,8 +493,9 @@ fn run_cassette(command: CassetteCommand) -> ExitCode {
 
 fn cassette_command(command: CassetteCommand) -> Result<(), String> {
     use graph_vcr::{export, inspect};
-    let open =
-        |dir: &DirArg, access| Store::open(&dir.cassettes, access).map_err(|e| e.to_string());
+    let open = |dir: &DirArg, access| {
+        graph_vcr::export::open(&dir.cassettes, access).map_err(|e| e.to_string())
+    };
     let out = |text: &[u8]| std::io::stdout().write_all(text).map_err(|e| e.to_string());
     match command {
         CassetteCommand::List(dir) => out(inspect::list(&open(&dir, Access::ReadOnly)?)

@@ -1,10 +1,10 @@
 //! Memo: replay's fast path for a call it has answered before.
 //!
-//! Classify, check (all but the headers), redact and key are pure functions of a request's
+//! Redact, classify, check (all but the headers) and key (`analyze`) are pure functions of a request's
 //! method, path and query, body and the run's options, and replay's cassette never changes.
 //! So replay remembers, per distinct (cassette, method, path and query, body), what those
-//! stages found — the method/path/body deviations — and the call it replays (`index::Call`:
-//! action, key, occurrence counter, prepared recordings). A repeated call — the normal case in
+//! stages found — the method/path/body deviations — and the call it replays (replay's index
+//! entry: action, key, occurrence counter, prepared recordings). A repeated call — the normal case in
 //! a test suite — skips parsing, checking, canonicalizing and hashing the body, and the index's
 //! maps; only the header checks, which are cheap, run again.
 //! Only calls that replayed are remembered, so a remembered key always has recordings.
@@ -17,13 +17,8 @@
 //! are bounded by count and stop growing at the limit rather than evicting (calls past it take
 //! the full path); entries pre-filled from the cassette are bounded by the cassette.
 
-use crate::check::{self, Findings};
-use crate::classify::{self, Classified};
-use crate::index::Call;
-use crate::key::{CanonicalBody, Key, KeyOptions};
-use crate::redact;
+use crate::check::Findings;
 use http::Method;
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, RwLock};
@@ -33,77 +28,44 @@ use std::sync::{Arc, RwLock};
 /// bounded by the cassette, not by what clients send.
 pub const LIMIT: usize = 65_536;
 
-/// What the pure stages make of a request: the one implementation that both a live request
-/// and the index's pre-fill run, so a remembered call is exactly what the request would get.
-pub struct Analyzed<'a> {
-    pub classified: Classified,
-    /// The query, redacted.
-    pub query: Option<Cow<'a, str>>,
-    /// The body as it may be stored: redacted.
-    pub stored_body: Cow<'a, [u8]>,
-    pub findings: Findings,
-    pub canonical: CanonicalBody,
-    pub key: Key,
-}
-
-/// classify → check (all but headers) → redact → key. The caller has bounded the body's
-/// size and JSON depth.
-pub fn analyze<'a>(
-    method: &Method,
-    path: &str,
-    query: Option<&'a str>,
-    body: &'a [u8],
-    key_options: &KeyOptions,
-) -> Analyzed<'a> {
-    let query = query.map(redact::redact_query);
-    let classified = classify::classify(path, query.as_deref());
-    // The body is parsed once, redacted in place, and then read by check and key alike.
-    let mut parsed = serde_json::from_slice::<serde_json::Value>(body);
-    let stored_body = redact::redact_parsed(body, &mut parsed);
-    let findings = check::check_without_headers(method, &classified, parsed.as_ref());
-    let canonical = match parsed {
-        Ok(v) => CanonicalBody::from_value(v, classified.action, key_options),
-        Err(_) => CanonicalBody::of(&stored_body, classified.action, key_options),
-    };
-    let key = Key::compute(method.as_str(), &classified, &canonical);
-    Analyzed {
-        classified,
-        query,
-        stored_body,
-        findings,
-        canonical,
-        key,
-    }
-}
-
-/// What the pure stages found for one distinct request, and the call it replays (whose
-/// action and key they are). Two pointers: the memo holds one per stored request.
+/// What `analyze` found for one distinct request, and the call it replays: replay's index
+/// entry, whose action and key are the analysis's (the memo is generic over it so that it
+/// depends on no stage that uses it). Two pointers: the memo holds one per stored request.
 #[derive(Debug, Clone)]
-pub struct Analysis {
+pub struct Analysis<C> {
     /// Shared: calls of one shape have the same findings (usually none, or one warning).
     pub findings: Arc<Findings>,
-    /// The (cassette, key): its action, recordings, occurrence counter and replay tallies.
-    pub call: Arc<Call>,
+    pub call: C,
 }
 
 /// The remembered analyses of a replay run.
 #[derive(Debug)]
-pub struct Memo {
+pub struct Memo<C> {
     hashers: (std::hash::RandomState, std::hash::RandomState),
     /// Read-mostly (the index fills it at start): lookups from both worker threads share it.
-    map: RwLock<Remembered>,
+    map: RwLock<Remembered<C>>,
 }
 
-#[derive(Debug, Default)]
-struct Remembered {
+#[derive(Debug)]
+struct Remembered<C> {
     /// Keyed by the digest, which is already a keyed hash: no second hashing.
-    analyses: HashMap<u128, Analysis, BuildHasherDefault<Prehashed>>,
+    analyses: HashMap<u128, Analysis<C>, BuildHasherDefault<Prehashed>>,
     /// How many of them were learned from requests (see [`LIMIT`]).
     learned: usize,
     findings: HashSet<Arc<Findings>>,
 }
 
-impl Default for Memo {
+impl<C> Default for Remembered<C> {
+    fn default() -> Self {
+        Self {
+            analyses: HashMap::default(),
+            learned: 0,
+            findings: HashSet::new(),
+        }
+    }
+}
+
+impl<C> Default for Memo<C> {
     fn default() -> Self {
         Self {
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
@@ -139,7 +101,7 @@ impl Hasher for Prehashed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest(u128);
 
-impl Memo {
+impl<C: Clone> Memo<C> {
     pub fn digest(
         &self,
         cassette: &str,
@@ -158,14 +120,14 @@ impl Memo {
         Digest(u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1)))
     }
 
-    pub fn get(&self, digest: Digest) -> Option<Analysis> {
+    pub fn get(&self, digest: Digest) -> Option<Analysis<C>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.analyses.get(&digest.0).cloned()
     }
 
     /// Remembers what the stages found for a call that replayed. A call learned from a
     /// request (`prefill` false) is not remembered once [`LIMIT`] of them are.
-    pub fn insert(&self, digest: Digest, findings: Findings, call: Arc<Call>, prefill: bool) {
+    pub fn insert(&self, digest: Digest, findings: Findings, call: C, prefill: bool) {
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
         if (!prefill && m.learned >= LIMIT) || m.analyses.contains_key(&digest.0) {
@@ -192,7 +154,7 @@ mod tests {
 
     #[test]
     fn any_input_changes_the_digest() {
-        let memo = Memo::default();
+        let memo = Memo::<()>::default();
         let d = memo.digest("c", &Method::POST, "/v1.0/a/assign", b"{}");
         assert_eq!(d, memo.digest("c", &Method::POST, "/v1.0/a/assign", b"{}"));
         assert_ne!(d, memo.digest("d", &Method::POST, "/v1.0/a/assign", b"{}"));

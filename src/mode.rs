@@ -1,4 +1,4 @@
-//! Mode: record, replay or auto — what to do with a keyed request.
+//! Mode: record, replay, auto or audit, and the occurrence rules they share.
 //!
 //! The nth identical request (same cassette, same key) in a run is occurrence n. Record
 //! forwards it and stores the response as the nth recording (replacing an older one, so
@@ -6,8 +6,7 @@
 //! it repeats the last, or misses with `--on-exhausted miss`. Auto replays what is recorded and
 //! forwards and records the rest, so a new call is recorded at the next free position.
 
-use crate::cassette::{Cassette, CassetteName, StoreError};
-use crate::interaction::Recorded;
+use crate::cassette::CassetteName;
 use crate::key::Key;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,17 +46,6 @@ pub enum OnExhausted {
     Miss,
 }
 
-/// The decision for one request.
-#[derive(Debug)]
-pub enum Decision {
-    /// Serve this recording.
-    Replay(Box<Recorded>),
-    /// Forward upstream; `record` says whether to store the response.
-    Forward { record: bool },
-    /// No recording; `recorded` is how many recordings the key has (0: never recorded).
-    Miss { recorded: u32 },
-}
-
 /// Counts identical requests per cassette in this run.
 #[derive(Debug, Default)]
 pub struct Occurrences(Mutex<HashMap<CassetteName, HashMap<Key, Counter>>>);
@@ -91,37 +79,6 @@ pub fn take(counter: &AtomicU32) -> u32 {
     match counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1)) {
         Ok(n) | Err(n) => n,
     }
-}
-
-/// Decides what to do with occurrence `n` of `key` in `cassette`.
-pub fn decide(
-    mode: Mode,
-    recordable: bool,
-    cassette: &Cassette,
-    key: &Key,
-    n: u32,
-    on_exhausted: OnExhausted,
-) -> Result<Decision, StoreError> {
-    Ok(match mode {
-        Mode::Record => Decision::Forward { record: recordable },
-        Mode::Audit => Decision::Forward { record: false },
-        Mode::Replay => {
-            let at_n = cassette.get_recorded(key, n)?;
-            let last = if at_n.is_none() {
-                cassette.last_recorded(key)?
-            } else {
-                None
-            };
-            match replay_choice(n, on_exhausted, at_n, last, |r| r.position) {
-                Ok(i) => Decision::Replay(Box::new(i)),
-                Err(recorded) => Decision::Miss { recorded },
-            }
-        }
-        Mode::Auto => match cassette.get_recorded(key, n)? {
-            Some(i) => Decision::Replay(Box::new(i)),
-            None => Decision::Forward { record: recordable },
-        },
-    })
 }
 
 /// Replay's choice for occurrence `n`: the recording at position n; past the last, the last

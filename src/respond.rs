@@ -14,8 +14,7 @@ use crate::key::{CanonicalBody, Key};
 use crate::redact;
 use crate::upstream::UpstreamResponse;
 use bytes::Bytes;
-use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
@@ -186,38 +185,37 @@ fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNam
     }
 }
 
-/// Headers as stored: end-to-end only, credentials redacted, other values scanned for tokens.
+/// Headers as stored: end-to-end only, through the redaction gate.
 pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers::end_to_end(headers)
         .map(|(name, value)| {
             let text = String::from_utf8_lossy(value.as_bytes());
-            let stored = if redact::is_credential_header(name.as_str()) {
-                redact::redact_credential_value(&text)
-            } else {
-                redact::redact_text(&text).into_owned()
-            };
+            let stored = redact::header_value(name.as_str(), &text).into_owned();
             (name.as_str().to_string(), stored)
         })
         .collect()
 }
 
-/// The answer to a request the cassette has no recording for.
-pub struct Miss<'a> {
-    pub cassette: &'a Cassette,
-    pub parts: &'a Parts,
-    pub classified: &'a Classified,
-    pub key: &'a Key,
-    pub canonical: &'a CanonicalBody,
+/// The answer to a request the cassette has no recording for. Owned, so that explaining it
+/// (which reads the store) can run off the async runtime.
+#[derive(Debug)]
+pub struct Miss {
+    pub method: Method,
+    pub path: String,
+    pub classified: Classified,
+    pub key: Key,
+    pub canonical: CanonicalBody,
     /// 0-based occurrence of this request.
     pub occurrence: u32,
     /// How many recordings the key has (all played, with `--on-exhausted miss`).
     pub recorded: u32,
 }
 
-impl Miss<'_> {
-    pub fn error(&self) -> GraphError {
-        let name = self.cassette.name();
-        let target = format!("{} {}", self.parts.method, self.parts.uri.path());
+impl Miss {
+    /// The miss's Graph error, with the nearest recording of `cassette` when the key has none.
+    pub fn error(&self, cassette: &Cassette) -> GraphError {
+        let name = cassette.name();
+        let target = format!("{} {}", self.method, self.path);
         let mut message = if self.recorded > 0 {
             format!(
                 "cassette \"{name}\" has {} recording(s) of {target} and all were played (--on-exhausted miss); \
@@ -236,7 +234,7 @@ impl Miss<'_> {
             .with_detail("key", self.key.to_hex())
             .with_detail("occurrence", self.occurrence + 1);
         if self.recorded == 0 {
-            match self.nearest() {
+            match self.nearest(cassette) {
                 Some((near, lines)) => {
                     message.push_str(&format!(
                         ". Nearest recording of the same action (key {}, recorded {}) differs in:\n  {}",
@@ -260,18 +258,18 @@ impl Miss<'_> {
     }
 
     /// The recording of the same action and method nearest to the request, with the differences.
-    fn nearest(&self) -> Option<(Interaction, Vec<String>)> {
+    fn nearest(&self, cassette: &Cassette) -> Option<(Interaction, Vec<String>)> {
         let label = self.classified.action_label();
-        let request_body = match self.canonical {
+        let request_body = match &self.canonical {
             CanonicalBody::Json(s) => s.clone(),
             CanonicalBody::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         };
         let mut best: Option<(usize, Interaction, Vec<String>)> = None;
-        for recorded in self.cassette.iter().take(NEAREST_SCAN_LIMIT).flatten() {
+        for recorded in cassette.iter().take(NEAREST_SCAN_LIMIT).flatten() {
             let same_method = recorded
                 .request
                 .method
-                .eq_ignore_ascii_case(self.parts.method.as_str());
+                .eq_ignore_ascii_case(self.method.as_str());
             if recorded.action != label || !same_method {
                 continue;
             }
@@ -281,8 +279,7 @@ impl Miss<'_> {
             if theirs.normalized_path != self.classified.normalized_path {
                 lines.push(format!(
                     "path: recorded {}, request {}",
-                    recorded.request.path,
-                    self.parts.uri.path()
+                    recorded.request.path, self.path
                 ));
             }
             if theirs.normalized_query != self.classified.normalized_query {

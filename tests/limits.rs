@@ -248,7 +248,7 @@ async fn broken_upstreams_are_502s_and_nothing_is_half_recorded() -> TestResult 
         }
         assert!(upstream.requests.load(std::sync::atomic::Ordering::Relaxed) >= 2);
         let exit = proxy.signal("TERM")?;
-        assert!(exit.stderr.contains("2 upstream errors"), "{}", exit.stderr);
+        assert!(exit.stderr.contains("2 upstream-error"), "{}", exit.stderr);
     }
 
     // A certificate for another host name, from a trusted CA.

@@ -232,7 +232,7 @@ async fn equivalent_requests_hit_and_a_real_difference_misses_with_a_diff() -> T
     );
 
     let exit = proxy.signal("TERM")?;
-    assert!(exit.stderr.contains("2 missed"), "{}", exit.stderr);
+    assert!(exit.stderr.contains(", 2 miss;"), "{}", exit.stderr);
     assert!(exit.stderr.contains("replay miss"), "{}", exit.stderr);
     Ok(())
 }

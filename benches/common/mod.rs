@@ -37,6 +37,7 @@ pub fn replay_config(
         check: Default::default(),
         journal: Default::default(),
         limits: Default::default(),
+        memo: true,
     })
 }
 

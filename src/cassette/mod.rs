@@ -183,7 +183,10 @@ impl Store {
                     });
                 }
                 if !dir.join("db").is_file() {
-                    return Self::from_exports(dir);
+                    return Err(StoreError::NotACassetteDir {
+                        dir: dir.to_path_buf(),
+                        reason: "no sled database (db) in it".into(),
+                    });
                 }
                 // A recorder mid-write would give us a torn copy; a shared lock waits for none
                 // and fails clearly instead. Only an existing lock file is opened: replay must
@@ -219,35 +222,12 @@ impl Store {
         }
     }
 
-    /// A private database holding the JSON exports (`*.json`) found in `dir`.
-    fn from_exports(dir: &Path) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let not_cassettes = |reason: String| StoreError::NotACassetteDir {
-            dir: dir.to_path_buf(),
-            reason,
-        };
-        let files = crate::export::export_files(dir).map_err(io)?;
-        if files.is_empty() {
-            return Err(not_cassettes(
-                "no sled database (db) and no cassette exports (*.json) in it".into(),
-            ));
-        }
+    /// An empty private database for the cassettes of `dir` (a directory of JSON exports,
+    /// which `export::open` imports into it), removed when the store is dropped.
+    pub fn private(dir: &Path) -> Result<Self, StoreError> {
         let copy = PrivateCopy(private_copy_path());
         let db = open_sled(&copy.0, dir)?;
-        let store = Self::assemble(db, dir, None, Some(Arc::new(copy)));
-        for file in files {
-            let shown = file.display().to_string();
-            let bytes = fs::read(&file).map_err(io)?;
-            let imported = crate::export::parse(&bytes, &shown)
-                .and_then(|doc| crate::export::import(&store, doc, None, false, &shown));
-            if let Err(e) = imported {
-                return Err(not_cassettes(e.to_string()));
-            }
-        }
-        Ok(store)
+        Ok(Self::assemble(db, dir, None, Some(Arc::new(copy))))
     }
 
     /// Closes a replay store's database, keeping its private copy. A store that

@@ -184,6 +184,11 @@ impl fmt::Display for Deviation {
     }
 }
 
+/// Most deviations kept per request; the rest are counted, not listed. One body of 100,000
+/// bad targets must not write 100,000 log lines, journal entries or report rows (nor make
+/// their de-duplication quadratic): the first hundred say what is wrong.
+pub const MAX_DEVIATIONS: usize = 100;
+
 /// Whether any deviation is an error.
 pub fn has_error(deviations: &[Deviation]) -> bool {
     deviations.iter().any(|d| d.severity == Severity::Error)
@@ -231,8 +236,11 @@ pub struct Findings {
     /// Whether the path is an assign action at all (nothing is checked otherwise).
     assign_shaped: bool,
     /// The method's deviations, then the path's and body's; header deviations go between.
+    /// At most [`MAX_DEVIATIONS`] (errors kept before warnings).
     deviations: Vec<Deviation>,
     headers_at: usize,
+    /// How many more there were.
+    omitted: usize,
 }
 
 pub fn check_without_headers(
@@ -260,10 +268,17 @@ pub fn check_without_headers(
         )),
         Some(version) => body::check(version, classified.action, body, &mut out),
     }
+    let omitted = out.len().saturating_sub(MAX_DEVIATIONS);
+    if omitted > 0 {
+        // Keep the errors: they are what fails the call.
+        out[headers_at..].sort_by_key(|d| std::cmp::Reverse(d.severity));
+        out.truncate(MAX_DEVIATIONS);
+    }
     Findings {
         assign_shaped: true,
         deviations: out,
         headers_at,
+        omitted,
     }
 }
 
@@ -271,6 +286,11 @@ impl Findings {
     /// How many deviations there are before the header checks add theirs.
     pub fn base_len(&self) -> usize {
         self.deviations.len()
+    }
+
+    /// How many deviations past [`MAX_DEVIATIONS`] were dropped.
+    pub fn omitted(&self) -> usize {
+        self.omitted
     }
 
     /// Every deviation of the request with these headers, errors first.
@@ -322,13 +342,21 @@ fn check_headers(headers: &HeaderMap, out: &mut Vec<Deviation>) {
             let scheme = v.split_whitespace().next().unwrap_or("");
             let has_token = v.split_whitespace().nth(1).is_some();
             if !scheme.eq_ignore_ascii_case("bearer") || !has_token {
+                // Never the value itself: without a scheme, the whole value is the credential.
+                let what = if has_token
+                    && scheme.len() <= 16
+                    && scheme.chars().all(|c| c.is_ascii_alphabetic())
+                {
+                    format!("the scheme is {scheme:?}")
+                } else if scheme.eq_ignore_ascii_case("bearer") {
+                    "`Bearer` has no token after it".to_string()
+                } else {
+                    "the value has no scheme".to_string()
+                };
                 out.push(Deviation::new(
                     Code::AuthNotBearer,
                     "Authorization",
-                    format!(
-                        "Authorization scheme is {:?}; Graph requires `Bearer <token>`",
-                        scheme
-                    ),
+                    format!("{what}; Graph requires `Authorization: Bearer <token>`"),
                 ));
             }
         }

@@ -81,6 +81,9 @@ pub struct ProxyConfig {
     pub check: CheckOptions,
     pub journal: JournalOptions,
     pub limits: RequestLimits,
+    /// Replay: remember each distinct request's analysis (see `memo`). Off only to diagnose
+    /// the memo (`--no-memo`): every request then takes the full analysis.
+    pub memo: bool,
 }
 
 /// Why a proxy could not start.

@@ -7,6 +7,7 @@
 //! job summary) and JSON (documented in `docs/REPORTS.md`).
 
 use crate::check::{Deviation, Severity};
+use crate::outcome::Outcome;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,8 +53,15 @@ pub struct Call {
     pub outcomes: BTreeMap<String, u64>,
     /// Distinct deviations (by code and place), errors first.
     pub deviations: Vec<Deviation>,
+    /// The most deviations one request had past the per-request cap (counted, not listed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deviations_omitted: usize,
     /// The first message graph-vcr answered with itself (a miss's diff, a rejection).
     pub message: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Call {
@@ -73,20 +81,11 @@ impl Call {
 
     /// `replayed`, `miss`, ... : the worst outcome, for one-word displays.
     pub fn verdict(&self) -> &str {
-        for worst in [
-            "miss",
-            "rejected",
-            "upstream-error",
-            "error",
-            "recorded",
-            "replayed",
-            "forwarded",
-        ] {
-            if self.outcomes.contains_key(worst) {
-                return worst;
-            }
+        let known = self.outcomes.keys().filter_map(|o| Outcome::parse(o));
+        match known.min_by_key(|o| o.rank()) {
+            Some(worst) => worst.as_str(),
+            None => self.outcomes.keys().next().map_or("none", String::as_str),
         }
-        self.outcomes.keys().next().map_or("none", String::as_str)
     }
 }
 
@@ -115,7 +114,7 @@ pub fn verify(
             journal.display()
         )
     })?;
-    let store = crate::cassette::Store::open(cassettes, crate::cassette::Access::ReadOnly)
+    let store = crate::export::open(cassettes, crate::cassette::Access::ReadOnly)
         .map_err(|e| e.to_string())?;
     let recorded = store.cassette(cassette).map_err(|e| e.to_string())?;
     let run = RunLog::default();
@@ -139,6 +138,8 @@ pub fn verify(
 pub struct Totals {
     pub requests: u64,
     pub calls: usize,
+    /// Requests per outcome (`outcome::Outcome`), every outcome named, zeros included.
+    pub outcomes: BTreeMap<String, u64>,
     pub replayed: u64,
     pub recorded: u64,
     pub forwarded: u64,
@@ -421,9 +422,33 @@ impl Report {
         m
     }
 
+    /// One line: every outcome that happened, and the deviations, as the reports count them.
+    pub fn totals_line(&self) -> String {
+        let t = &self.totals;
+        let mut parts: Vec<String> = Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let n = t.outcomes.get(o.as_str()).copied().unwrap_or(0);
+                (n > 0 || matches!(o, Outcome::Replayed | Outcome::Recorded | Outcome::Miss))
+                    .then(|| format!("{n} {o}"))
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push("nothing".into());
+        }
+        format!(
+            "{} requests in {} calls: {}; deviations: {} errors, {} warnings (distinct per call)",
+            t.requests,
+            t.calls,
+            parts.join(", "),
+            t.deviation_errors,
+            t.deviation_warnings
+        )
+    }
+
     /// A few lines for stderr at the end of a run.
     pub fn summary_lines(&self, opts: &ReportOptions) -> Vec<String> {
-        let mut lines = Vec::new();
+        let mut lines = vec![self.totals_line()];
         for c in self.calls.iter().filter(|c| c.failed()) {
             lines.push(format!(
                 "FAIL {} {} {} [{}]: {}",

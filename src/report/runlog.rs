@@ -7,6 +7,7 @@ use crate::cassette::{Cassette, StoreError};
 use crate::check::{Deviation, Severity};
 use crate::journal::Entry;
 use crate::key::Key;
+use crate::outcome::Outcome;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -33,15 +34,7 @@ struct CassetteCalls {
 }
 
 /// The outcomes graph-vcr writes; anything else (an older journal) is counted in `other`.
-const OUTCOMES: [&str; 7] = [
-    "replayed",
-    "recorded",
-    "forwarded",
-    "miss",
-    "rejected",
-    "upstream-error",
-    "error",
-];
+const OUTCOMES: [Outcome; Outcome::ALL.len()] = Outcome::ALL;
 
 #[derive(Debug)]
 struct CallState {
@@ -53,6 +46,7 @@ struct CallState {
     other: Vec<(Arc<str>, u64)>,
     played: Played,
     deviations: Option<Arc<[Deviation]>>,
+    deviations_omitted: usize,
     message: Option<Box<str>>,
 }
 
@@ -67,6 +61,7 @@ impl CallState {
             other: Vec::new(),
             played: Played::default(),
             deviations: None,
+            deviations_omitted: 0,
             message: None,
         }
     }
@@ -132,6 +127,7 @@ pub struct Event<'a> {
     pub position: Option<u32>,
     pub message: Option<&'a str>,
     pub deviations: &'a [Deviation],
+    pub deviations_omitted: usize,
 }
 
 impl<'a> Event<'a> {
@@ -147,6 +143,7 @@ impl<'a> Event<'a> {
             position: e.position,
             message: e.message.as_deref(),
             deviations: &e.deviations,
+            deviations_omitted: e.deviations_omitted,
         }
     }
 }
@@ -179,7 +176,7 @@ impl RunLog {
             }
         };
         call.requests += 1;
-        match OUTCOMES.iter().position(|o| *o == e.outcome) {
+        match OUTCOMES.iter().position(|o| o.as_str() == e.outcome) {
             Some(i) => call.outcomes[i] = call.outcomes[i].saturating_add(1),
             None => match call.other.iter_mut().find(|(o, _)| **o == *e.outcome) {
                 Some((_, n)) => *n += 1,
@@ -189,7 +186,9 @@ impl RunLog {
         if let (Some(pos), Some(_)) = (e.position, e.key) {
             call.played.insert(pos);
         }
-        if !e.deviations.is_empty() {
+        call.deviations_omitted = call.deviations_omitted.max(e.deviations_omitted);
+        // The usual case, a repeat of the call's deviations, costs one comparison.
+        if !e.deviations.is_empty() && call.deviations.as_deref() != Some(e.deviations) {
             let known = call.deviations.as_deref().unwrap_or(&[]);
             let new: Vec<&Deviation> = e
                 .deviations
@@ -206,29 +205,6 @@ impl RunLog {
         if call.message.is_none() {
             call.message = e.message.map(Box::from);
         }
-    }
-
-    /// Adds `count` plain replays of `key` (no message, no deviations beyond the call's
-    /// known ones) that played the positions in the bit set `played`: what replay's memo
-    /// tallied instead of calling [`RunLog::add`] per request.
-    pub fn add_replays(&self, cassette: &str, action: &str, key: Key, count: u64, played: u64) {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let s = &mut *guard;
-        let calls = match s.cassettes.get_mut(cassette) {
-            Some(c) => c,
-            None => s.cassettes.entry(Arc::from(cassette)).or_default(),
-        };
-        let strings = &mut s.strings;
-        // The call's first request went through `add`, so it exists; the fallback keeps the
-        // counts even if it did not.
-        let call = calls
-            .keyed
-            .entry(key.0)
-            .or_insert_with(|| CallState::new(strings, action, "", ""));
-        call.requests += count;
-        call.outcomes[0] =
-            call.outcomes[0].saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
-        call.played.low |= played;
     }
 
     /// Cassettes the run touched.
@@ -272,7 +248,7 @@ impl RunLog {
                 .iter()
                 .zip(c.outcomes)
                 .filter(|(_, n)| *n > 0)
-                .map(|(o, n)| (o.to_string(), u64::from(n)))
+                .map(|(o, n)| (o.as_str().to_string(), u64::from(n)))
                 .chain(c.other.iter().map(|(o, n)| (o.to_string(), *n)))
                 .collect(),
             deviations: c
@@ -280,6 +256,7 @@ impl RunLog {
                 .as_deref()
                 .map(<[_]>::to_vec)
                 .unwrap_or_default(),
+            deviations_omitted: c.deviations_omitted,
             message: c.message.as_deref().map(str::to_string),
         };
         let mut calls: Vec<Call> = s
@@ -318,6 +295,10 @@ impl RunLog {
         let totals = Totals {
             requests: calls.iter().map(|c| c.requests).sum(),
             calls: calls.len(),
+            outcomes: OUTCOMES
+                .iter()
+                .map(|o| (o.as_str().to_string(), count(o.as_str())))
+                .collect(),
             replayed: count("replayed"),
             recorded: count("recorded"),
             forwarded: count("forwarded"),
@@ -381,6 +362,7 @@ mod tests {
                 position: Some(0),
                 message: None,
                 deviations: std::slice::from_ref(&warning),
+                deviations_omitted: 0,
             });
         }
         let s = log.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -389,7 +371,7 @@ mod tests {
         let one = &calls[&[1u8; 32]];
         assert_eq!(one.requests, 3);
         assert_eq!(one.outcomes[0], 1); // replayed
-        assert_eq!(one.outcomes[3], 1); // miss
+        assert_eq!(one.outcomes[3], 1); // miss (Outcome::ALL order)
         assert_eq!(one.other.len(), 1); // an outcome from an older journal
         assert!(Arc::ptr_eq(
             one.deviations.as_ref().unwrap_or(&Arc::from(vec![])),

@@ -1,0 +1,38 @@
+//! Audit: forward everything, record nothing; every call is still analyzed, checked (request
+//! and response) and journaled.
+
+use super::forward;
+use crate::analyze::Analyzed;
+use crate::exchange::{Answer, Exchange, Refusal};
+use crate::outcome::Outcome;
+use crate::respond;
+use crate::upstream::Upstream;
+use bytes::Bytes;
+
+pub struct Audit {
+    upstream: Upstream,
+}
+
+impl Audit {
+    pub fn new(upstream: Upstream) -> Self {
+        Self { upstream }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub async fn answer(
+        &self,
+        body: Bytes,
+        analyzed: Analyzed<'_>,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
+        Ok(Answer::new(
+            respond::forwarded(response, "forwarded"),
+            Outcome::Forwarded,
+            None,
+        ))
+    }
+}

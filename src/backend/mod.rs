@@ -1,0 +1,140 @@
+//! Backend: what each mode does with an analyzed request, one type per mode, so a mode
+//! holds exactly what it uses and nothing it cannot (replay has no upstream, audit no store).
+//!
+//! - [`Replay`]: the in-memory `index` of the cassettes and the `memo` of analyses; never a
+//!   network connection;
+//! - [`Record`] (record and auto): the store, its recorder thread, and the upstream;
+//! - [`Audit`]: the upstream only.
+//!
+//! A backend returns an [`Answer`] (what was served and how) or a [`Refusal`] (the outcome it
+//! is counted under and the Graph-format error the client gets); `proxy` settles the
+//! exchange with it. Work that blocks (the store, sled) runs off the async runtime.
+
+mod audit;
+mod record;
+mod replay;
+
+pub use audit::Audit;
+pub use record::Record;
+pub use replay::{Remembered, Replay};
+
+use crate::cassette::{Store, StoreError};
+use crate::check;
+use crate::exchange::{Exchange, Refusal};
+use crate::graph_error::GraphError;
+use crate::outcome::Outcome;
+use crate::upstream::{Destination, Upstream, UpstreamResponse};
+use bytes::Bytes;
+use http::StatusCode;
+
+/// The mode's backend.
+pub enum Backend {
+    Replay(Replay),
+    // Boxed: the store and upstream are large, and there is one backend per process.
+    Record(Box<Record>),
+    Audit(Box<Audit>),
+}
+
+impl Backend {
+    /// The upstream, in the modes that have one.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        match self {
+            Self::Replay(_) => None,
+            Self::Record(r) => Some(r.upstream()),
+            Self::Audit(a) => Some(a.upstream()),
+        }
+    }
+
+    /// Runs `f` on the cassette store (none in audit). Blocks: replay may reopen its copy.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> Option<Result<T, StoreError>> {
+        match self {
+            Self::Replay(r) => Some(r.index().with_store(f)),
+            Self::Record(r) => Some(Ok(f(r.store()))),
+            Self::Audit(_) => None,
+        }
+    }
+}
+
+/// The 500 for a store that failed, counted as `store-error` (or `corrupt-record`).
+pub fn store_failure(e: &StoreError) -> Refusal {
+    tracing::error!(error = %e, "cassette store failed");
+    let outcome = match e {
+        StoreError::Corrupt { .. } => Outcome::CorruptRecord,
+        _ => Outcome::StoreError,
+    };
+    let code = match outcome {
+        Outcome::CorruptRecord => "graphVcrCorruptCassette",
+        _ => "graphVcrCassetteError",
+    };
+    Refusal::new(
+        outcome,
+        GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string()),
+    )
+}
+
+/// Where a request is (or would be) forwarded, for records and messages.
+fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
+    match ex.parts.extensions.get::<Destination>() {
+        Some(d) => d.url(),
+        None => upstream.url().to_string(),
+    }
+}
+
+/// Sends the request on and checks the response of an assign call. The one way record, auto
+/// and audit reach the upstream.
+async fn forward(
+    upstream: &Upstream,
+    body: Bytes,
+    assign_shaped: Option<&crate::classify::Classified>,
+    ex: &mut Exchange<'_>,
+) -> Result<UpstreamResponse, Refusal> {
+    let parts = ex.parts;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let to = parts.extensions.get::<Destination>();
+    let response = upstream
+        .send(
+            to,
+            parts.method.clone(),
+            path_and_query,
+            &parts.headers,
+            body,
+        )
+        .await
+        .map_err(|e| {
+            let error = e.graph_error(upstream_url(upstream, ex));
+            tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(),
+                error = %ex.secrets.scrub_text(&e.to_string()), "upstream call failed; nothing recorded");
+            Refusal::new(Outcome::UpstreamError, error)
+        })?;
+    if let Some(classified) = assign_shaped.filter(|c| c.assign_shaped) {
+        ex.deviations.extend(check::check_response(
+            classified.action,
+            response.status,
+            &response.headers,
+            &response.body,
+        ));
+    }
+    Ok(response)
+}
+
+/// Runs blocking work (the store) on tokio's blocking pool; a task that panicked is a store
+/// failure of this request, not of the proxy.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(store_failure(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "a cassette store task failed");
+            Err(Refusal::new(
+                Outcome::StoreError,
+                GraphError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "graphVcrCassetteError",
+                    "reading the cassette store failed (see the proxy's log)",
+                ),
+            ))
+        }
+    }
+}

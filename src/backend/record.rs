@@ -1,0 +1,213 @@
+//! Record and auto: forward to the upstream and keep the answer, durably, before the client
+//! gets it. Auto first replays what the cassette already has at this occurrence.
+//!
+//! The nth identical request (same cassette, same key) in a run is occurrence n; record stores
+//! its answer as the nth recording (replacing an older one, so re-recording a suite refreshes
+//! its cassette), auto records a new call at the next free position.
+
+use super::{blocking, forward, store_failure, upstream_url};
+use crate::analyze::Analyzed;
+use crate::cassette::{Cassette, CassetteName, Store, StoreError};
+use crate::exchange::{Answer, Exchange, Refusal};
+use crate::graph_error::GraphError;
+use crate::interaction::{
+    self, Body as StoredBody, Interaction, RecordedRequest, RecordedResponse,
+};
+use crate::key::{CanonicalBody, Key, KeyOptions};
+use crate::mode::Occurrences;
+use crate::outcome::Outcome;
+use crate::redact;
+use crate::respond::{self, Prepared};
+use crate::upstream::{Upstream, UpstreamResponse};
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub struct Record {
+    store: Store,
+    upstream: Upstream,
+    /// Auto mode: replay what is recorded.
+    auto: bool,
+    /// `--record-all`: record every request, not only assign calls.
+    record_all: bool,
+    key: KeyOptions,
+    cassettes: Mutex<HashMap<CassetteName, Cassette>>,
+    occurrences: Occurrences,
+}
+
+impl Record {
+    /// Opens the default cassette now, so a broken one fails at start-up, not on first use.
+    pub fn new(
+        store: Store,
+        upstream: Upstream,
+        auto: bool,
+        record_all: bool,
+        key: KeyOptions,
+        default: &CassetteName,
+    ) -> Result<Self, StoreError> {
+        let record = Self {
+            store,
+            upstream,
+            auto,
+            record_all,
+            key,
+            cassettes: Mutex::new(HashMap::new()),
+            occurrences: Occurrences::default(),
+        };
+        record.cassette(default)?;
+        Ok(record)
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn answer(
+        &self,
+        body: Bytes,
+        analyzed: Analyzed<'_>,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let key = analyzed.key;
+        let n = self.occurrences.next(&ex.cassette, &key);
+        let cassette = self.cassette(&ex.cassette).map_err(|e| store_failure(&e))?;
+        if self.auto {
+            let recorded = cassette.clone();
+            if let Some(found) = blocking(move || recorded.get_recorded(&key, n)).await? {
+                let prepared = Prepared::of(&found)
+                    .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
+                let response = prepared.respond(&ex.parts.headers);
+                return Ok(Answer::new(
+                    response,
+                    Outcome::Replayed,
+                    Some(prepared.position),
+                ));
+            }
+        }
+        let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
+        if !(analyzed.classified.is_assign || self.record_all) {
+            return Ok(Answer::new(
+                respond::forwarded(response, "forwarded"),
+                Outcome::Forwarded,
+                None,
+            ));
+        }
+        let mut interaction = self.interaction(&analyzed, n, &response, ex);
+        self.record(&cassette, &key, &mut interaction, &response, ex)
+            .await?;
+        tracing::info!(cassette = %ex.cassette, action = %interaction.action,
+            status = interaction.response.status, key = %key, position = n, "recorded");
+        Ok(Answer::new(
+            respond::forwarded(response, "recorded"),
+            Outcome::Recorded,
+            Some(n),
+        ))
+    }
+
+    /// The record of a forwarded call, built from what the gate let through.
+    fn interaction(
+        &self,
+        analyzed: &Analyzed<'_>,
+        position: u32,
+        response: &UpstreamResponse,
+        ex: &Exchange<'_>,
+    ) -> Interaction {
+        let parts = ex.parts;
+        let classified = &analyzed.classified;
+        Interaction {
+            format: interaction::FORMAT,
+            key: analyzed.key.to_hex(),
+            position,
+            action: classified.action_label(),
+            recorded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            upstream: upstream_url(&self.upstream, ex),
+            request: RecordedRequest {
+                method: parts.method.to_string(),
+                version: classified.version.map(|v| v.to_string()),
+                path: parts.uri.path().to_string(),
+                query: analyzed.query.clone(),
+                headers: respond::stored_headers(&parts.headers),
+                body: StoredBody::from_bytes(&analyzed.stored_body),
+                canonical_body: match &analyzed.canonical {
+                    CanonicalBody::Json(s) => Some(s.clone()),
+                    CanonicalBody::Bytes(_) => None,
+                },
+            },
+            response: RecordedResponse {
+                status: response.status.as_u16(),
+                headers: respond::stored_headers(&response.headers),
+                body: StoredBody::from_bytes(&response.body),
+            },
+        }
+    }
+
+    /// Writes an interaction through the redaction gate and waits until it is durable: a
+    /// client never holds a response whose recording could still be lost.
+    async fn record(
+        &self,
+        cassette: &Cassette,
+        key: &Key,
+        interaction: &mut Interaction,
+        response: &UpstreamResponse,
+        ex: &Exchange<'_>,
+    ) -> Result<(), Refusal> {
+        let result = match redact::interaction_bytes(interaction, &ex.secrets) {
+            Ok(bytes) => {
+                self.store
+                    .record(cassette, key, interaction.position, bytes)
+                    .await
+            }
+            Err(e) => Err(StoreError::Encode {
+                cassette: cassette.name().to_string(),
+                source: e,
+            }),
+        };
+        result.map_err(|e| {
+            tracing::error!(cassette = %cassette.name(), error = %e, "recording failed");
+            Refusal::new(
+                Outcome::StoreError,
+                GraphError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "graphVcrRecordFailed",
+                    format!(
+                        "the call reached the upstream, which answered {}, but recording it failed: {e}",
+                        response.status
+                    ),
+                ),
+            )
+        })
+    }
+
+    /// The open cassette `name`; a new one is stamped with this run's key options.
+    fn cassette(&self, name: &CassetteName) -> Result<Cassette, StoreError> {
+        let mut open = self.cassettes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = open.get(name) {
+            return Ok(c.clone());
+        }
+        let cassette = self.store.cassette(name)?;
+        let want = self.key.to_json();
+        match cassette.meta() {
+            None => cassette.set_meta(&json!({"key_options": want}))?,
+            Some(meta) if meta.get("key_options") != Some(&want) => {
+                tracing::warn!(cassette = %name, recorded_with = %meta["key_options"], now = %want,
+                    "cassette was recorded with other key options (--ordered-arrays, --ignore-field); \
+                     requests will miss unless they match");
+            }
+            Some(_) => {}
+        }
+        open.insert(name.clone(), cassette.clone());
+        Ok(cassette)
+    }
+
+    /// The cassettes this run opened, for the report's unplayed list.
+    pub fn open_cassette(&self, name: &CassetteName) -> Result<Cassette, StoreError> {
+        self.cassette(name)
+    }
+}

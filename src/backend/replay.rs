@@ -1,0 +1,156 @@
+//! Replay: answers from the cassettes held in memory (`index`), never from the network.
+//!
+//! Occurrence n of a (cassette, key) gets the recording at position n; past the last it gets
+//! the last again, or a miss with `--on-exhausted miss` (`mode::replay_choice`). A request the
+//! memo knows skips `analyze` (see `memo`); a miss is explained off the runtime, since that
+//! reads the store for the nearest recording.
+
+use super::blocking;
+use crate::analyze::Analyzed;
+use crate::cassette::{CassetteName, StoreError};
+use crate::exchange::{Answer, Exchange, Refusal};
+use crate::index::{Call, CallMemo, InMemory, Index};
+use crate::memo::{Analysis, Digest};
+use crate::mode::{self, Occurrences, OnExhausted};
+use crate::outcome::Outcome;
+use crate::respond::Miss;
+use std::sync::Arc;
+
+pub struct Replay {
+    index: Arc<Index>,
+    /// `None` with `--no-memo`: every request is analyzed afresh.
+    memo: Option<Arc<CallMemo>>,
+    /// Occurrences of requests the index has no call for (a call counts its own).
+    occurrences: Occurrences,
+    on_exhausted: OnExhausted,
+}
+
+/// A request the memo knew: its analysis and call, and its digest.
+pub type Remembered = Analysis<Arc<Call>>;
+
+impl Replay {
+    pub fn new(index: Index, memo: Option<Arc<CallMemo>>, on_exhausted: OnExhausted) -> Self {
+        Self {
+            index: Arc::new(index),
+            memo,
+            occurrences: Occurrences::default(),
+            on_exhausted,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The digest the memo knows this request by (none without a memo).
+    pub fn digest(&self, ex: &Exchange<'_>, body: &[u8]) -> Option<Digest> {
+        let memo = self.memo.as_ref()?;
+        let parts = ex.parts;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        Some(memo.digest(ex.cassette.as_str(), &parts.method, path_and_query, body))
+    }
+
+    /// What the memo remembers of this request.
+    pub fn recall(&self, digest: Option<Digest>) -> Option<Remembered> {
+        self.memo.as_ref()?.get(digest?)
+    }
+
+    /// Replays a request the memo knew. `analyze` explains a miss (all recordings played).
+    pub async fn answer_remembered<'b>(
+        &self,
+        call: Arc<Call>,
+        analyze: impl FnOnce(&mut Exchange<'_>) -> Result<Analyzed<'b>, Refusal>,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let n = mode::take(&call.counter);
+        if let Some(answer) = self.serve(&call, n, ex)? {
+            return Ok(answer);
+        }
+        let analyzed = analyze(ex)?;
+        self.miss(analyzed, n, call.recorded(), ex).await
+    }
+
+    /// Replays an analyzed request, and remembers it if it replayed.
+    pub async fn answer(
+        &self,
+        analyzed: Analyzed<'_>,
+        digest: Option<Digest>,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let key = analyzed.key;
+        let found = match self.index.get(&ex.cassette, &key) {
+            InMemory::Found(call) => Some(call),
+            InMemory::NotRecorded => None,
+            InMemory::AskTheStore => {
+                let index = Arc::clone(&self.index);
+                let cassette = ex.cassette.clone();
+                let action = ex.action.clone().unwrap_or_else(|| Arc::from(""));
+                blocking(move || index.lookup(&cassette, &key, &action)).await?
+            }
+        };
+        let Some(call) = found else {
+            let n = self.occurrences.next(&ex.cassette, &key);
+            return self.miss(analyzed, n, 0, ex).await;
+        };
+        let n = mode::take(&call.counter);
+        match self.serve(&call, n, ex)? {
+            Some(answer) => {
+                if let (Some(memo), Some(digest)) = (&self.memo, digest) {
+                    memo.insert(digest, analyzed.findings, call, false);
+                }
+                Ok(answer)
+            }
+            None => {
+                let recorded = call.recorded();
+                self.miss(analyzed, n, recorded, ex).await
+            }
+        }
+    }
+
+    /// The recording for occurrence `n`, if there is one to serve.
+    fn serve(&self, call: &Call, n: u32, ex: &Exchange<'_>) -> Result<Option<Answer>, Refusal> {
+        let recordings = call
+            .recordings()
+            .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
+        let at_n = recordings.iter().find(|p| p.position == n);
+        let chosen = mode::replay_choice(n, self.on_exhausted, at_n, recordings.last(), |p| {
+            p.position
+        });
+        Ok(chosen.ok().map(|prepared| {
+            Answer::new(
+                prepared.respond(&ex.parts.headers),
+                Outcome::Replayed,
+                Some(prepared.position),
+            )
+        }))
+    }
+
+    /// A miss: logged, and explained with the nearest recording (read off the runtime).
+    async fn miss(
+        &self,
+        analyzed: Analyzed<'_>,
+        occurrence: u32,
+        recorded: u32,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let parts = ex.parts;
+        tracing::warn!(cassette = %ex.cassette, method = %parts.method, path = parts.uri.path(),
+            key = %analyzed.key, "replay miss");
+        let miss = Miss {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            classified: analyzed.classified,
+            key: analyzed.key,
+            canonical: analyzed.canonical,
+            occurrence,
+            recorded,
+        };
+        let index = Arc::clone(&self.index);
+        let name: CassetteName = ex.cassette.clone();
+        let error = blocking(move || -> Result<_, StoreError> {
+            index.with_cassette(&name, |cassette| miss.error(cassette))
+        })
+        .await?;
+        Err(Refusal::new(Outcome::Miss, error))
+    }
+}

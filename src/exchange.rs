@@ -1,0 +1,114 @@
+//! Exchange: one request's record as it moves through the pipeline, the one value every way
+//! of answering (memo hit, index hit, miss, forward, record, reject) fills in and hands to the
+//! journal, the stats and the run log.
+//!
+//! Stages write into it in order: `proxy` places it in a cassette, `analyze` adds the action,
+//! key and deviations, the backend adds the response's deviations, and the outcome is set
+//! once, from what the backend returned ([`Answer`]) or the [`Refusal`] that stopped it.
+//! Everything in it that came from the request has passed the redaction gate, and
+//! [`Exchange::secrets`] holds the exact values the gate found, for the final scrub of
+//! whatever is written.
+
+use crate::cassette::CassetteName;
+use crate::check::Deviation;
+use crate::graph_error::GraphError;
+use crate::key::Key;
+use crate::outcome::Outcome;
+use crate::redact::Secrets;
+use bytes::Bytes;
+use http::Response;
+use http::request::Parts;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One request, as far as graph-vcr has got with it.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    pub parts: &'a Parts,
+    pub cassette: CassetteName,
+    /// Unset until analyzed (no allocation for requests turned away earlier).
+    pub action: Option<Arc<str>>,
+    pub key: Option<Key>,
+    pub deviations: Vec<Deviation>,
+    /// How many deviations past the per-call cap were dropped (see `check::MAX_DEVIATIONS`).
+    pub deviations_omitted: usize,
+    pub outcome: Outcome,
+    /// The recording served or written.
+    pub position: Option<u32>,
+    /// What graph-vcr answered when it answered itself (a miss's diff, a rejection), gated.
+    pub message: Option<String>,
+    pub secrets: Secrets,
+    pub started: Instant,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn new(parts: &'a Parts, cassette: CassetteName) -> Self {
+        let mut secrets = Secrets::default();
+        secrets.add_headers(&parts.headers);
+        Self {
+            parts,
+            cassette,
+            action: None,
+            key: None,
+            deviations: Vec::new(),
+            deviations_omitted: 0,
+            // Overwritten by `settle`; a request that never gets there did not get an answer.
+            outcome: Outcome::BadRequest,
+            position: None,
+            message: None,
+            secrets,
+            started: Instant::now(),
+        }
+    }
+
+    /// Takes the backend's answer or the refusal that stopped the request: the one place the
+    /// outcome is set.
+    pub fn settle(&mut self, result: Result<Answer, Refusal>) -> Response<Full<Bytes>> {
+        match result {
+            Ok(answer) => {
+                self.outcome = answer.outcome;
+                self.position = answer.position;
+                answer.response
+            }
+            Err(refusal) => {
+                self.outcome = refusal.outcome;
+                self.message = Some(self.secrets.scrub_text(&refusal.error.message));
+                let id = self.parts.headers.get("client-request-id");
+                refusal.error.into_response(id)
+            }
+        }
+    }
+}
+
+/// What a backend answered with.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: Response<Full<Bytes>>,
+    pub outcome: Outcome,
+    pub position: Option<u32>,
+}
+
+impl Answer {
+    pub fn new(response: Response<Full<Bytes>>, outcome: Outcome, position: Option<u32>) -> Self {
+        Self {
+            response,
+            outcome,
+            position,
+        }
+    }
+}
+
+/// Why a request was answered by graph-vcr itself: the outcome it is counted under, and the
+/// Graph-format error the client gets.
+#[derive(Debug)]
+pub struct Refusal {
+    pub outcome: Outcome,
+    pub error: GraphError,
+}
+
+impl Refusal {
+    pub fn new(outcome: Outcome, error: GraphError) -> Self {
+        Self { outcome, error }
+    }
+}
