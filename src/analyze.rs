@@ -39,6 +39,9 @@ impl Analyzed<'_> {
     }
 }
 
+/// The default of `--max-json-depth`: assign bodies nest five or six levels.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 64;
+
 /// A JSON body deeper than `--max-json-depth`: refused before any stage walks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooDeep(pub usize);

@@ -170,14 +170,13 @@ fn rekey(interaction: &mut Interaction, opts: &KeyOptions) -> Result<Key, String
         .ok_or_else(|| "request body is not valid base64".to_string())?;
     let method = http::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
-    let limits = crate::proxy::RequestLimits::default();
     let analyzed = crate::analyze::analyze(
         &method,
         &request.path,
         request.query.as_deref(),
         &body,
         opts,
-        limits.max_json_depth,
+        crate::analyze::DEFAULT_MAX_JSON_DEPTH,
         &mut redact::Secrets::default(),
     )
     .map_err(|e| format!("request body nests deeper than {} levels", e.0))?;

@@ -109,9 +109,10 @@ impl Replay {
 
     /// The recording for occurrence `n`, if there is one to serve.
     fn serve(&self, call: &Call, n: u32, ex: &Exchange<'_>) -> Result<Option<Answer>, Refusal> {
-        let recordings = call
-            .recordings()
-            .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
+        let recordings = call.recordings().map_err(|error| {
+            tracing::error!(cassette = %ex.cassette, error = %error.message, "a recording cannot be served");
+            Refusal::new(Outcome::CorruptRecord, error)
+        })?;
         let at_n = recordings.iter().find(|p| p.position == n);
         let chosen = mode::replay_choice(n, self.on_exhausted, at_n, recordings.last(), |p| {
             p.position

@@ -25,7 +25,7 @@ pub struct RequestLimits {
         long,
         env = "GRAPH_VCR_MAX_JSON_DEPTH",
         value_name = "N",
-        default_value_t = 64
+        default_value_t = crate::analyze::DEFAULT_MAX_JSON_DEPTH
     )]
     pub max_json_depth: usize,
 }
@@ -34,7 +34,7 @@ impl Default for RequestLimits {
     fn default() -> Self {
         Self {
             max_body_size: 16 * 1024 * 1024,
-            max_json_depth: 64,
+            max_json_depth: crate::analyze::DEFAULT_MAX_JSON_DEPTH,
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct Totals {
     pub deviation_errors: usize,
     pub deviation_warnings: usize,
     pub unplayed: usize,
+    /// Recordings in the run's cassettes that do not decode.
+    pub damaged: usize,
 }
 
 /// Everything a run did.
@@ -160,6 +162,8 @@ pub struct Report {
     pub totals: Totals,
     pub calls: Vec<Call>,
     pub unplayed: Vec<Unplayed>,
+    /// Why each damaged recording of the run's cassettes cannot be read.
+    pub damaged: Vec<String>,
 }
 
 impl Report {
@@ -177,6 +181,12 @@ impl Report {
             why.push(format!(
                 "{} contract error(s) (--allow-deviations to accept)",
                 t.deviation_errors
+            ));
+        }
+        if t.damaged > 0 {
+            why.push(format!(
+                "{} damaged recording(s) in the cassettes (re-record or re-import them)",
+                t.damaged
             ));
         }
         if t.unplayed > 0 && opts.fail_on_unplayed {
@@ -464,6 +474,9 @@ impl Report {
                 "{} recording(s) never played",
                 self.totals.unplayed
             ));
+        }
+        for d in &self.damaged {
+            lines.push(format!("damaged: {d}"));
         }
         match self.failures(opts) {
             f if f.is_empty() => lines.push("result: passed".into()),

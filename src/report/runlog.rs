@@ -218,10 +218,18 @@ impl RunLog {
     pub fn report(&self, mode: &str, cassettes: &[Cassette]) -> Result<Report, StoreError> {
         let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut unplayed = Vec::new();
+        let mut damaged = Vec::new();
         for cassette in cassettes {
             let calls = s.cassettes.get(cassette.name().as_str());
             for i in cassette.iter() {
-                let i = i?;
+                // A record that does not decode is reported, not allowed to hide the rest.
+                let i = match i {
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        damaged.push(e.to_string());
+                        continue;
+                    }
+                    other => other?,
+                };
                 let key = Key::from_hex(&i.key).map(|k| k.0);
                 let played = key.and_then(|k| calls.and_then(|c| c.keyed.get(&k)));
                 if !played.is_some_and(|c| c.played.contains(i.position)) {
@@ -308,6 +316,7 @@ impl RunLog {
             deviation_errors: devs(Severity::Error),
             deviation_warnings: devs(Severity::Warning),
             unplayed: unplayed.len(),
+            damaged: damaged.len(),
         };
         Ok(Report {
             format: "graph-vcr-report",
@@ -316,6 +325,7 @@ impl RunLog {
             totals,
             calls,
             unplayed,
+            damaged,
         })
     }
 }

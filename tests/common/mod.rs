@@ -109,7 +109,11 @@ pub struct Received {
 /// deviceCompliancePolicies, `request-id` on every response, `client-request-id` echoed.
 /// A path containing `/slow/` answers after 5 s; `/not-json` answers with text; `/misbehave-`
 /// answers 200 with `{}` and no `request-id`, as Graph's documentation says it never does;
-/// `/gzip-` answers 200 with a gzip-compressed JSON body.
+/// `/gzip-` answers 200 with a gzip-compressed JSON body. `/secrets-` answers 200 with the
+/// credentials real services return ([`RESPONSE_SECRETS`]: token endpoint fields,
+/// `addPassword`'s `secretText`, key credentials, a connection string, a SAS URL, an
+/// authorization `code` in `Location`, the caller's auxiliary token echoed under a plain name),
+/// and `/secrets-text` the same as form-encoded text.
 pub struct StandIn {
     pub addr: SocketAddr,
     pub url: String,
@@ -118,6 +122,60 @@ pub struct StandIn {
 }
 
 static STAND_IN_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// The secrets a `/secrets-` answer carries (see [`StandIn`]).
+pub const RESPONSE_SECRETS: [&str; 10] = [
+    "AccessTokenValue-r0",
+    "0.AXrefreshTokenValue-r1",
+    "SecretTextValue-r2",
+    "PasswordValue-r3",
+    "PrivateKeyValue-r4",
+    "KeyCredentialValue-r5",
+    "AccountKeyValue-r6",
+    "SasSignatureValue-r7",
+    "LocationCodeValue-r8",
+    "TextAccessTokenValue-r9",
+];
+
+fn secrets_answer(text: bool, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let r = RESPONSE_SECRETS;
+    let echoed = headers
+        .get("x-ms-authorization-auxiliary")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (content_type, body) = if text {
+        (
+            "application/x-www-form-urlencoded",
+            format!("access_token={}&token_type=Bearer&expires_in=3599", r[9]),
+        )
+    } else {
+        let v = serde_json::json!({
+            "token_type": "Bearer", "access_token": r[0], "refresh_token": r[1],
+            "id_token": JWT, "secretText": r[2], "passwordProfile": {"password": r[3]},
+            "privateKey": r[4], "keyCredentials": [{"keyId": "k-1", "key": r[5]}],
+            "connectionString": format!("DefaultEndpointsProtocol=https;AccountName=a;AccountKey={};EndpointSuffix=core.windows.net", r[6]),
+            "contentUrl": format!("https://a.blob.core.windows.net/c/f?sv=2020-08-04&se=2030-01-01&sig={}", r[7]),
+            "note": echoed,
+        });
+        ("application/json", v.to_string())
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let h = response.headers_mut();
+    h.insert("content-type", http::HeaderValue::from_static(content_type));
+    h.insert(
+        "request-id",
+        http::HeaderValue::from_static("00000000-0000-4000-8000-00000000c0de"),
+    );
+    if let Ok(v) = format!("https://login.example/cb?code={}&state=s1", r[8]).parse() {
+        h.insert("location", v);
+    }
+    h.insert(
+        "set-cookie",
+        http::HeaderValue::from_static("fpc=StandInCookieSecret0123456789; path=/; secure"),
+    );
+    response
+}
 
 impl StandIn {
     pub async fn start(ca: &TestCa) -> Result<Self, Error> {
@@ -194,6 +252,9 @@ async fn answer(
     let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let request_id = format!("00000000-0000-4000-8000-{n:012}");
     let lower = parts.uri.path().to_ascii_lowercase();
+    if lower.contains("/secrets-") {
+        return secrets_answer(lower.contains("/secrets-text"), &parts.headers);
+    }
     if lower.contains("/gzip-") {
         use std::io::Write;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -475,13 +536,24 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<Resp, Error> {
+        self.send_bytes(method, url, headers, body.as_bytes()).await
+    }
+
+    /// [`HttpClient::send`] with a body of any bytes (not UTF-8, say).
+    pub async fn send_bytes(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Resp, Error> {
         let mut b = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
         let response = self
             .0
-            .request(b.body(Full::new(Bytes::from(body.to_string())))?)
+            .request(b.body(Full::new(Bytes::copy_from_slice(body)))?)
             .await?;
         Resp::read(response).await
     }
