@@ -6,8 +6,8 @@
 //! key and deviations, the backend adds the response's deviations, and the outcome is set
 //! once, from what the backend returned ([`Answer`]) or the [`Refusal`] that stopped it.
 //! Everything in it that came from the request has passed the redaction gate, and
-//! [`Exchange::secrets`] holds the exact values the gate found, for the final scrub of
-//! whatever is written.
+//! [`Exchange::secrets`] holds the exact values the gate found (and the credential headers'),
+//! for the final scrub of whatever is written.
 
 use crate::cassette::CassetteName;
 use crate::check::Deviation;
@@ -38,14 +38,16 @@ pub struct Exchange<'a> {
     pub position: Option<u32>,
     /// What graph-vcr answered when it answered itself (a miss's diff, a rejection), gated.
     pub message: Option<String>,
-    pub secrets: Secrets,
+    /// The exact secret values of this exchange; the request's credential headers are added
+    /// when first asked for ([`Exchange::secrets`]), so a request that writes nothing pays
+    /// nothing for them.
+    secrets: Secrets,
+    headers_in_secrets: bool,
     pub started: Instant,
 }
 
 impl<'a> Exchange<'a> {
     pub fn new(parts: &'a Parts, cassette: CassetteName) -> Self {
-        let mut secrets = Secrets::default();
-        secrets.add_headers(&parts.headers);
         Self {
             parts,
             cassette,
@@ -57,9 +59,24 @@ impl<'a> Exchange<'a> {
             outcome: Outcome::BadRequest,
             position: None,
             message: None,
-            secrets,
+            secrets: Secrets::default(),
+            headers_in_secrets: false,
             started: Instant::now(),
         }
+    }
+
+    /// Every secret value of this exchange: its credential headers and what the gate found.
+    pub fn secrets(&mut self) -> &Secrets {
+        if !self.headers_in_secrets {
+            self.secrets.add_headers(&self.parts.headers);
+            self.headers_in_secrets = true;
+        }
+        &self.secrets
+    }
+
+    /// Where the gate adds the values it finds in the request.
+    pub fn secrets_mut(&mut self) -> &mut Secrets {
+        &mut self.secrets
     }
 
     /// Takes the backend's answer or the refusal that stopped the request: the one place the
@@ -73,7 +90,7 @@ impl<'a> Exchange<'a> {
             }
             Err(refusal) => {
                 self.outcome = refusal.outcome;
-                self.message = Some(self.secrets.scrub_text(&refusal.error.message));
+                self.message = Some(self.secrets().scrub_text(&refusal.error.message));
                 let id = self.parts.headers.get("client-request-id");
                 refusal.error.into_response(id)
             }

@@ -99,13 +99,17 @@ async fn forward(
             &parts.headers,
             body,
         )
-        .await
-        .map_err(|e| {
+        .await;
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
             let error = e.graph_error(upstream_url(upstream, ex));
-            tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(),
-                error = %ex.secrets.scrub_text(&e.to_string()), "upstream call failed; nothing recorded");
-            Refusal::new(Outcome::UpstreamError, error)
-        })?;
+            let cause = ex.secrets().scrub_text(&e.to_string());
+            tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(), error = %cause,
+                "upstream call failed; nothing recorded");
+            return Err(Refusal::new(Outcome::UpstreamError, error));
+        }
+    };
     if let Some(classified) = assign_shaped.filter(|c| c.assign_shaped) {
         ex.deviations.extend(check::check_response(
             classified.action,

@@ -156,9 +156,9 @@ impl Record {
         key: &Key,
         interaction: &mut Interaction,
         response: &UpstreamResponse,
-        ex: &Exchange<'_>,
+        ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
-        let result = match redact::interaction_bytes(interaction, &ex.secrets) {
+        let result = match redact::interaction_bytes(interaction, ex.secrets()) {
             Ok(bytes) => {
                 self.store
                     .record(cassette, key, interaction.position, bytes)

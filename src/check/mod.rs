@@ -189,6 +189,21 @@ impl fmt::Display for Deviation {
 /// their de-duplication quadratic): the first hundred say what is wrong.
 pub const MAX_DEVIATIONS: usize = 100;
 
+/// Deviation texts through the redaction gate, once, where they are made: a message may
+/// quote a header value or a JSON member's name, and it is logged, journaled and reported.
+/// (Values under secret members never reach a check: `analyze` redacts the body first.)
+pub(crate) fn gate(deviations: &mut [Deviation]) {
+    use std::borrow::Cow;
+    for d in deviations {
+        if let Cow::Owned(clean) = crate::redact::text(&d.message) {
+            d.message = clean;
+        }
+        if let Cow::Owned(clean) = crate::redact::text(&d.at) {
+            d.at = clean;
+        }
+    }
+}
+
 /// Whether any deviation is an error.
 pub fn has_error(deviations: &[Deviation]) -> bool {
     deviations.iter().any(|d| d.severity == Severity::Error)
@@ -274,6 +289,7 @@ pub fn check_without_headers(
         out[headers_at..].sort_by_key(|d| std::cmp::Reverse(d.severity));
         out.truncate(MAX_DEVIATIONS);
     }
+    gate(&mut out);
     Findings {
         assign_shaped: true,
         deviations: out,
@@ -300,7 +316,9 @@ impl Findings {
         }
         let mut out = Vec::with_capacity(self.deviations.len());
         out.extend_from_slice(&self.deviations[..self.headers_at]);
+        let before = out.len();
         check_headers(headers, &mut out);
+        gate(&mut out[before..]);
         out.extend_from_slice(&self.deviations[self.headers_at..]);
         errors_first(&mut out);
         out

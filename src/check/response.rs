@@ -61,6 +61,7 @@ pub fn check_response(
         out.push(Deviation::new(Code::ErrorBodyNotGraphFormat, "", format!(
             "{status} whose body is not {{\"error\":{{\"code\":…,\"message\":…}}}}: SDKs cannot read the cause")));
     }
+    super::gate(&mut out);
     out
 }
 

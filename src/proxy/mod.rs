@@ -29,7 +29,6 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -219,7 +218,7 @@ impl Proxy {
             body,
             &self.key,
             self.limits.max_json_depth,
-            &mut ex.secrets,
+            ex.secrets_mut(),
         )
         .map_err(|TooDeep(limit)| too_deep(limit, parts.uri.path()))?;
         ex.action = Some(Arc::from(analyzed.action_label()));
@@ -252,18 +251,11 @@ impl Proxy {
         Ok(())
     }
 
-    /// Counts, logs, journals and folds into the run log what happened, every text through
-    /// the redaction gate with the exchange's own secrets.
+    /// Counts, logs, journals and folds into the run log what happened. Deviation texts passed
+    /// the gate where `check` made them, the message when the exchange was settled; the
+    /// journal line passes it again whole, with the exchange's own secret values.
     fn finish(&self, mut ex: Exchange<'_>, status: StatusCode) {
         Stats::bump(self.stats.outcome(ex.outcome));
-        for d in &mut ex.deviations {
-            if let Cow::Owned(clean) = ex.secrets.scrub_cow(&d.message) {
-                d.message = clean;
-            }
-            if let Cow::Owned(clean) = ex.secrets.scrub_cow(&d.at) {
-                d.at = clean;
-            }
-        }
         let parts = ex.parts;
         for d in &ex.deviations {
             tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
@@ -272,6 +264,24 @@ impl Proxy {
         if ex.deviations_omitted > 0 {
             tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(),
                 omitted = ex.deviations_omitted, "more contract deviations than are listed");
+        }
+        if let Some(journal) = &self.journal {
+            let entry = Entry {
+                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                cassette: ex.cassette.to_string(),
+                action: ex.action.as_deref().unwrap_or("").to_string(),
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                key: ex.key.map(|k| k.to_hex()),
+                mode: self.mode.as_str().to_string(),
+                outcome: ex.outcome.as_str().to_string(),
+                status: status.as_u16(),
+                position: ex.position,
+                message: ex.message.clone(),
+                deviations: ex.deviations.clone(),
+                deviations_omitted: ex.deviations_omitted,
+            };
+            journal.write(&entry, ex.secrets());
         }
         let event = Event {
             cassette: ex.cassette.as_str(),
@@ -285,24 +295,6 @@ impl Proxy {
             deviations: &ex.deviations,
             deviations_omitted: ex.deviations_omitted,
         };
-        if let Some(journal) = &self.journal {
-            let entry = Entry {
-                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-                cassette: event.cassette.to_string(),
-                action: event.action.to_string(),
-                method: event.method.to_string(),
-                path: event.path.to_string(),
-                key: event.key.map(|k| k.to_hex()),
-                mode: self.mode.as_str().to_string(),
-                outcome: event.outcome.to_string(),
-                status: status.as_u16(),
-                position: event.position,
-                message: ex.message.clone(),
-                deviations: ex.deviations.clone(),
-                deviations_omitted: ex.deviations_omitted,
-            };
-            journal.write(&entry, &ex.secrets);
-        }
         self.run.add(&event);
     }
 

@@ -1,6 +1,14 @@
-//! Run log: the run's calls, folded from journal events as they happen (or from a journal
-//! read back by `verify`), kept compact because a run can make 100,000 distinct calls, and
-//! turned into a [`Report`] at the end.
+//! Run log: the run's calls, folded from exchanges as they happen (or from a journal read
+//! back by `verify`), and turned into a [`Report`] at the end.
+//!
+//! Every request of a run is added here, so this is on the hot path and its memory grows with
+//! the distinct calls of a run (a replay of a 100,000-call cassette makes 100,000 of them):
+//! calls live in 16 shards by key, each behind its own lock, so two workers rarely wait on
+//! each other, and a call's state is 56 bytes beside its key: its names interned as one
+//! pointer, its outcome counts inline while it has one outcome, played positions a bit set,
+//! its deviation list interned (most calls share one), and what few calls have (a message,
+//! positions past 63, outcomes of older versions) out of line. Strings are built only for
+//! the report.
 
 use super::{Call, Report, Totals, Unplayed};
 use crate::cassette::{Cassette, StoreError};
@@ -9,20 +17,29 @@ use crate::journal::Entry;
 use crate::key::Key;
 use crate::outcome::Outcome;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Folds entries into calls. Memory grows with the distinct calls of a run (a replay of a
-/// 100,000-call cassette makes 100,000 of them), so per-call state is compact: names and
-/// deviation lists are interned (most calls share them), outcomes are counters in a fixed
-/// array, played positions a bit set, and strings are built only for the report.
+const SHARDS: usize = 16;
+
+/// Folds exchanges into calls.
 #[derive(Debug, Default)]
-pub struct RunLog(Mutex<LogState>);
+pub struct RunLog {
+    shards: [Mutex<Shard>; SHARDS],
+}
 
 #[derive(Debug, Default)]
-struct LogState {
-    strings: HashSet<Arc<str>>,
+struct Shard {
+    names: HashSet<Arc<CallName>>,
     deviation_lists: HashSet<Arc<[Deviation]>>,
     cassettes: HashMap<Arc<str>, CassetteCalls>,
+}
+
+/// What a call is called in the report.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CallName {
+    action: Box<str>,
+    method: Box<str>,
+    path: Box<str>,
 }
 
 #[derive(Debug, Default)]
@@ -30,7 +47,7 @@ struct CassetteCalls {
     /// Keyed calls (the key determines the action and path).
     keyed: HashMap<[u8; 32], CallState>,
     /// Requests turned away before keying, grouped by action, method and path.
-    unkeyed: HashMap<(Arc<str>, Arc<str>), CallState>,
+    unkeyed: HashMap<Arc<CallName>, CallState>,
 }
 
 /// The outcomes graph-vcr writes; anything else (an older journal) is counted in `other`.
@@ -38,66 +55,118 @@ const OUTCOMES: [Outcome; Outcome::ALL.len()] = Outcome::ALL;
 
 #[derive(Debug)]
 struct CallState {
-    action: Arc<str>,
-    method: Arc<str>,
-    path: Arc<str>,
-    requests: u64,
-    outcomes: [u32; OUTCOMES.len()],
-    other: Vec<(Arc<str>, u64)>,
-    played: Played,
+    name: Arc<CallName>,
+    counts: Counts,
+    /// Recording positions under 64 that were played, a bit each.
+    played_low: u64,
     deviations: Option<Arc<[Deviation]>>,
+    /// What few calls have, out of line to keep the common call small.
+    extra: Option<Box<Extra>>,
+}
+
+/// The rarer parts of a call's state.
+#[derive(Debug, Default)]
+struct Extra {
+    /// Outcomes this version does not know (an older journal), by name.
+    other: Vec<(Box<str>, u64)>,
+    /// Positions of 64 and above that were played.
+    played_high: Vec<u32>,
     deviations_omitted: usize,
     message: Option<Box<str>>,
 }
 
 impl CallState {
-    fn new(strings: &mut HashSet<Arc<str>>, action: &str, method: &str, path: &str) -> Self {
+    fn new(name: Arc<CallName>) -> Self {
         Self {
-            action: intern(strings, action),
-            method: intern(strings, method),
-            path: intern(strings, path),
-            requests: 0,
-            outcomes: [0; OUTCOMES.len()],
-            other: Vec::new(),
-            played: Played::default(),
+            name,
+            counts: Counts::default(),
+            played_low: 0,
             deviations: None,
-            deviations_omitted: 0,
-            message: None,
-        }
-    }
-}
-
-/// Recording positions played: a bit per position under 64 (nearly always), a list above.
-#[derive(Debug, Default)]
-struct Played {
-    low: u64,
-    high: Vec<u32>,
-}
-
-impl Played {
-    fn insert(&mut self, pos: u32) {
-        if pos < 64 {
-            self.low |= 1 << pos;
-        } else if !self.high.contains(&pos) {
-            self.high.push(pos);
+            extra: None,
         }
     }
 
-    fn contains(&self, pos: u32) -> bool {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    fn requests(&self) -> u64 {
+        let other = self.extra.iter().flat_map(|x| &x.other).map(|(_, n)| n);
+        self.counts.total() + other.sum::<u64>()
+    }
+
+    fn play(&mut self, pos: u32) {
         if pos < 64 {
-            self.low & (1 << pos) != 0
+            self.played_low |= 1 << pos;
+        } else if !self.played(pos) {
+            self.extra().played_high.push(pos);
+        }
+    }
+
+    fn played(&self, pos: u32) -> bool {
+        if pos < 64 {
+            self.played_low & (1 << pos) != 0
         } else {
-            self.high.contains(&pos)
+            self.extra
+                .as_ref()
+                .is_some_and(|x| x.played_high.contains(&pos))
         }
     }
 }
 
-fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
-    match strings.get(s) {
+/// Requests per outcome: inline while the call has had one outcome (nearly every call), an
+/// array once it has had two.
+#[derive(Debug, Default)]
+struct Counts {
+    only: u8,
+    n: u32,
+    all: Option<Box<[u64; OUTCOMES.len()]>>,
+}
+
+impl Counts {
+    fn add(&mut self, i: usize) {
+        match &mut self.all {
+            Some(all) => all[i] += 1,
+            None if (self.n == 0 || usize::from(self.only) == i) && self.n < u32::MAX => {
+                self.only = i as u8;
+                self.n += 1;
+            }
+            None => {
+                let mut all = Box::new([0; OUTCOMES.len()]);
+                all[usize::from(self.only)] = u64::from(self.n);
+                all[i] += 1;
+                self.all = Some(all);
+            }
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        match &self.all {
+            Some(all) => all[i],
+            None if usize::from(self.only) == i => u64::from(self.n),
+            None => 0,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        match &self.all {
+            Some(all) => all.iter().sum(),
+            None => u64::from(self.n),
+        }
+    }
+}
+
+fn intern_name(names: &mut HashSet<Arc<CallName>>, e: &Event<'_>) -> Arc<CallName> {
+    let name = CallName {
+        action: e.action.into(),
+        method: e.method.into(),
+        path: e.path.into(),
+    };
+    match names.get(&name) {
         Some(a) => Arc::clone(a),
         None => {
-            let a: Arc<str> = Arc::from(s);
-            strings.insert(Arc::clone(&a));
+            let a = Arc::new(name);
+            names.insert(Arc::clone(&a));
             a
         }
     }
@@ -149,44 +218,52 @@ impl<'a> Event<'a> {
 }
 
 impl RunLog {
+    fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add(&self, e: &Event<'_>) {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // By key, so one call always lands in one shard; requests turned away before keying
+        // are rare and share the first.
+        let mut guard = self.shard(e.key.map_or(0, |k| usize::from(k.0[0])));
         let s = &mut *guard;
         let calls = match s.cassettes.get_mut(e.cassette) {
             Some(c) => c,
             None => s.cassettes.entry(Arc::from(e.cassette)).or_default(),
         };
-        let strings = &mut s.strings;
-        let new_state =
-            |strings: &mut HashSet<Arc<str>>| CallState::new(strings, e.action, e.method, e.path);
+        let names = &mut s.names;
         let call = match e.key {
             Some(key) => calls
                 .keyed
                 .entry(key.0)
-                .or_insert_with(|| new_state(strings)),
+                .or_insert_with(|| CallState::new(intern_name(names, e))),
             None => {
-                let id = (
-                    intern(strings, e.action),
-                    intern(strings, &format!("{} {}", e.method, e.path)),
-                );
+                let name = intern_name(names, e);
                 calls
                     .unkeyed
-                    .entry(id)
-                    .or_insert_with(|| new_state(strings))
+                    .entry(Arc::clone(&name))
+                    .or_insert_with(|| CallState::new(name))
             }
         };
-        call.requests += 1;
         match OUTCOMES.iter().position(|o| o.as_str() == e.outcome) {
-            Some(i) => call.outcomes[i] = call.outcomes[i].saturating_add(1),
-            None => match call.other.iter_mut().find(|(o, _)| **o == *e.outcome) {
-                Some((_, n)) => *n += 1,
-                None => call.other.push((intern(strings, e.outcome), 1)),
-            },
+            Some(i) => call.counts.add(i),
+            None => {
+                let other = &mut call.extra().other;
+                match other.iter_mut().find(|(o, _)| **o == *e.outcome) {
+                    Some((_, n)) => *n += 1,
+                    None => other.push((e.outcome.into(), 1)),
+                }
+            }
         }
         if let (Some(pos), Some(_)) = (e.position, e.key) {
-            call.played.insert(pos);
+            call.play(pos);
         }
-        call.deviations_omitted = call.deviations_omitted.max(e.deviations_omitted);
+        if e.deviations_omitted > 0 {
+            let x = call.extra();
+            x.deviations_omitted = x.deviations_omitted.max(e.deviations_omitted);
+        }
         // The usual case, a repeat of the call's deviations, costs one comparison.
         if !e.deviations.is_empty() && call.deviations.as_deref() != Some(e.deviations) {
             let known = call.deviations.as_deref().unwrap_or(&[]);
@@ -202,25 +279,37 @@ impl RunLog {
                 call.deviations = Some(intern_list(&mut s.deviation_lists, merged));
             }
         }
-        if call.message.is_none() {
-            call.message = e.message.map(Box::from);
+        if let Some(message) = e.message
+            && call.extra.as_ref().is_none_or(|x| x.message.is_none())
+        {
+            call.extra().message = Some(message.into());
         }
     }
 
     /// Cassettes the run touched.
     pub fn cassettes(&self) -> Vec<String> {
-        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let set: BTreeSet<String> = s.cassettes.keys().map(|c| c.to_string()).collect();
+        let mut set = BTreeSet::new();
+        for i in 0..SHARDS {
+            set.extend(self.shard(i).cassettes.keys().map(|c| c.to_string()));
+        }
         set.into_iter().collect()
     }
 
     /// The report, with the recordings of `cassettes` that were never played.
     pub fn report(&self, mode: &str, cassettes: &[Cassette]) -> Result<Report, StoreError> {
-        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let shards: Vec<MutexGuard<'_, Shard>> = (0..SHARDS).map(|i| self.shard(i)).collect();
+        let played = |cassette: &str, key: &[u8; 32], position: u32| {
+            let shard = &shards[usize::from(key[0]) % SHARDS];
+            shard
+                .cassettes
+                .get(cassette)
+                .and_then(|c| c.keyed.get(key))
+                .is_some_and(|c| c.played(position))
+        };
         let mut unplayed = Vec::new();
         let mut damaged = Vec::new();
         for cassette in cassettes {
-            let calls = s.cassettes.get(cassette.name().as_str());
+            let name = cassette.name().as_str();
             for i in cassette.iter() {
                 // A record that does not decode is reported, not allowed to hide the rest.
                 let i = match i {
@@ -231,10 +320,9 @@ impl RunLog {
                     other => other?,
                 };
                 let key = Key::from_hex(&i.key).map(|k| k.0);
-                let played = key.and_then(|k| calls.and_then(|c| c.keyed.get(&k)));
-                if !played.is_some_and(|c| c.played.contains(i.position)) {
+                if !key.is_some_and(|k| played(name, &k, i.position)) {
                     unplayed.push(Unplayed {
-                        cassette: cassette.name().to_string(),
+                        cassette: name.to_string(),
                         action: i.action,
                         method: i.request.method,
                         path: i.request.path,
@@ -245,31 +333,9 @@ impl RunLog {
                 }
             }
         }
-        let call = |cassette: &str, key: Option<&[u8; 32]>, c: &CallState| Call {
-            cassette: cassette.to_string(),
-            action: c.action.to_string(),
-            method: c.method.to_string(),
-            path: c.path.to_string(),
-            key: key.map(|k| Key(*k).to_hex()),
-            requests: c.requests,
-            outcomes: OUTCOMES
-                .iter()
-                .zip(c.outcomes)
-                .filter(|(_, n)| *n > 0)
-                .map(|(o, n)| (o.as_str().to_string(), u64::from(n)))
-                .chain(c.other.iter().map(|(o, n)| (o.to_string(), *n)))
-                .collect(),
-            deviations: c
-                .deviations
-                .as_deref()
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-            deviations_omitted: c.deviations_omitted,
-            message: c.message.as_deref().map(str::to_string),
-        };
-        let mut calls: Vec<Call> = s
-            .cassettes
+        let mut calls: Vec<Call> = shards
             .iter()
+            .flat_map(|s| s.cassettes.iter())
             .flat_map(|(name, cc)| {
                 cc.keyed
                     .iter()
@@ -287,46 +353,85 @@ impl RunLog {
                 &b.path,
             ))
         });
-        let count = |outcome: &str| {
-            calls
-                .iter()
-                .map(|c| c.outcomes.get(outcome).copied().unwrap_or(0))
-                .sum()
-        };
-        let devs = |sev: Severity| {
-            calls
-                .iter()
-                .flat_map(|c| &c.deviations)
-                .filter(|d| d.severity == sev)
-                .count()
-        };
-        let totals = Totals {
-            requests: calls.iter().map(|c| c.requests).sum(),
-            calls: calls.len(),
-            outcomes: OUTCOMES
-                .iter()
-                .map(|o| (o.as_str().to_string(), count(o.as_str())))
-                .collect(),
-            replayed: count("replayed"),
-            recorded: count("recorded"),
-            forwarded: count("forwarded"),
-            misses: count("miss"),
-            rejected: count("rejected"),
-            upstream_errors: count("upstream-error"),
-            deviation_errors: devs(Severity::Error),
-            deviation_warnings: devs(Severity::Warning),
-            unplayed: unplayed.len(),
-            damaged: damaged.len(),
-        };
         Ok(Report {
             format: "graph-vcr-report",
             version: 1,
             mode: mode.to_string(),
-            totals,
+            totals: totals(&calls, unplayed.len(), damaged.len()),
             calls,
             unplayed,
             damaged,
         })
+    }
+}
+
+/// One call of the report.
+fn call(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
+    Call {
+        cassette: cassette.to_string(),
+        action: c.name.action.to_string(),
+        method: c.name.method.to_string(),
+        path: c.name.path.to_string(),
+        key: key.map(|k| Key(*k).to_hex()),
+        requests: c.requests(),
+        outcomes: OUTCOMES
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o, c.counts.get(i)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(o, n)| (o.as_str().to_string(), n))
+            .chain(
+                c.extra
+                    .iter()
+                    .flat_map(|x| &x.other)
+                    .map(|(o, n)| (o.to_string(), *n)),
+            )
+            .collect(),
+        deviations: c
+            .deviations
+            .as_deref()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+        deviations_omitted: c.extra.as_ref().map_or(0, |x| x.deviations_omitted),
+        message: c
+            .extra
+            .as_ref()
+            .and_then(|x| x.message.as_deref())
+            .map(str::to_string),
+    }
+}
+
+fn totals(calls: &[Call], unplayed: usize, damaged: usize) -> Totals {
+    let count = |outcome: &str| {
+        calls
+            .iter()
+            .map(|c| c.outcomes.get(outcome).copied().unwrap_or(0))
+            .sum()
+    };
+    let devs = |sev: Severity| {
+        calls
+            .iter()
+            .flat_map(|c| &c.deviations)
+            .filter(|d| d.severity == sev)
+            .count()
+    };
+    Totals {
+        requests: calls.iter().map(|c| c.requests).sum(),
+        calls: calls.len(),
+        outcomes: OUTCOMES
+            .iter()
+            .map(|o| (o.as_str().to_string(), count(o.as_str())))
+            .collect(),
+        replayed: count("replayed"),
+        recorded: count("recorded"),
+        forwarded: count("forwarded"),
+        misses: count("miss"),
+        rejected: count("rejected"),
+        upstream_errors: count("upstream-error"),
+        deviation_errors: devs(Severity::Error),
+        deviation_warnings: devs(Severity::Warning),
+        unplayed,
+        damaged,
     }
 }
 
@@ -336,15 +441,39 @@ mod tests {
 
     #[test]
     fn played_positions_below_and_above_the_bit_set() {
-        let mut p = Played::default();
+        let mut c = CallState::new(Arc::new(CallName {
+            action: "a".into(),
+            method: "POST".into(),
+            path: "/p".into(),
+        }));
         for pos in [0, 5, 63, 64, 1000] {
-            assert!(!p.contains(pos));
-            p.insert(pos);
-            assert!(p.contains(pos));
+            assert!(!c.played(pos));
+            c.play(pos);
+            assert!(c.played(pos));
         }
-        p.insert(1000);
-        assert_eq!(p.high, vec![64, 1000]);
-        assert!(!p.contains(6) && !p.contains(65));
+        c.play(1000);
+        assert_eq!(
+            c.extra.as_ref().map(|x| x.played_high.clone()),
+            Some(vec![64, 1000])
+        );
+        assert!(!c.played(6) && !c.played(65));
+    }
+
+    #[test]
+    fn a_call_stays_small() {
+        // A replay of 100,000 distinct calls holds 100,000 of these (docs/PERFORMANCE.md).
+        assert!(std::mem::size_of::<CallState>() <= 56);
+    }
+
+    #[test]
+    fn counts_stay_inline_until_a_second_outcome() {
+        let mut c = Counts::default();
+        c.add(3);
+        c.add(3);
+        assert!(c.all.is_none());
+        assert_eq!((c.get(3), c.get(0), c.total()), (2, 0, 2));
+        c.add(0);
+        assert_eq!((c.get(3), c.get(0), c.total()), (2, 1, 3));
     }
 
     #[test]
@@ -355,6 +484,12 @@ mod tests {
             severity: Severity::Warning,
             at: "/x".into(),
             message: "m".into(),
+        };
+        // Keys 1 and 2 start with the same byte: one shard, so one interned list.
+        let key = |k: u8| {
+            let mut b = [0u8; 32];
+            b[1] = k;
+            Key(b)
         };
         for (k, outcome) in [
             (1u8, "replayed"),
@@ -367,7 +502,7 @@ mod tests {
                 action: "a",
                 method: "POST",
                 path: "/p",
-                key: Some(Key([k; 32])),
+                key: Some(key(k)),
                 outcome,
                 position: Some(0),
                 message: None,
@@ -375,20 +510,19 @@ mod tests {
                 deviations_omitted: 0,
             });
         }
-        let s = log.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = log.shard(0);
         assert_eq!(s.deviation_lists.len(), 1);
+        assert_eq!(s.names.len(), 1);
         let calls = &s.cassettes["c"].keyed;
-        let one = &calls[&[1u8; 32]];
-        assert_eq!(one.requests, 3);
-        assert_eq!(one.outcomes[0], 1); // replayed
-        assert_eq!(one.outcomes[3], 1); // miss (Outcome::ALL order)
-        assert_eq!(one.other.len(), 1); // an outcome from an older journal
-        assert!(Arc::ptr_eq(
-            one.deviations.as_ref().unwrap_or(&Arc::from(vec![])),
-            calls[&[2u8; 32]]
-                .deviations
-                .as_ref()
-                .unwrap_or(&Arc::from(vec![]))
+        let one = &calls[&key(1).0];
+        assert_eq!(one.requests(), 3);
+        assert_eq!(one.counts.get(0), 1); // replayed (Outcome::ALL order)
+        assert_eq!(one.counts.get(3), 1); // miss
+        assert_eq!(one.extra.as_ref().map(|x| x.other.len()), Some(1)); // an older journal's
+        let two = &calls[&key(2).0];
+        assert!(matches!(
+            (&one.deviations, &two.deviations),
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b)
         ));
     }
 }
