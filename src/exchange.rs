@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::Response;
 use http::request::Parts;
 use http_body_util::Full;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,9 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Exchange<'a> {
     pub parts: &'a Parts,
+    /// What the journal and reports call the request's path: its path, or for a refused
+    /// `CONNECT` its target.
+    pub path: Cow<'a, str>,
     pub cassette: CassetteName,
     /// Unset until analyzed (no allocation for requests turned away earlier).
     pub action: Option<Arc<str>>,
@@ -50,6 +54,7 @@ impl<'a> Exchange<'a> {
     pub fn new(parts: &'a Parts, cassette: CassetteName) -> Self {
         Self {
             parts,
+            path: Cow::Borrowed(parts.uri.path()),
             cassette,
             action: None,
             key: None,

@@ -320,13 +320,12 @@ impl Forwarder {
         request: &Request<Incoming>,
         target: &str,
     ) -> Response<Full<Bytes>> {
-        Stats::bump(&proxy.stats.refused);
         let why = match self.mode {
             Mode::Replay => "replay mode never opens a network connection",
             _ => "auto mode passes on only the hosts it intercepts",
         };
         tracing::warn!(method = %request.method(), %target, "refused: not intercepted");
-        GraphError::new(
+        let error = GraphError::new(
             StatusCode::FORBIDDEN,
             "graphVcrNotIntercepted",
             format!(
@@ -336,8 +335,8 @@ impl Forwarder {
                 self.hosts.join(", ")
             ),
         )
-        .with_detail("target", target)
-        .into_response(None)
+        .with_detail("target", target);
+        proxy.refused(request.method(), request.uri(), target, error)
     }
 }
 

@@ -145,7 +145,8 @@ pub type CallMemo = Memo<Arc<Call>>;
 pub struct Prefill {
     /// `None` with `--no-memo`.
     pub memo: Option<Arc<CallMemo>>,
-    pub key: KeyOptions,
+    /// The key options of each cassette (those it was recorded with).
+    pub keys: HashMap<CassetteName, KeyOptions>,
     pub max_json_depth: usize,
 }
 
@@ -351,9 +352,6 @@ impl Shared {
         let mut count = 0;
         loop {
             let cassette = self.slot().store()?.cassette(name)?;
-            if after.is_none() {
-                warn_on_other_key_options(&cassette, &prefill.key);
-            }
             let mut read = 0;
             let mut finished = true;
             for item in cassette.scan_after(after) {
@@ -431,7 +429,7 @@ impl Shared {
                 &i.request.path,
                 query,
                 &body,
-                &prefill.key,
+                prefill.keys.get(name).unwrap_or(&KeyOptions::default()),
                 prefill.max_json_depth,
                 &mut secrets,
             ) else {
@@ -458,15 +456,4 @@ fn corrupt(e: &StoreError) -> GraphError {
         "graphVcrCorruptCassette",
         e.to_string(),
     )
-}
-
-fn warn_on_other_key_options(cassette: &Cassette, key: &KeyOptions) {
-    let want = key.to_json();
-    if let Some(meta) = cassette.meta()
-        && meta.get("key_options") != Some(&want)
-    {
-        tracing::warn!(cassette = %cassette.name(), recorded_with = %meta["key_options"], now = %want,
-            "cassette was recorded with other key options (--ordered-arrays, --ignore-field); \
-             requests will miss unless they match");
-    }
 }

@@ -61,6 +61,9 @@ pub struct Entry {
     /// Deviations past the per-request cap, counted but not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deviations_omitted: usize,
+    /// How long graph-vcr took over the request, from its head to its answer.
+    #[serde(default)]
+    pub elapsed_ms: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -237,6 +240,7 @@ mod tests {
             message: None,
             deviations: Vec::new(),
             deviations_omitted: 0,
+            elapsed_ms: 0.0,
         }
     }
 

@@ -41,6 +41,24 @@ pub struct KeyOptions {
 }
 
 impl KeyOptions {
+    /// The options as flags, for messages: `--ordered-arrays --ignore-field id`, or `none`.
+    pub fn describe(&self) -> String {
+        let mut flags: Vec<String> = Vec::new();
+        if self.ordered_arrays {
+            flags.push("--ordered-arrays".into());
+        }
+        flags.extend(
+            self.ignore_fields
+                .iter()
+                .map(|f| format!("--ignore-field {f}")),
+        );
+        if flags.is_empty() {
+            "none".into()
+        } else {
+            flags.join(" ")
+        }
+    }
+
     /// The options as stored in a cassette's metadata, to compare on replay.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()

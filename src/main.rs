@@ -147,14 +147,9 @@ struct VerifyArgs {
         default_value = "cassettes"
     )]
     cassettes: PathBuf,
-    /// The cassette to verify.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_CASSETTE",
-        value_name = "NAME",
-        default_value = "default"
-    )]
-    cassette: CassetteName,
+    /// Verify only this cassette (default: every cassette the journal names).
+    #[arg(long, env = "GRAPH_VCR_CASSETTE", value_name = "NAME")]
+    cassette: Option<CassetteName>,
     /// The run's journal. Default: journal.jsonl in the cassette directory.
     #[arg(long, env = "GRAPH_VCR_JOURNAL", value_name = "FILE")]
     journal: Option<PathBuf>,
@@ -462,14 +457,27 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
         .journal
         .clone()
         .unwrap_or_else(|| a.cassettes.join(graph_vcr::cassette::JOURNAL_FILE));
-    let report = match graph_vcr::report::verify(&a.cassettes, &a.cassette, &journal) {
+    let report = match graph_vcr::report::verify(&a.cassettes, a.cassette.as_ref(), &journal) {
         Ok(r) => r,
-        Err(message) => return fail(&message),
+        Err(e @ graph_vcr::report::VerifyError::NotInJournal { .. }) => {
+            eprintln!("graph-vcr: FAIL {e}");
+            eprintln!("graph-vcr: result: failed: the cassette was never used");
+            return ExitCode::from(1);
+        }
+        Err(e) => return fail(&e.to_string()),
     };
     let t = &report.totals;
+    let mut names: Vec<&str> = report.calls.iter().map(|c| c.cassette.as_str()).collect();
+    names.dedup();
     eprintln!(
-        "graph-vcr: cassette {}: {} requests, {} missed, {} contract errors, {} warnings, {} never played",
-        a.cassette, t.requests, t.misses, t.deviation_errors, t.deviation_warnings, t.unplayed
+        "graph-vcr: cassette{} {}: {} requests, {} missed, {} contract errors, {} warnings, {} never played",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        t.requests,
+        t.misses,
+        t.deviation_errors,
+        t.deviation_warnings,
+        t.unplayed
     );
     for u in &report.unplayed {
         eprintln!(

@@ -3,7 +3,8 @@
 //!
 //! Every failure has its own outcome and is counted once, under it: a request graph-vcr could
 //! not read (`too-large`, `too-deep`, `bad-request`), could not place (`bad-cassette`), refused
-//! by contract (`rejected`), had no recording for (`miss`), could not reach the upstream for
+//! by contract (`rejected`), had no recording or cassette for (`miss`, `unknown-cassette`),
+//! may not reach in forward mode (`refused`), could not reach the upstream for
 //! (`upstream-error`), or could not store or read (`store-error`, `corrupt-record`).
 
 use std::fmt;
@@ -31,6 +32,8 @@ outcomes! {
     Recorded = "recorded": "Forwarded, and the answer stored.",
     Forwarded = "forwarded": "Forwarded, nothing stored (audit, or out of the recorded scope).",
     Miss = "miss": "Replay had no recording for it (or all were played, `--on-exhausted miss`).",
+    UnknownCassette = "unknown-cassette": "Replay: the request named a cassette that does not exist.",
+    Refused = "refused": "Forward mode: a connection or request for a host graph-vcr may not reach.",
     Rejected = "rejected": "Broke the contract under `--on-deviation reject`: answered 400, not sent.",
     TooLarge = "too-large": "Body over `--max-body-size`: answered 413.",
     TooDeep = "too-deep": "JSON nested deeper than `--max-json-depth`: answered 400.",
@@ -54,8 +57,10 @@ impl Outcome {
 
     /// For one-word displays of a call with several outcomes: lower is worse.
     pub fn rank(self) -> usize {
-        const WORST_FIRST: [Outcome; 12] = [
+        const WORST_FIRST: [Outcome; 14] = [
             Outcome::Miss,
+            Outcome::UnknownCassette,
+            Outcome::Refused,
             Outcome::CorruptRecord,
             Outcome::StoreError,
             Outcome::UpstreamError,

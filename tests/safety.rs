@@ -231,6 +231,7 @@ async fn replay_leaves_the_cassette_directory_byte_identical() -> TestResult {
         "default",
         "--allow-misses",
         "--allow-deviations",
+        "--allow-unknown-cassettes",
     ])?;
     assert_eq!(
         client

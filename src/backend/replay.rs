@@ -9,15 +9,22 @@ use super::blocking;
 use crate::analyze::Analyzed;
 use crate::cassette::{CassetteName, StoreError};
 use crate::exchange::{Answer, Exchange, Refusal};
+use crate::graph_error::{GraphError, MISS_STATUS};
 use crate::index::{Call, CallMemo, InMemory, Index};
+use crate::key::KeyOptions;
 use crate::memo::{Analysis, Digest};
 use crate::mode::{self, Occurrences, OnExhausted};
 use crate::outcome::Outcome;
 use crate::respond::Miss;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct Replay {
     index: Arc<Index>,
+    /// The cassettes there are, and the key options each was recorded with (replay keys a
+    /// request as its cassette was keyed).
+    cassettes: HashMap<CassetteName, KeyOptions>,
+    names: Vec<CassetteName>,
     /// `None` with `--no-memo`: every request is analyzed afresh.
     memo: Option<Arc<CallMemo>>,
     /// Occurrences of requests the index has no call for (a call counts its own).
@@ -29,9 +36,18 @@ pub struct Replay {
 pub type Remembered = Analysis<Arc<Call>>;
 
 impl Replay {
-    pub fn new(index: Index, memo: Option<Arc<CallMemo>>, on_exhausted: OnExhausted) -> Self {
+    pub fn new(
+        index: Index,
+        cassettes: HashMap<CassetteName, KeyOptions>,
+        memo: Option<Arc<CallMemo>>,
+        on_exhausted: OnExhausted,
+    ) -> Self {
+        let mut names: Vec<CassetteName> = cassettes.keys().cloned().collect();
+        names.sort();
         Self {
             index: Arc::new(index),
+            cassettes,
+            names,
             memo,
             occurrences: Occurrences::default(),
             on_exhausted,
@@ -40,6 +56,29 @@ impl Replay {
 
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The key options `cassette` was recorded with (`None`: no such cassette).
+    pub fn key_options(&self, cassette: &CassetteName) -> Option<&KeyOptions> {
+        self.cassettes.get(cassette)
+    }
+
+    /// A request for a cassette there is none of: named, with the ones there are.
+    pub fn unknown(&self, cassette: &CassetteName) -> Refusal {
+        let there = crate::cassette::listing(cassette.as_str(), &self.names);
+        tracing::warn!(%cassette, "a request for a cassette that does not exist");
+        Refusal::new(
+            Outcome::UnknownCassette,
+            GraphError::new(
+                MISS_STATUS,
+                "graphVcrUnknownCassette",
+                format!(
+                    "there is no cassette \"{cassette}\" in the cassette directory; cassettes there (closest first): {there}"
+                ),
+            )
+            .with_detail("cassette", cassette.as_str())
+            .with_detail("cassettes", there),
+        )
     }
 
     /// The digest the memo knows this request by (none without a memo).

@@ -121,6 +121,46 @@ impl std::fmt::Display for CassetteName {
     }
 }
 
+/// `names` sorted closest to `name` first (edit distance, then name), for "did you mean".
+pub fn closest<'a>(name: &str, names: &'a [CassetteName]) -> Vec<&'a CassetteName> {
+    let mut ranked: Vec<(usize, &CassetteName)> = names
+        .iter()
+        .map(|n| (edit_distance(name, n.as_str()), n))
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str())));
+    ranked.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance over characters; names are at most 100 of them.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// "a, b, c" (closest to `name` first), or "none", for messages.
+pub fn listing(name: &str, names: &[CassetteName]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    closest(name, names)
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How to open a cassette directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -378,6 +418,18 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(&i.to_be_bytes());
         Key(key)
+    }
+
+    #[test]
+    fn closest_names_first() -> Result<(), StoreError> {
+        let names = ["onboarding", "example", "exams"]
+            .iter()
+            .map(|n| CassetteName::new(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        assert_eq!(listing("exmaple", &names), "example, exams, onboarding");
+        assert_eq!(listing("x", &[]), "none");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        Ok(())
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("{0} mode needs an upstream")]
     NoUpstream(&'static str),
+    #[error(
+        "cassette {cassette} was recorded with key options {recorded}, and this run was given {given}; \
+         replay keys each cassette as it was recorded, so drop --ordered-arrays/--ignore-field, \
+         or re-record the cassette with them"
+    )]
+    KeyOptions {
+        cassette: String,
+        recorded: String,
+        given: String,
+    },
     #[error("journal {path}: {source}")]
     Journal {
         path: PathBuf,

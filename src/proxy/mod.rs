@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -50,6 +51,7 @@ pub struct Proxy {
     journal: Option<Journal>,
     limits: RequestLimits,
     run: RunLog,
+    started: SystemTime,
     pub stats: Stats,
 }
 
@@ -63,14 +65,17 @@ impl Proxy {
         let backend = match config.mode {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
+                let store = crate::export::open(dir, Access::ReadOnly)?;
+                let keys = recorded_key_options(&store, &config.key)?;
+                warn_if_missing(&config.cassettes.cassette, &keys);
                 let memo = config.memo.then(|| Arc::new(CallMemo::default()));
                 let prefill = index::Prefill {
                     memo: memo.clone(),
-                    key: config.key.clone(),
+                    keys: keys.clone(),
                     max_json_depth: config.limits.max_json_depth,
                 };
-                let index = Index::start(crate::export::open(dir, Access::ReadOnly)?, prefill)?;
-                Backend::Replay(Replay::new(index, memo, config.on_exhausted))
+                let index = Index::start(store, prefill)?;
+                Backend::Replay(Replay::new(index, keys, memo, config.on_exhausted))
             }
             Mode::Record | Mode::Auto => Backend::Record(Box::new(Record::new(
                 Store::open(dir, Access::ReadWrite)?,
@@ -100,6 +105,7 @@ impl Proxy {
             journal,
             limits: config.limits,
             run: RunLog::default(),
+            started: SystemTime::now(),
             stats: Stats::default(),
         })
     }
@@ -183,6 +189,9 @@ impl Proxy {
         ex.cassette = self.cassette_name(&ex.parts.headers)?;
         match &self.backend {
             Backend::Replay(replay) => {
+                if replay.key_options(&ex.cassette).is_none() {
+                    return Err(replay.unknown(&ex.cassette));
+                }
                 let digest = replay.digest(ex, &body);
                 match replay.recall(digest) {
                     Some(known) => {
@@ -211,12 +220,17 @@ impl Proxy {
     /// `--on-deviation reject` applied.
     fn analyze<'b>(&self, body: &'b Bytes, ex: &mut Exchange<'_>) -> Result<Analyzed<'b>, Refusal> {
         let parts = ex.parts;
+        // Replay keys a request as its cassette was keyed (the options it was recorded with).
+        let key = match &self.backend {
+            Backend::Replay(r) => r.key_options(&ex.cassette).unwrap_or(&self.key),
+            _ => &self.key,
+        };
         let analyzed = analyze::analyze(
             &parts.method,
             parts.uri.path(),
             parts.uri.query(),
             body,
-            &self.key,
+            key,
             self.limits.max_json_depth,
             ex.secrets_mut(),
         )
@@ -256,6 +270,7 @@ impl Proxy {
     /// journal line passes it again whole, with the exchange's own secret values.
     fn finish(&self, mut ex: Exchange<'_>, status: StatusCode) {
         Stats::bump(self.stats.outcome(ex.outcome));
+        let elapsed = ex.started.elapsed();
         let parts = ex.parts;
         for d in &ex.deviations {
             tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
@@ -271,7 +286,7 @@ impl Proxy {
                 cassette: ex.cassette.to_string(),
                 action: ex.action.as_deref().unwrap_or("").to_string(),
                 method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
+                path: ex.path.to_string(),
                 key: ex.key.map(|k| k.to_hex()),
                 mode: self.mode.as_str().to_string(),
                 outcome: ex.outcome.as_str().to_string(),
@@ -280,6 +295,7 @@ impl Proxy {
                 message: ex.message.clone(),
                 deviations: ex.deviations.clone(),
                 deviations_omitted: ex.deviations_omitted,
+                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             };
             journal.write(&entry, ex.secrets());
         }
@@ -287,15 +303,42 @@ impl Proxy {
             cassette: ex.cassette.as_str(),
             action: ex.action.as_deref().unwrap_or(""),
             method: parts.method.as_str(),
-            path: parts.uri.path(),
+            path: &ex.path,
             key: ex.key,
             outcome: ex.outcome.as_str(),
             position: ex.position,
             message: ex.message.as_deref(),
             deviations: &ex.deviations,
             deviations_omitted: ex.deviations_omitted,
+            elapsed_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         };
         self.run.add(&event);
+    }
+
+    /// Forward mode: a `CONNECT` or plain-HTTP request for a host graph-vcr may not reach,
+    /// answered with `error` and counted, journaled and reported like any exchange
+    /// (outcome `refused`), so that the verdict, live or from the journal, can fail on it.
+    pub fn refused(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        target: &str,
+        error: GraphError,
+    ) -> Response<Full<Bytes>> {
+        Stats::bump(&self.stats.refused);
+        let request = http::Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .body(());
+        let Ok(request) = request else {
+            return error.into_response(None);
+        };
+        let (parts, ()) = request.into_parts();
+        let mut ex = Exchange::new(&parts, self.default_cassette.clone());
+        ex.path = Cow::Owned(target.to_string());
+        let response = ex.settle(Err(Refusal::new(Outcome::Refused, error)));
+        self.finish(ex, response.status());
+        response
     }
 
     /// What this run did, including recordings of the cassettes it used that were never played.
@@ -309,23 +352,26 @@ impl Proxy {
             .filter_map(|n| CassetteName::new(n).ok())
             .collect();
         let mode = self.mode.as_str();
+        let started = humantime::format_rfc3339_millis(self.started).to_string();
+        let started = started.as_str();
         match &self.backend {
             Backend::Record(r) => {
                 let open = names
                     .iter()
                     .map(|n| r.open_cassette(n))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run.report(mode, &open)
+                self.run.report(mode, started, &open)
             }
             // Under the index's lock, so the scan cannot reopen sled under these handles.
             Backend::Replay(r) => r.index().with_store(|store| {
                 let open = names
                     .iter()
+                    .filter(|n| r.key_options(n).is_some())
                     .map(|n| store.cassette(n))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run.report(mode, &open)
+                self.run.report(mode, started, &open)
             })?,
-            Backend::Audit(_) => self.run.report(mode, &[]),
+            Backend::Audit(_) => self.run.report(mode, started, &[]),
         }
     }
 
@@ -376,6 +422,47 @@ impl Proxy {
                 )
             }),
         }
+    }
+}
+
+/// The key options of every cassette of a replay store: those it was recorded with. Options
+/// given on the command line must agree with them (none given: each cassette's own apply).
+fn recorded_key_options(
+    store: &Store,
+    given: &KeyOptions,
+) -> Result<std::collections::HashMap<CassetteName, KeyOptions>, ProxyError> {
+    let mut keys = std::collections::HashMap::new();
+    for name in store.cassette_names() {
+        let recorded: KeyOptions = store
+            .cassette(&name)?
+            .meta()
+            .and_then(|m| serde_json::from_value(m.get("key_options")?.clone()).ok())
+            .unwrap_or_default();
+        if *given != KeyOptions::default() && recorded != *given {
+            return Err(ProxyError::KeyOptions {
+                cassette: name.to_string(),
+                recorded: recorded.describe(),
+                given: given.describe(),
+            });
+        }
+        keys.insert(name, recorded);
+    }
+    Ok(keys)
+}
+
+/// Replay started with a `--cassette` there is none of: say so now, with the ones there are.
+fn warn_if_missing(
+    cassette: &CassetteName,
+    keys: &std::collections::HashMap<CassetteName, KeyOptions>,
+) {
+    if !keys.contains_key(cassette) {
+        let mut names: Vec<CassetteName> = keys.keys().cloned().collect();
+        names.sort();
+        tracing::warn!(
+            "there is no cassette \"{cassette}\" (--cassette); requests without an x-graph-vcr-cassette \
+             header will be refused. Cassettes there (closest first): {}",
+            crate::cassette::listing(cassette.as_str(), &names)
+        );
     }
 }
 

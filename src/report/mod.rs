@@ -14,8 +14,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 mod runlog;
+mod verdict;
 
 pub use runlog::{Event, RunLog};
+pub use verdict::{Cause, Verdict};
 
 /// Reports to write, and what makes a run fail.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -32,9 +34,22 @@ pub struct ReportOptions {
     /// Do not fail (exit 1) because a request missed.
     #[arg(long, env = "GRAPH_VCR_ALLOW_MISSES")]
     pub allow_misses: bool,
-    /// Do not fail (exit 1) because of `error` contract deviations.
+    /// Do not fail (exit 1) because of `error` contract deviations (requests or responses).
     #[arg(long, env = "GRAPH_VCR_ALLOW_DEVIATIONS")]
     pub allow_deviations: bool,
+    /// Do not fail because graph-vcr turned requests away (rejected by contract, too large or
+    /// deep, unreadable, a bad cassette name).
+    #[arg(long, env = "GRAPH_VCR_ALLOW_REJECTED")]
+    pub allow_rejected: bool,
+    /// Do not fail because the upstream could not be reached or timed out.
+    #[arg(long, env = "GRAPH_VCR_ALLOW_UPSTREAM_ERRORS")]
+    pub allow_upstream_errors: bool,
+    /// Do not fail because forward mode refused a host that is not intercepted.
+    #[arg(long, env = "GRAPH_VCR_ALLOW_REFUSED")]
+    pub allow_refused: bool,
+    /// Do not fail because a request named a cassette that does not exist.
+    #[arg(long, env = "GRAPH_VCR_ALLOW_UNKNOWN_CASSETTES")]
+    pub allow_unknown_cassettes: bool,
     /// Fail (exit 1) when a recording was never played: a test stopped making a call.
     #[arg(long, env = "GRAPH_VCR_FAIL_ON_UNPLAYED")]
     pub fail_on_unplayed: bool,
@@ -58,6 +73,8 @@ pub struct Call {
     pub deviations_omitted: usize,
     /// The first message graph-vcr answered with itself (a miss's diff, a rejection).
     pub message: Option<String>,
+    /// How long graph-vcr took over this call's requests, added up.
+    pub seconds: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -75,8 +92,14 @@ impl Call {
             .filter(|d| d.severity == Severity::Error)
     }
 
+    /// Whether a request of the call was not answered (a miss, a refusal, a failure) or the
+    /// call broke the contract.
     pub fn failed(&self) -> bool {
-        self.missed() || self.errors().next().is_some()
+        let unanswered = self
+            .outcomes
+            .keys()
+            .any(|o| Outcome::parse(o).is_some_and(|o| !o.answered()));
+        unanswered || self.errors().next().is_some()
     }
 
     /// `replayed`, `miss`, ... : the worst outcome, for one-word displays.
@@ -101,36 +124,82 @@ pub struct Unplayed {
     pub recorded_at: String,
 }
 
-/// `verify`: the report of a past run of `cassette`, from its journal, with the recordings of
-/// the cassette that run never played. Errors are messages for the command line.
+/// Why `verify` could not judge a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The journal or the cassettes could not be read (a usage error).
+    #[error("{0}")]
+    Unreadable(String),
+    /// `--cassette` names a cassette the journal never mentions: that run never used it, so
+    /// the run fails.
+    #[error(
+        "the journal never mentions cassette {cassette}; cassettes it mentions (closest first): {listed}"
+    )]
+    NotInJournal { cassette: String, listed: String },
+}
+
+/// `verify`: the report of a past run from its journal, covering every cassette the journal
+/// names (or only `only`), with the recordings of those cassettes that run never played.
 pub fn verify(
     cassettes: &std::path::Path,
-    cassette: &crate::cassette::CassetteName,
+    only: Option<&crate::cassette::CassetteName>,
     journal: &std::path::Path,
-) -> Result<Report, String> {
+) -> Result<Report, VerifyError> {
+    use crate::cassette::CassetteName;
     let entries = crate::journal::read_entries(journal).map_err(|e| {
-        format!(
+        VerifyError::Unreadable(format!(
             "cannot read journal {}: {e} (replay writes one only with --journal FILE)",
             journal.display()
-        )
+        ))
     })?;
-    let store = crate::export::open(cassettes, crate::cassette::Access::ReadOnly)
-        .map_err(|e| e.to_string())?;
-    let recorded = store.cassette(cassette).map_err(|e| e.to_string())?;
-    let run = RunLog::default();
-    let mut mode = String::from("verify");
-    for entry in entries {
-        match entry {
-            Ok(e) if e.cassette == cassette.as_str() => {
-                mode.clone_from(&e.mode);
-                run.add(&Event::of(&e));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(format!("journal is damaged: {e}")),
+    let mut entries = entries
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| VerifyError::Unreadable(format!("journal is damaged: {e}")))?;
+    let mut named: Vec<CassetteName> = entries
+        .iter()
+        .filter_map(|e| CassetteName::new(&e.cassette).ok())
+        .collect();
+    named.sort();
+    named.dedup();
+    if let Some(only) = only {
+        if !named.contains(only) {
+            return Err(VerifyError::NotInJournal {
+                cassette: only.to_string(),
+                listed: crate::cassette::listing(only.as_str(), &named),
+            });
         }
+        entries.retain(|e| e.cassette == only.as_str());
+        named = vec![only.clone()];
     }
-    run.report(&format!("{mode} (verified)"), &[recorded])
-        .map_err(|e| e.to_string())
+    let mode = entries.first().map_or("verify", |e| e.mode.as_str());
+    // An audit run records nothing: there is no store to hold its calls against.
+    let store = match mode {
+        "audit" => None,
+        _ => Some(
+            crate::export::open(cassettes, crate::cassette::Access::ReadOnly)
+                .map_err(|e| VerifyError::Unreadable(e.to_string()))?,
+        ),
+    };
+    let recorded = match &store {
+        None => Vec::new(),
+        Some(store) => {
+            let stored = store.cassette_names();
+            named
+                .iter()
+                .filter(|n| stored.contains(n))
+                .map(|n| store.cassette(n))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| VerifyError::Unreadable(e.to_string()))?
+        }
+    };
+    let run = RunLog::default();
+    let started = entries.first().map_or("", |e| e.time.as_str());
+    for e in &entries {
+        run.add(&Event::of(e));
+    }
+    run.report(&format!("{mode} (verified)"), started, &recorded)
+        .map_err(|e| VerifyError::Unreadable(e.to_string()))
 }
 
 /// Run totals. Deviations count distinct (code, place) per call.
@@ -159,6 +228,8 @@ pub struct Report {
     pub format: &'static str,
     pub version: u32,
     pub mode: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
     pub totals: Totals,
     pub calls: Vec<Call>,
     pub unplayed: Vec<Unplayed>,
@@ -167,43 +238,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// Why the run fails under `opts`; empty when it passes.
-    pub fn failures(&self, opts: &ReportOptions) -> Vec<String> {
-        let t = &self.totals;
-        let mut why = Vec::new();
-        if t.misses > 0 && !opts.allow_misses {
-            why.push(format!(
-                "{} request(s) missed (--allow-misses to accept)",
-                t.misses
-            ));
-        }
-        if t.deviation_errors > 0 && !opts.allow_deviations {
-            why.push(format!(
-                "{} contract error(s) (--allow-deviations to accept)",
-                t.deviation_errors
-            ));
-        }
-        if t.damaged > 0 {
-            why.push(format!(
-                "{} damaged recording(s) in the cassettes (re-record or re-import them)",
-                t.damaged
-            ));
-        }
-        if t.unplayed > 0 && opts.fail_on_unplayed {
-            why.push(format!(
-                "{} recording(s) never played (--fail-on-unplayed)",
-                t.unplayed
-            ));
-        }
-        why
-    }
-
     /// Writes every report `opts` asks for.
     pub fn write(&self, opts: &ReportOptions) -> std::io::Result<()> {
         let outputs = [
             (&opts.report_junit, self.junit(opts)),
             (&opts.report_markdown, self.markdown(opts)),
-            (&opts.report_json, self.json()),
+            (&opts.report_json, self.json(opts)),
         ];
         for (path, text) in outputs {
             if let Some(path) = path {
@@ -218,8 +258,19 @@ impl Report {
         Ok(())
     }
 
-    pub fn json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+    /// The JSON report: everything above and the verdict under `opts`.
+    pub fn json(&self, opts: &ReportOptions) -> String {
+        #[derive(Serialize)]
+        struct Judged<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            verdict: Verdict,
+        }
+        let judged = Judged {
+            report: self,
+            verdict: self.verdict(opts),
+        };
+        let mut s = serde_json::to_string_pretty(&judged).unwrap_or_default();
         s.push('\n');
         s
     }
@@ -325,18 +376,19 @@ impl Report {
     /// Markdown for a CI job summary: the verdict, totals, a table of calls, then details.
     pub fn markdown(&self, opts: &ReportOptions) -> String {
         let t = &self.totals;
-        let failures = self.failures(opts);
+        let judged = self.verdict(opts);
         let mut m = String::new();
-        let verdict = if failures.is_empty() {
+        let verdict = if judged.passed {
             "✅ passed"
         } else {
             "❌ failed"
         };
         let _ = writeln!(m, "## graph-vcr {}: {verdict}\n", self.mode);
-        for f in &failures {
-            let _ = writeln!(m, "- {f}");
+        for c in &judged.causes {
+            let mark = if c.fails { "❌" } else { "allowed:" };
+            let _ = writeln!(m, "- {mark} {}", c.line());
         }
-        if !failures.is_empty() {
+        if !judged.causes.is_empty() {
             m.push('\n');
         }
         m.push_str("| requests | replayed | recorded | forwarded | missed | rejected | contract errors | warnings | never played |\n");
@@ -466,7 +518,10 @@ impl Report {
                 c.method,
                 c.path,
                 short(c.key.as_deref()),
-                if c.missed() { "miss" } else { "contract error" }
+                match c.verdict() {
+                    v if Outcome::parse(v).is_some_and(Outcome::answered) => "contract error",
+                    v => v,
+                }
             ));
         }
         if self.totals.unplayed > 0 {
@@ -478,7 +533,17 @@ impl Report {
         for d in &self.damaged {
             lines.push(format!("damaged: {d}"));
         }
-        match self.failures(opts) {
+        let judged = self.verdict(opts);
+        let allowed: Vec<String> = judged
+            .causes
+            .iter()
+            .filter(|c| !c.fails)
+            .map(Cause::line)
+            .collect();
+        if !allowed.is_empty() {
+            lines.push(format!("allowed: {}", allowed.join("; ")));
+        }
+        match judged.failures() {
             f if f.is_empty() => lines.push("result: passed".into()),
             f => lines.push(format!("result: failed: {}", f.join("; "))),
         }

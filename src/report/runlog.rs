@@ -4,7 +4,7 @@
 //! Every request of a run is added here, so this is on the hot path and its memory grows with
 //! the distinct calls of a run (a replay of a 100,000-call cassette makes 100,000 of them):
 //! calls live in 16 shards by key, each behind its own lock, so two workers rarely wait on
-//! each other, and a call's state is 56 bytes beside its key: its names interned as one
+//! each other, and a call's state is 64 bytes beside its key: its names interned as one
 //! pointer, its outcome counts inline while it has one outcome, played positions a bit set,
 //! its deviation list interned (most calls share one), and what few calls have (a message,
 //! positions past 63, outcomes of older versions) out of line. Strings are built only for
@@ -59,6 +59,8 @@ struct CallState {
     counts: Counts,
     /// Recording positions under 64 that were played, a bit each.
     played_low: u64,
+    /// graph-vcr's time over the call's requests, added up.
+    micros: u64,
     deviations: Option<Arc<[Deviation]>>,
     /// What few calls have, out of line to keep the common call small.
     extra: Option<Box<Extra>>,
@@ -81,6 +83,7 @@ impl CallState {
             name,
             counts: Counts::default(),
             played_low: 0,
+            micros: 0,
             deviations: None,
             extra: None,
         }
@@ -197,6 +200,8 @@ pub struct Event<'a> {
     pub message: Option<&'a str>,
     pub deviations: &'a [Deviation],
     pub deviations_omitted: usize,
+    /// How long graph-vcr took over the request.
+    pub elapsed_us: u64,
 }
 
 impl<'a> Event<'a> {
@@ -213,6 +218,7 @@ impl<'a> Event<'a> {
             message: e.message.as_deref(),
             deviations: &e.deviations,
             deviations_omitted: e.deviations_omitted,
+            elapsed_us: (e.elapsed_ms * 1000.0) as u64,
         }
     }
 }
@@ -260,6 +266,7 @@ impl RunLog {
         if let (Some(pos), Some(_)) = (e.position, e.key) {
             call.play(pos);
         }
+        call.micros = call.micros.saturating_add(e.elapsed_us);
         if e.deviations_omitted > 0 {
             let x = call.extra();
             x.deviations_omitted = x.deviations_omitted.max(e.deviations_omitted);
@@ -296,7 +303,13 @@ impl RunLog {
     }
 
     /// The report, with the recordings of `cassettes` that were never played.
-    pub fn report(&self, mode: &str, cassettes: &[Cassette]) -> Result<Report, StoreError> {
+    /// `started` is when the run started (RFC 3339).
+    pub fn report(
+        &self,
+        mode: &str,
+        started: &str,
+        cassettes: &[Cassette],
+    ) -> Result<Report, StoreError> {
         let shards: Vec<MutexGuard<'_, Shard>> = (0..SHARDS).map(|i| self.shard(i)).collect();
         let played = |cassette: &str, key: &[u8; 32], position: u32| {
             let shard = &shards[usize::from(key[0]) % SHARDS];
@@ -357,6 +370,7 @@ impl RunLog {
             format: "graph-vcr-report",
             version: 1,
             mode: mode.to_string(),
+            started: started.to_string(),
             totals: totals(&calls, unplayed.len(), damaged.len()),
             calls,
             unplayed,
@@ -398,6 +412,7 @@ fn call(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
             .as_ref()
             .and_then(|x| x.message.as_deref())
             .map(str::to_string),
+        seconds: c.micros as f64 / 1e6,
     }
 }
 
@@ -462,7 +477,7 @@ mod tests {
     #[test]
     fn a_call_stays_small() {
         // A replay of 100,000 distinct calls holds 100,000 of these (docs/PERFORMANCE.md).
-        assert!(std::mem::size_of::<CallState>() <= 56);
+        assert!(std::mem::size_of::<CallState>() <= 64);
     }
 
     #[test]
@@ -508,6 +523,7 @@ mod tests {
                 message: None,
                 deviations: std::slice::from_ref(&warning),
                 deviations_omitted: 0,
+                elapsed_us: 10,
             });
         }
         let s = log.shard(0);
