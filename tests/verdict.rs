@@ -447,3 +447,63 @@ async fn a_cassette_replays_with_the_key_options_it_was_recorded_with() -> TestR
     drop(proxy);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junit_carries_each_calls_time_and_the_runs_start() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = recorded(tmp.path()).await?;
+    let junit = tmp.path().join("junit.xml");
+    let proxy = Proxy::start(&[
+        "replay",
+        "--cassettes",
+        s(&dir)?,
+        "--allow-deviations",
+        "--report-junit",
+        s(&junit)?,
+    ])?;
+    for _ in 0..3 {
+        perform(&proxy, Act::Seed).await?;
+    }
+    perform(&proxy, Act::Changed).await?;
+    proxy.signal("TERM")?;
+    let xml = std::fs::read_to_string(&junit)?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .ok_or("no testsuite")?;
+    let stamp = suite.attribute("timestamp").ok_or("no timestamp")?;
+    assert!(
+        stamp.len() == 19 && stamp.as_bytes()[10] == b'T' && stamp.starts_with("20"),
+        "{stamp}"
+    );
+    let time = |n: roxmltree::Node| -> f64 {
+        n.attribute("time")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let seed = cases
+        .iter()
+        .find(|c| {
+            c.attribute("name")
+                .is_some_and(|n| n.contains("deviceEnrollmentConfigurations"))
+        })
+        .ok_or("no case for the seed call")?;
+    // Three requests' latencies added up: positive, and printed to the millisecond.
+    assert!(time(*seed) > 0.0, "{xml}");
+    let sum: f64 = cases.iter().map(|c| time(*c)).filter(|t| *t > 0.0).sum();
+    assert!((time(suite) - sum).abs() < 0.01, "{xml}");
+    let miss = cases
+        .iter()
+        .find(|c| {
+            c.descendants()
+                .any(|d| d.has_tag_name("failure") && d.attribute("type") == Some("miss"))
+        })
+        .ok_or("the miss is not a failure")?;
+    assert!(time(*miss) >= 0.0);
+    Ok(())
+}

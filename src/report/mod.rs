@@ -278,16 +278,20 @@ impl Report {
     /// JUnit XML: a test suite per cassette, a test case per call (and per unplayed recording).
     pub fn junit(&self, opts: &ReportOptions) -> String {
         let mut suites: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new(); // tests, failures, skipped
+        // tests, failures, skipped, seconds
+        let mut counts: BTreeMap<&str, (usize, usize, usize, f64)> = BTreeMap::new();
         for call in &self.calls {
             let c = counts.entry(&call.cassette).or_default();
             c.0 += 1;
+            c.3 += call.seconds;
             let mut body = String::new();
-            if call.missed() {
-                let message = call.message.as_deref().unwrap_or("no recording");
+            let unanswered = call.verdict();
+            if !Outcome::parse(unanswered).is_none_or(Outcome::answered) {
+                let message = call.message.as_deref().unwrap_or(unanswered);
                 let _ = write!(
                     body,
-                    "<failure type=\"miss\" message=\"{}\">{}</failure>",
+                    "<failure type=\"{}\" message=\"{}\">{}</failure>",
+                    xml(unanswered),
                     xml(message.lines().next().unwrap_or("")),
                     xml(message)
                 );
@@ -320,9 +324,10 @@ impl Report {
             );
             let _ = write!(body, "<system-out>{}</system-out>", xml(&out.join("\n")));
             suites.entry(&call.cassette).or_default().push(format!(
-                "<testcase name=\"{}\" classname=\"{}\" time=\"0\">{body}</testcase>",
+                "<testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">{body}</testcase>",
                 xml(&case_name(&call.method, &call.path, call.key.as_deref())),
                 xml(&format!("graph-vcr.{}.{}", call.cassette, call.action)),
+                call.seconds,
             ));
         }
         for u in &self.unplayed {
@@ -349,20 +354,29 @@ impl Report {
                 xml(&format!("graph-vcr.{}.{}", u.cassette, u.action)),
             ));
         }
-        let (tests, failures) = counts.values().fold((0, 0), |(t, f), c| (t + c.0, f + c.1));
+        let (tests, failures, seconds) = counts
+            .values()
+            .fold((0, 0, 0.0), |(t, f, s), c| (t + c.0, f + c.1, s + c.3));
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             x,
-            "<testsuites name=\"graph-vcr {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"0\">",
+            "<testsuites name=\"graph-vcr {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">",
             xml(&self.mode)
         );
+        // JUnit's timestamp is a local date-time without zone or fraction; ours is UTC.
+        let timestamp: String = self.started.chars().take(19).collect();
+        let timestamp = if timestamp.len() == 19 {
+            format!(" timestamp=\"{}\"", xml(&timestamp))
+        } else {
+            String::new()
+        };
         for (cassette, cases) in &suites {
-            let (t, f, s) = counts.get(cassette).copied().unwrap_or_default();
+            let (t, f, s, secs) = counts.get(cassette).copied().unwrap_or_default();
             let _ = writeln!(
                 x,
-                "  <testsuite name=\"graph-vcr {}: {}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"0\">",
+                "  <testsuite name=\"graph-vcr {}: {}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{secs:.3}\"{timestamp}>",
                 xml(&self.mode),
-                xml(cassette)
+                xml(cassette),
             );
             for case in cases {
                 let _ = writeln!(x, "    {case}");
