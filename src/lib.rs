@@ -38,3 +38,4 @@ pub mod report;
 pub mod respond;
 pub mod stats;
 pub mod upstream;
+pub mod wrap;

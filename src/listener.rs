@@ -33,16 +33,12 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// Where to listen, and the connection limits.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenOptions {
-    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    /// Address to listen on [default: 127.0.0.1:8080; with `-- COMMAND`, a free port];
+    /// port 0 picks a free port (printed on stdout).
     ///
     /// Example: `--listen 127.0.0.1:0`. Bind to loopback unless you mean to share the proxy.
-    #[arg(
-        long,
-        env = "GRAPH_VCR_LISTEN",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub listen: SocketAddr,
+    #[arg(long, env = "GRAPH_VCR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// Most connections served at once; more wait until one closes.
     #[arg(long, env = "GRAPH_VCR_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
@@ -72,6 +68,17 @@ pub struct ListenOptions {
     pub idle_timeout: Duration,
 }
 
+/// The address served without `--listen`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+impl ListenOptions {
+    /// Where to listen: `--listen`, else [`DEFAULT_LISTEN`].
+    pub fn addr(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+}
+
 /// A bound listener, ready to serve.
 pub struct Listener {
     listener: TcpListener,
@@ -88,7 +95,7 @@ impl Listener {
         forward: Option<Arc<Forwarder>>,
     ) -> io::Result<Self> {
         Ok(Self {
-            listener: TcpListener::bind(options.listen).await?,
+            listener: TcpListener::bind(options.addr()).await?,
             proxy,
             forward,
             options: options.clone(),

@@ -26,6 +26,12 @@ use std::sync::Arc;
 /// the cassette with no network at all; `auto` replays what it has and records the rest;
 /// `audit` forwards everything and records nothing. Every mode checks each assign call against
 /// the documented Graph contract. Every flag can also be set by the environment variable shown.
+///
+/// Wrap a test run: `graph-vcr replay --cassette onboarding -- pytest -q` starts the proxy on a
+/// free port, runs the command with GRAPH_VCR_URL=http://127.0.0.1:PORT (with `--forward`, also
+/// HTTPS_PROXY and a CA bundle in SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and
+/// CURL_CA_BUNDLE), passes SIGINT/SIGTERM on to it, then stops the proxy, writes the reports and
+/// exits with the command's status if it failed, else with the proxy's verdict.
 #[derive(Parser, Debug)]
 #[command(name = "graph-vcr", version, propagate_version = true)]
 struct Cli {
@@ -100,6 +106,9 @@ struct ForwardArgs {
     limits: RequestLimits,
     #[command(flatten, next_help_heading = "Forward proxy")]
     forward: ForwardOptions,
+    /// Run this command under the proxy, then stop it (see `graph-vcr --help`).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +144,9 @@ struct ReplayArgs {
     /// to. Slower; the answers, journal and reports are the same. For diagnosing graph-vcr.
     #[arg(long, env = "GRAPH_VCR_NO_MEMO")]
     no_memo: bool,
+    /// Run this command under the proxy, then stop it (see `graph-vcr --help`).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -301,6 +313,7 @@ fn main() -> ExitCode {
             reports: a.report,
             max_age: a.max_age.map(|age| (age, a.strict)),
             forward: a.forward,
+            command: a.command,
         },
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -317,6 +330,8 @@ struct Serve {
     reports: ReportOptions,
     max_age: Option<(std::time::Duration, bool)>,
     forward: ForwardOptions,
+    /// `-- COMMAND [ARGS…]`: run it under the proxy (empty: serve until a signal).
+    command: Vec<String>,
 }
 
 fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
@@ -336,17 +351,23 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
         reports: a.report,
         max_age: None,
         forward: a.forward,
+        command: a.command,
     }
 }
 
 async fn run(serve: Serve) -> ExitCode {
     let Serve {
-        listen,
+        mut listen,
         config,
         reports,
         max_age,
         forward,
+        command,
     } = serve;
+    // A wrapped command gets a free port unless one is asked for: nothing to collide with.
+    if !command.is_empty() && listen.listen.is_none() {
+        listen.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     let mode = config.mode;
     let dir = config.cassettes.cassettes.clone();
     let connect_timeout = config
@@ -404,7 +425,7 @@ async fn run(serve: Serve) -> ExitCode {
     }
     let listener = match Listener::bind(&listen, Arc::clone(&proxy), forwarder.clone()).await {
         Ok(l) => l,
-        Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.listen)),
+        Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.addr())),
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
@@ -421,7 +442,16 @@ async fn run(serve: Serve) -> ExitCode {
             "forward proxy ready: clients set HTTPS_PROXY=http://{addr}");
     }
 
-    listener.serve(shutdown_signal()).await;
+    let wrapped = if command.is_empty() {
+        listener.serve(shutdown_signal()).await;
+        None
+    } else {
+        let ca = forwarder.as_ref().map(|f| f.ca().info().files.cert.clone());
+        match run_wrapped(listener, addr, ca.as_deref(), &command).await {
+            Ok(status) => Some(status),
+            Err(e) => return fail(&e),
+        }
+    };
     if let Err(e) = proxy.close().await {
         return fail(&format!("shutting down: {e}"));
     }
@@ -431,24 +461,69 @@ async fn run(serve: Serve) -> ExitCode {
     {
         eprintln!("graph-vcr: {line}");
     }
-    match proxy.report() {
+    let verdict = match proxy.report() {
         Ok(report) => conclude(&report, &reports),
-        Err(e) => fail(&format!("building the report: {e}")),
+        Err(e) => return fail(&format!("building the report: {e}")),
+    };
+    match wrapped {
+        None => ExitCode::from(verdict),
+        Some(status) => {
+            let code = graph_vcr::wrap::exit_code(status, verdict);
+            if !status.success() {
+                eprintln!("graph-vcr: the command exited with {status}; exiting with {code}");
+            }
+            ExitCode::from(code)
+        }
     }
 }
 
-/// Writes the reports, prints the verdict, and turns it into the exit status.
-fn conclude(report: &graph_vcr::report::Report, opts: &ReportOptions) -> ExitCode {
+/// Runs the wrapped command while the listener serves, then stops the listener gracefully.
+async fn run_wrapped(
+    listener: Listener,
+    addr: std::net::SocketAddr,
+    ca: Option<&std::path::Path>,
+    command: &[String],
+) -> Result<std::process::ExitStatus, String> {
+    let scratch = tempfile_dir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+    let env = graph_vcr::wrap::environment(addr, ca, &scratch)
+        .map_err(|e| format!("preparing the command's environment: {e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(listener.serve(async {
+        let _ = stopped.await;
+    }));
+    let status = match env {
+        Ok(env) => graph_vcr::wrap::run(command, &env)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let _ = stop.send(());
+    let _ = serving.await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    status
+}
+
+/// A private directory for the wrapped command's CA bundle, removed after the run.
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("graph-vcr-wrap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Writes the reports, prints the verdict, and turns it into the exit status: 0 passed, 1
+/// failed, 2 when the reports could not be written.
+fn conclude(report: &graph_vcr::report::Report, opts: &ReportOptions) -> u8 {
     if let Err(e) = report.write(opts) {
-        return fail(&format!("writing reports: {e}"));
+        eprintln!("graph-vcr: error: writing reports: {e}");
+        return 2;
     }
     for line in report.summary_lines(opts) {
         eprintln!("graph-vcr: {line}");
     }
     if report.failures(opts).is_empty() {
-        ExitCode::SUCCESS
+        0
     } else {
-        ExitCode::from(1)
+        1
     }
 }
 
@@ -489,7 +564,7 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
             u.recorded_at
         );
     }
-    conclude(&report, &a.report)
+    ExitCode::from(conclude(&report, &a.report))
 }
 
 fn run_cassette(command: CassetteCommand) -> ExitCode {

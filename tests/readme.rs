@@ -112,3 +112,115 @@ fn ci_runs_exactly_the_readme_test_command() -> TestResult {
     );
     Ok(())
 }
+
+/// The shell lines of the README job's `run: |` step named `name`.
+fn ci_step(readme: &str, name: &str) -> Result<String, Error> {
+    let start = readme
+        .find("```yaml\njobs:")
+        .ok_or("README has no CI job")?;
+    let job = &readme[start..];
+    let job = &job[..job[7..].find("```").ok_or("unterminated job")? + 7];
+    let mut lines = job
+        .lines()
+        .skip_while(|l| !l.contains(&format!("name: {name}")));
+    lines.next().ok_or_else(|| format!("no step {name:?}"))?;
+    // Keys of the step before its `run` (`if: always()`), then the block.
+    let run = lines
+        .by_ref()
+        .find(|l| l.trim_start().starts_with("run:"))
+        .ok_or("step without run")?;
+    if run.trim() != "run: |" {
+        return Err(format!("step {name:?} is not a `run: |` block: {run}").into());
+    }
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let body: Vec<&str> = lines.take_while(|l| indent(l) > indent(run)).collect();
+    Ok(body.iter().map(|l| l.trim()).collect::<Vec<_>>().join("\n"))
+}
+
+/// Runs `script` with sh in `dir`, graph-vcr first on the PATH.
+fn sh(dir: &std::path::Path, script: &str, summary: &std::path::Path) -> Result<Exit, Error> {
+    let bin = std::path::Path::new(binary())
+        .parent()
+        .ok_or("binary has no directory")?;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("GITHUB_STEP_SUMMARY", summary)
+        .output()?;
+    Ok(Exit {
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_ci_job_runs_as_written_and_its_status_is_the_verdict() -> TestResult {
+    let readme = readme()?;
+    let tests = ci_step(&readme, "Integration tests under graph-vcr")?;
+    let summary_step = ci_step(&readme, "Job summary")?;
+    assert!(tests.contains("-- ./run-integration-tests.sh"), "{tests}");
+
+    // A project laid out as the job expects: committed exports and a test script.
+    let tmp = tempfile::tempdir()?;
+    let project = tmp.path().join("project");
+    let (proxy, stand_in, recorded) =
+        forwarding("record", tmp.path(), &["--cassette", "onboarding"]).await?;
+    let r = HttpClient::new()
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    assert_eq!(r.status, 204);
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    let exports = project.join("tests/cassettes");
+    let e = run_to_end(&[
+        "cassette",
+        "export",
+        "--all",
+        "--cassettes",
+        recorded.to_str().ok_or("path")?,
+        "-o",
+        exports.to_str().ok_or("path")?,
+    ])?;
+    assert!(e.status.success(), "{}", e.stderr);
+    let write_script = |body: &str| -> TestResult {
+        let script = project.join("run-integration-tests.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec python3 -c '\nimport os, sys, urllib.request, urllib.error\nreq = urllib.request.Request(os.environ[\"GRAPH_VCR_URL\"] + \"{SEED_PATH}\", data=sys.argv[1].encode(), headers={{\"Authorization\": \"Bearer t\", \"Content-Type\": \"application/json\"}}, method=\"POST\")\ntry:\n    urllib.request.urlopen(req)\nexcept urllib.error.HTTPError as e:\n    print(\"graph call failed:\", e.code)\n' '{}'\n",
+                body.replace('\n', " ")
+            ),
+        )?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
+    };
+    let summary = tmp.path().join("step-summary.md");
+
+    // The suite makes the recorded call: the step passes, the summary step publishes.
+    write_script(SEED_BODY)?;
+    let e = sh(&project, &tests, &summary)?;
+    assert_eq!(e.status.code(), Some(0), "{}", e.stderr);
+    let e = sh(&project, &summary_step, &summary)?;
+    assert!(e.status.success(), "{}", e.stderr);
+    assert!(std::fs::read_to_string(&summary)?.contains("✅ passed"));
+    assert!(project.join("out/graph-vcr.xml").is_file());
+    assert!(project.join("out/journal.jsonl").is_file());
+
+    // The suite's call changed: the script itself exits 0, the step fails on the verdict.
+    write_script(&SEED_BODY.replace("Collection Id value", "changed"))?;
+    let e = sh(&project, &tests, &summary)?;
+    assert_eq!(e.status.code(), Some(1), "{}", e.stderr);
+    assert!(e.stderr.contains("1 request(s) missed"), "{}", e.stderr);
+    Ok(())
+}

@@ -324,7 +324,7 @@ impl Report {
             );
             let _ = write!(body, "<system-out>{}</system-out>", xml(&out.join("\n")));
             suites.entry(&call.cassette).or_default().push(format!(
-                "<testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">{body}</testcase>",
+                "<testcase name=\"{}\" classname=\"{}\" time=\"{:.6}\">{body}</testcase>",
                 xml(&case_name(&call.method, &call.path, call.key.as_deref())),
                 xml(&format!("graph-vcr.{}.{}", call.cassette, call.action)),
                 call.seconds,
@@ -360,7 +360,7 @@ impl Report {
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             x,
-            "<testsuites name=\"graph-vcr {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">",
+            "<testsuites name=\"graph-vcr {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.6}\">",
             xml(&self.mode)
         );
         // JUnit's timestamp is a local date-time without zone or fraction; ours is UTC.
@@ -374,7 +374,7 @@ impl Report {
             let (t, f, s, secs) = counts.get(cassette).copied().unwrap_or_default();
             let _ = writeln!(
                 x,
-                "  <testsuite name=\"graph-vcr {}: {}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{secs:.3}\"{timestamp}>",
+                "  <testsuite name=\"graph-vcr {}: {}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\" time=\"{secs:.6}\"{timestamp}>",
                 xml(&self.mode),
                 xml(cassette),
             );
