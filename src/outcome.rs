@@ -2,7 +2,7 @@
 //! the reports and the end-of-run summary all use, so the four always agree.
 //!
 //! Every failure has its own outcome and is counted once, under it: a request graph-vcr could
-//! not read (`too-large`, `too-deep`, `bad-request`), could not place (`bad-cassette`), refused
+//! not read (`too-large`, `too-deep`, `body-timeout`, `bad-request`), could not place (`bad-cassette`), refused
 //! by contract (`rejected`), had no recording or cassette for (`miss`, `unknown-cassette`),
 //! may not reach in forward mode (`refused`), could not reach the upstream for
 //! (`upstream-error`), or could not store or read (`store-error`, `corrupt-record`).
@@ -37,6 +37,7 @@ outcomes! {
     Rejected = "rejected": "Broke the contract under `--on-deviation reject`: answered 400, not sent.",
     TooLarge = "too-large": "Body over `--max-body-size`: answered 413.",
     TooDeep = "too-deep": "JSON nested deeper than `--max-json-depth`: answered 400.",
+    BodyTimeout = "body-timeout": "The body did not arrive within `--body-timeout`: answered 408, connection closed.",
     BadRequest = "bad-request": "Body could not be read (the connection broke, bad framing).",
     BadCassette = "bad-cassette": "An `x-graph-vcr-cassette` header that is not a cassette name.",
     UpstreamError = "upstream-error": "The upstream could not be reached or did not answer in time.",
@@ -57,7 +58,7 @@ impl Outcome {
 
     /// For one-word displays of a call with several outcomes: lower is worse.
     pub fn rank(self) -> usize {
-        const WORST_FIRST: [Outcome; 14] = [
+        const WORST_FIRST: [Outcome; 15] = [
             Outcome::Miss,
             Outcome::UnknownCassette,
             Outcome::Refused,
@@ -68,6 +69,7 @@ impl Outcome {
             Outcome::BadCassette,
             Outcome::TooLarge,
             Outcome::TooDeep,
+            Outcome::BodyTimeout,
             Outcome::BadRequest,
             Outcome::Recorded,
             Outcome::Replayed,

@@ -158,6 +158,75 @@ async fn slow_headers_and_idle_connections_are_closed() -> TestResult {
     Ok(())
 }
 
+/// A head and then a stalled or trickling body: answered 408 within `--body-timeout`, the
+/// connection closed, and its slot free for the next client (before, such clients held every
+/// slot of `--max-connections` for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_and_trickling_bodies_get_408_and_free_their_slots() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in) = recorder(
+        tmp.path(),
+        &["--body-timeout", "500ms", "--max-connections", "2"],
+    )
+    .await?;
+    let head =
+        format!("POST {SEED_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n");
+    // One stalled after a byte, one trickling a chunk every 100 ms: both slots taken.
+    let mut stalled = TcpStream::connect(proxy.addr).await?;
+    stalled
+        .write_all(format!("{head}content-length: 100\r\n\r\n{{").as_bytes())
+        .await?;
+    let mut trickle = TcpStream::connect(proxy.addr).await?;
+    trickle
+        .write_all(format!("{head}transfer-encoding: chunked\r\n\r\n").as_bytes())
+        .await?;
+    let (mut trickle_read, mut trickle_write) = trickle.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..100 {
+            if trickle_write.write_all(b"1\r\n \r\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = Instant::now();
+    // A third client waits in the backlog, and is served once a slot is free.
+    let client = HttpClient::new();
+    let third = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.assign(&proxy.base, SEED_PATH, SEED_BODY, &[]),
+    )
+    .await
+    .map_err(|_| "the third client never got a slot")??;
+    assert_eq!(third.status, 204, "{}", third.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (answer, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(closed && answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("graphVcrBodyTimeout"), "{answer}");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), trickle_read.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let out = String::from_utf8_lossy(&out);
+    assert!(closed && out.starts_with("HTTP/1.1 408"), "{out}");
+    writer.abort();
+    // Nothing of the slow calls reached the upstream; the third did.
+    assert_eq!(stand_in.received().len(), 1);
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.stderr.contains("2 body-timeout"), "{}", exit.stderr);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_wait_their_turn() -> TestResult {
     let tmp = tempfile::tempdir()?;

@@ -28,6 +28,15 @@ pub struct RequestLimits {
         default_value_t = crate::analyze::DEFAULT_MAX_JSON_DEPTH
     )]
     pub max_json_depth: usize,
+
+    /// Longest a request body may take to arrive, from the end of its head; slower is answered
+    /// 408 and the connection closed.
+    ///
+    /// `--header-timeout` covers the head only: without this, a client that sends a head and
+    /// then trickles (or stops sending) its body would hold its connection slot for ever.
+    #[arg(long, env = "GRAPH_VCR_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for RequestLimits {
@@ -35,6 +44,7 @@ impl Default for RequestLimits {
         Self {
             max_body_size: 16 * 1024 * 1024,
             max_json_depth: crate::analyze::DEFAULT_MAX_JSON_DEPTH,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

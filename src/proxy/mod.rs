@@ -170,6 +170,12 @@ impl Proxy {
         let mut ex = Exchange::new(&parts, self.default_cassette.clone());
         let result = self.answer(body, &mut ex).await;
         let mut response = ex.settle(result);
+        if ex.outcome == Outcome::BodyTimeout {
+            // The rest of the body may never come: do not wait for it on this connection.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if !ex.deviations.is_empty()
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
         {
@@ -381,7 +387,24 @@ impl Proxy {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let limit = self.limits.max_body_size;
-        match Limited::new(body, limit).collect().await {
+        let timeout = self.limits.body_timeout;
+        let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
+        let Ok(collected) = collected else {
+            tracing::warn!(?timeout, "request body too slow; answered 408 and closing");
+            return Err(Refusal::new(
+                Outcome::BodyTimeout,
+                GraphError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "graphVcrBodyTimeout",
+                    format!(
+                        "the request body did not arrive within graph-vcr's limit of {} (--body-timeout); \
+                         nothing was forwarded or recorded",
+                        humantime::format_duration(timeout)
+                    ),
+                ),
+            ));
+        };
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 tracing::warn!(limit, "request body too large; rejected");

@@ -69,6 +69,7 @@ impl Report {
             Outcome::Rejected,
             Outcome::TooLarge,
             Outcome::TooDeep,
+            Outcome::BodyTimeout,
             Outcome::BadRequest,
             Outcome::BadCassette,
         ]
@@ -96,7 +97,7 @@ impl Report {
                 rejected,
                 Some("--allow-rejected"),
                 !opts.allow_rejected,
-                "request(s) turned away (rejected, too large or deep, unreadable, bad cassette name)",
+                "request(s) turned away (rejected, too large or deep, too slow, unreadable, bad cassette name)",
             ),
             (
                 "upstream-error",
