@@ -139,17 +139,14 @@ pub fn import(
         records.push((key, interaction.position, bytes));
     }
     let cassette = store.cassette(&name)?;
-    if !cassette.is_empty() {
-        if !replace {
-            return Err(ImportError::Exists(name.to_string()));
-        }
-        store.drop_cassette(&name)?;
+    if !cassette.is_empty() && !replace {
+        return Err(ImportError::Exists(name.to_string()));
     }
-    let cassette = store.cassette(&name)?;
-    cassette.set_meta(&serde_json::json!({"key_options": doc.key_options}))?;
-    for (key, position, bytes) in records {
-        cassette.put(&key, position, bytes)?;
-    }
+    // All or nothing: the old cassette stays whole until the new one is written whole.
+    cassette.replace_all(
+        &serde_json::json!({"key_options": doc.key_options}),
+        records,
+    )?;
     store.flush_blocking()?;
     Ok(Imported {
         name,

@@ -6,7 +6,13 @@
 #   HTTPS_PROXY=http://127.0.0.1:8080 SSL_CERT_FILE=bundle.pem python msgraph_sdk_assign.py
 #   python msgraph_sdk_assign.py http://127.0.0.1:8080/v1.0      (base-URL mode)
 # Both got the recorded 204, with the token sent. Not run by CI (it needs PyPI packages).
-import asyncio, sys, time
+# Run again on 2026-12-01 (msgraph-sdk 1.65.0) under the wrapper, which sets the environment:
+#   graph-vcr replay --cassette example -- python msgraph_sdk_assign.py             (base URL)
+#   graph-vcr replay --cassette example --forward -- python msgraph_sdk_assign.py   (proxy, CA)
+# Both: "assign returned without error", result passed, exit 0. With --cassette exmaple the
+# SDK raised ODataError "there is no cassette "exmaple" …; cassettes there (closest first):
+# example (status 501)", the script exited 1 and so did graph-vcr.
+import asyncio, os, sys, time
 from azure.core.credentials import AccessToken
 from msgraph import GraphServiceClient
 from msgraph.generated.device_management.device_enrollment_configurations.item.assign.assign_post_request_body import AssignPostRequestBody
@@ -23,8 +29,12 @@ class FixedToken:
 
 async def main():
     client = GraphServiceClient(FixedToken(), ["https://graph.microsoft.com/.default"])
-    if len(sys.argv) > 1:
-        client.request_adapter.base_url = sys.argv[1]
+    # Base-URL mode: an argument, or the wrapper's GRAPH_VCR_URL (`graph-vcr replay -- python …`).
+    base = sys.argv[1] if len(sys.argv) > 1 else None
+    if base is None and os.environ.get("GRAPH_VCR_URL") and not os.environ.get("HTTPS_PROXY"):
+        base = os.environ["GRAPH_VCR_URL"] + "/v1.0"
+    if base:
+        client.request_adapter.base_url = base
     body = AssignPostRequestBody(enrollment_configuration_assignments=[
         EnrollmentConfigurationAssignment(
             id="705b021c-021c-705b-1c02-5b701c025b70",

@@ -67,6 +67,26 @@ impl Cassette {
         Ok(())
     }
 
+    /// Replaces everything in the cassette — its metadata and every record — with `records`,
+    /// in one atomic sled batch: after a crash the cassette is either what it was or all of
+    /// `records`, never part of them (`cassette import`, `--replace` included). Not durable
+    /// until [`Store::flush_blocking`](super::Store::flush_blocking).
+    pub fn replace_all(
+        &self,
+        meta: &serde_json::Value,
+        records: impl IntoIterator<Item = (Key, u32, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for old in self.tree.iter().keys() {
+            batch.remove(old.map_err(|e| self.sled_err(e))?);
+        }
+        batch.insert(META_KEY, meta.to_string().into_bytes());
+        for (key, position, record) in records {
+            batch.insert(&record_key(&key, position)[..], record);
+        }
+        self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))
+    }
+
     /// Every interaction, in key order. Unreadable records are reported, not skipped silently.
     pub fn iter(&self) -> impl Iterator<Item = Result<Interaction, StoreError>> + '_ {
         self.tree.iter().filter_map(move |item| match item {
