@@ -5,6 +5,12 @@
 //   HTTPS_PROXY=http://127.0.0.1:8080 NODE_EXTRA_CA_CERTS=CA.pem node graph_client_assign.js
 //   node graph_client_assign.js http://127.0.0.1:8080/      (base-URL mode)
 // Both got the recorded 204. Not run by CI (it needs npm packages).
+// Run again on 2026-12-01 (the same versions) under the wrapper, which sets HTTPS_PROXY and
+// NODE_EXTRA_CA_CERTS (a bundle with graph-vcr's CA) itself:
+//   graph-vcr replay --cassette example --forward -- node graph_client_assign.js
+// got the 204, result passed, exit 0. In base-URL mode
+//   graph-vcr replay --cassette example -- sh -c 'node graph_client_assign.js $GRAPH_VCR_URL/'
+// got the 204 but the run fails (exit 1) on the `auth-missing` contract error noted below.
 // Node 18+ has a global fetch (undici) that ignores `agent`; node-fetch honours it.
 const nodeFetch = require("node-fetch");
 globalThis.fetch = nodeFetch;
