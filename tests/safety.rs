@@ -514,3 +514,68 @@ fn help_explains_every_flag_with_its_environment_variable() -> TestResult {
     );
     Ok(())
 }
+
+/// A replay killed with SIGKILL cannot remove its private copy of the cassettes; the next one
+/// removes it, and those of other dead graph-vcr processes, and leaves live ones alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_private_copies_of_dead_replays_are_removed_at_start() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
+    HttpClient::new()
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    let scratch = tmp.path().join("tmp");
+    std::fs::create_dir_all(&scratch)?;
+    let env = [("TMPDIR", path_str(&scratch)?)];
+    let copies = |pid: u32| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&scratch)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(&format!("graph-vcr-replay-{pid}-")))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let args = ["replay", "--cassettes", path_str(&dir)?];
+    let first = Proxy::start_with_env(&args, &env)?;
+    let first_pid = first.pid();
+    assert_eq!(copies(first_pid).len(), 1, "replay made no private copy");
+    first.signal("KILL")?;
+    assert_eq!(
+        copies(first_pid).len(),
+        1,
+        "the killed replay's copy is left behind"
+    );
+    // Others: a dead process's wrapper scratch, a live one's copy (this test's), a stranger.
+    let mine = std::process::id();
+    for name in [
+        "graph-vcr-wrap-2147483000".to_string(),
+        format!("graph-vcr-replay-{mine}-1"),
+        "graph-vcr-replay-notapid".to_string(),
+    ] {
+        std::fs::create_dir_all(scratch.join(&name))?;
+        std::fs::write(scratch.join(&name).join("x"), b"x")?;
+    }
+    let second = Proxy::start_with_env(&args, &env)?;
+    assert!(
+        copies(first_pid).is_empty(),
+        "the dead replay's copy is still there"
+    );
+    assert!(!scratch.join("graph-vcr-wrap-2147483000").exists());
+    assert!(
+        scratch.join(format!("graph-vcr-replay-{mine}-1")).exists(),
+        "a live copy was removed"
+    );
+    assert!(scratch.join("graph-vcr-replay-notapid").exists());
+    let second_pid = second.pid();
+    second.signal("TERM")?;
+    assert!(copies(second_pid).is_empty(), "a clean stop leaves no copy");
+    Ok(())
+}

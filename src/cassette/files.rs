@@ -88,6 +88,56 @@ pub(super) fn describe_holder(dir: &Path) -> String {
     }
 }
 
+/// What graph-vcr names its scratch directories in the temporary directory, each followed by
+/// the pid of the process that made it: replay's private copies, `textconv`'s, the wrapper's.
+const SCRATCH_PREFIXES: [&str; 3] = [
+    "graph-vcr-replay-",
+    "graph-vcr-textconv-",
+    "graph-vcr-wrap-",
+];
+
+/// Removes the scratch directories of graph-vcr processes that are gone (a replay killed with
+/// SIGKILL cannot remove its copy; the next one does). A directory whose process still runs,
+/// or whose owner cannot be told, is left alone.
+pub(super) fn remove_stale_copies() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = fs::read_dir(&tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = SCRATCH_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && is_gone(pid)) {
+            match fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(dir = %entry.path().display(),
+                    "removed the scratch directory of a graph-vcr process that is gone"),
+                Err(e) => tracing::debug!(dir = %entry.path().display(), error = %e,
+                    "could not remove a stale scratch directory"),
+            }
+        }
+    }
+}
+
+/// Whether no process has this pid (so it cannot be using its directory).
+#[cfg(unix)]
+fn is_gone(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 sends nothing; it only asks whether the pid exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn is_gone(_pid: u32) -> bool {
+    false
+}
+
 pub(super) fn private_copy_path() -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

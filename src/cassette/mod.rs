@@ -21,7 +21,9 @@ pub use files::PrivateCopy;
 pub use records::Cassette;
 
 use crate::key::Key;
-use files::{copy_dir, describe_holder, open_sled, private_copy_path, take_lock};
+use files::{
+    copy_dir, describe_holder, open_sled, private_copy_path, remove_stale_copies, take_lock,
+};
 use recorder::Recorder;
 use records::record_key;
 use std::fs::{self, File};
@@ -255,6 +257,7 @@ impl Store {
                     ),
                 })?;
                 drop(shared);
+                remove_stale_copies();
                 // On failure `copy` is dropped, which removes it.
                 let db = open_sled(&copy.0, dir)?;
                 Ok(Self::assemble(db, dir, None, Some(Arc::new(copy))))
@@ -265,6 +268,7 @@ impl Store {
     /// An empty private database for the cassettes of `dir` (a directory of JSON exports,
     /// which `export::open` imports into it), removed when the store is dropped.
     pub fn private(dir: &Path) -> Result<Self, StoreError> {
+        remove_stale_copies();
         let copy = PrivateCopy(private_copy_path());
         let db = open_sled(&copy.0, dir)?;
         Ok(Self::assemble(db, dir, None, Some(Arc::new(copy))))

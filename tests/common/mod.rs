@@ -373,8 +373,17 @@ impl Proxy {
         Self::try_start(args).map_err(|e| format!("graph-vcr did not start: {e:?}").into())
     }
 
+    /// [`Proxy::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self, Error> {
+        Self::spawn(args, env).map_err(|e| format!("graph-vcr did not start: {e:?}").into())
+    }
+
     /// Like [`Proxy::start`], but a process that exits before listening is returned as `Err`.
     pub fn try_start(args: &[&str]) -> Result<Self, Exit> {
+        Self::spawn(args, &[])
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Self, Exit> {
         let scratch = tempfile::tempdir().map_err(io_exit)?;
         let stderr_path = scratch.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(io_exit)?;
@@ -382,6 +391,7 @@ impl Proxy {
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env_remove("GRAPH_VCR_CASSETTE")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
