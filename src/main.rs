@@ -431,6 +431,9 @@ async fn run(serve: Serve) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(&format!("cannot read the bound address: {e}")),
     };
+    if let Some(f) = &forwarder {
+        f.listening_on(addr);
+    }
     // The one line scripts wait for; everything else goes to stderr.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{addr}");
@@ -438,7 +441,8 @@ async fn run(serve: Serve) -> ExitCode {
     tracing::info!(mode = mode.as_str(), cassettes = %dir.display(),
         journal = %proxy.journal_path().map_or("none".into(), |p| p.display().to_string()), "graph-vcr ready");
     if let Some(f) = &forwarder {
-        tracing::info!(intercept = %f.hosts().join(","), ca = %f.ca().info().files.cert.display(),
+        tracing::info!(intercept = %f.hosts().join(","), tunnel = %f.tunnel_hosts().join(","),
+            ca = %f.ca().info().files.cert.display(),
             "forward proxy ready: clients set HTTPS_PROXY=http://{addr}");
     }
 

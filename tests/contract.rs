@@ -244,7 +244,7 @@ fn the_check_command_exits_by_severity() -> TestResult {
     std::fs::write(&bad, CONFLICTING)?;
     let e = run_to_end(&["check", "--format", "json", s(&bad)?])?;
     assert_eq!(e.status.code(), Some(1));
-    let doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
+    let doc: serde_json::Value = serde_json::from_str(&e.stdout)?;
     assert_eq!(doc["errors"], 1);
     assert_eq!(doc["deviations"][0]["code"], "group-included-and-excluded");
 

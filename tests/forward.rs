@@ -271,7 +271,8 @@ async fn recorded_through_connect_replays_through_connect_and_reverse_mode() -> 
 async fn other_hosts_are_tunnelled_in_record_and_audit_and_refused_in_replay_and_auto() -> TestResult
 {
     let tmp = tempfile::tempdir()?;
-    let (recorder, stand_in, dir, _) = forward_proxy("record", tmp.path(), &[]).await?;
+    let tunnel_to = ["--tunnel", "localhost,127.0.0.1"];
+    let (recorder, stand_in, dir, _) = forward_proxy("record", tmp.path(), &tunnel_to).await?;
     let ca_dir = tmp.path().join("ca");
     // The stand-in is not an intercepted host: the client talks TLS with it end to end and
     // sees its certificate (the test CA), not graph-vcr's.
@@ -312,6 +313,8 @@ async fn other_hosts_are_tunnelled_in_record_and_audit_and_refused_in_replay_and
     let auditor = Proxy::start(&[
         "audit",
         "--forward",
+        "--tunnel",
+        "localhost",
         "--ca-dir",
         s(&ca_dir)?,
         "--upstream",
@@ -533,7 +536,8 @@ async fn without_upstream_an_intercepted_host_is_reached_at_its_own_address() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_calls_inside_tunnels_and_does_not_wait_for_idle_tunnels() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (proxy, stand_in, _, root) = forward_proxy("record", tmp.path(), &[]).await?;
+    let (proxy, stand_in, _, root) =
+        forward_proxy("record", tmp.path(), &["--tunnel", "localhost"]).await?;
     // An idle tunnel to a host that is not intercepted.
     let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
     let target = format!("localhost:{}", stand_in.addr.port());
@@ -580,8 +584,12 @@ async fn shutdown_finishes_calls_inside_tunnels_and_does_not_wait_for_idle_tunne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_tunnel_counts_against_max_connections() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (proxy, stand_in, _, root) =
-        forward_proxy("record", tmp.path(), &["--max-connections", "1"]).await?;
+    let (proxy, stand_in, _, root) = forward_proxy(
+        "record",
+        tmp.path(),
+        &["--max-connections", "1", "--tunnel", "localhost"],
+    )
+    .await?;
     let mut first = connect_through(proxy.addr, GRAPH, &root, &["http/1.1"])
         .await?
         .tunnel()?;
@@ -608,8 +616,12 @@ async fn an_open_tunnel_counts_against_max_connections() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_tunnel_is_closed_after_the_idle_timeout() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (proxy, stand_in, _, _) =
-        forward_proxy("record", tmp.path(), &["--idle-timeout", "1s"]).await?;
+    let (proxy, stand_in, _, _) = forward_proxy(
+        "record",
+        tmp.path(),
+        &["--idle-timeout", "1s", "--tunnel", "localhost"],
+    )
+    .await?;
     let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
     let target = format!("localhost:{}", stand_in.addr.port());
     let mut tunnel = connect_through(proxy.addr, &target, &test_ca, &["http/1.1"])
@@ -623,5 +635,71 @@ async fn an_idle_tunnel_is_closed_after_the_idle_timeout() -> TestResult {
         "the idle tunnel was still open"
     );
     assert_eq!(stand_in.received().len(), 1);
+    Ok(())
+}
+
+/// Record as HTTPS_PROXY is no open proxy: by default it tunnels only to the Entra sign-in
+/// hosts, to loopback only when it is named, never to itself; a refusal fails the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_go_only_where_the_tunnel_list_allows() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (recorder, stand_in, _, _) = forward_proxy("record", tmp.path(), &[]).await?;
+    let test_ca = std::fs::read_to_string(tmp.path().join("ca.pem"))?;
+    let local = format!("localhost:{}", stand_in.addr.port());
+    let refused = connect_through(recorder.addr, &local, &test_ca, &["http/1.1"])
+        .await?
+        .refused()?;
+    assert_eq!(refused.status, 403);
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("not on the tunnel list") && message.contains("login.microsoftonline.com"),
+        "{message}"
+    );
+    let exit = recorder.signal("TERM")?;
+    assert_eq!(
+        exit.status.code(),
+        Some(1),
+        "a refused tunnel fails the run: {}",
+        exit.stderr
+    );
+    assert!(exit.stderr.contains("1 refused"), "{}", exit.stderr);
+
+    // `*` allows public hosts, not loopback; naming 127.0.0.1 allows it, but not graph-vcr.
+    let ca_dir = tmp.path().join("ca");
+    for (list, target_is_self, why) in [
+        ("*", false, "loopback, link-local or private"),
+        ("127.0.0.1", true, "graph-vcr itself"),
+    ] {
+        let proxy = Proxy::start(&[
+            "record",
+            "--forward",
+            "--ca-dir",
+            s(&ca_dir)?,
+            "--tunnel",
+            list,
+            "--upstream",
+            &stand_in.url,
+            "--cassettes",
+            s(&tmp.path().join(format!("c-{target_is_self}")))?,
+        ])?;
+        let target = if target_is_self {
+            format!("127.0.0.1:{}", proxy.addr.port())
+        } else {
+            format!("127.0.0.1:{}", stand_in.addr.port())
+        };
+        let refused = connect_through(proxy.addr, &target, &test_ca, &["http/1.1"])
+            .await?
+            .refused()?;
+        let message = refused.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains(why), "{list}: {message}");
+        drop(proxy);
+    }
+    stand_in.stop().await;
     Ok(())
 }

@@ -153,10 +153,11 @@ fn sh(dir: &std::path::Path, script: &str, summary: &std::path::Path) -> Result<
         .env("PATH", path)
         .env("GITHUB_STEP_SUMMARY", summary)
         .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     Ok(Exit {
         status: out.status,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned() + &stdout,
+        stdout,
     })
 }
 

@@ -303,7 +303,7 @@ async fn a_hand_edited_export_is_redacted_on_import_and_keyed_as_a_live_call() -
 
     // Plant secrets in the export as a person editing it by hand would.
     let e = run_to_end(&["cassette", "export", "default", "--cassettes", s(&dir)?])?;
-    let mut doc: serde_json::Value = serde_json::from_str(&e.stderr)?;
+    let mut doc: serde_json::Value = serde_json::from_str(&e.stdout)?;
     let i = &mut doc["interactions"][0];
     let headers = i["request"]["headers"]
         .as_array_mut()

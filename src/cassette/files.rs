@@ -113,7 +113,7 @@ pub(super) fn remove_stale_copies() {
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| pid != std::process::id() && is_gone(pid)) {
             match fs::remove_dir_all(entry.path()) {
-                Ok(()) => tracing::info!(dir = %entry.path().display(),
+                Ok(()) => tracing::debug!(dir = %entry.path().display(),
                     "removed the scratch directory of a graph-vcr process that is gone"),
                 Err(e) => tracing::debug!(dir = %entry.path().display(), error = %e,
                     "could not remove a stale scratch directory"),

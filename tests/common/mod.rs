@@ -360,7 +360,10 @@ pub struct Proxy {
 #[derive(Debug)]
 pub struct Exit {
     pub status: ExitStatus,
+    /// stderr, then (for [`run_to_end`]) stdout: everything a person would see.
     pub stderr: String,
+    /// stdout alone ([`run_to_end`]), for output that is parsed.
+    pub stdout: String,
 }
 
 pub fn binary() -> &'static str {
@@ -433,6 +436,7 @@ impl Proxy {
                 Err(Exit {
                     status,
                     stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                    stdout: String::new(),
                 })
             }
         }
@@ -461,6 +465,7 @@ impl Proxy {
                 return Ok(Exit {
                     status,
                     stderr: self.stderr(),
+                    stdout: String::new(),
                 });
             }
             if std::time::Instant::now() > deadline {
@@ -481,10 +486,11 @@ impl Drop for Proxy {
 /// Runs `graph-vcr ARGS` to completion (for commands that do not serve).
 pub fn run_to_end(args: &[&str]) -> Result<Exit, Error> {
     let out = Command::new(binary()).args(args).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     Ok(Exit {
         status: out.status,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned() + &stdout,
+        stdout,
     })
 }
 
@@ -494,6 +500,7 @@ fn io_exit(e: std::io::Error) -> Exit {
     Exit {
         status,
         stderr: format!("harness error: {e}"),
+        stdout: String::new(),
     }
 }
 
@@ -733,7 +740,7 @@ pub fn exported(dir: &Path, cassette: &str) -> Result<Vec<Value>, Error> {
     if !out.status.success() {
         return Err(format!("cassette export failed: {}", out.stderr).into());
     }
-    let doc: Value = serde_json::from_str(&out.stderr)?;
+    let doc: Value = serde_json::from_str(&out.stdout)?;
     Ok(doc["interactions"].as_array().cloned().unwrap_or_default())
 }
 

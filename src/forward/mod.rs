@@ -12,6 +12,10 @@
 //! intercepted host (or `--upstream` when given), or a tunnel in record and audit mode. A
 //! `Host` header never chooses a destination, and in reverse mode nothing a client sends does.
 
+mod tunnel;
+
+pub use tunnel::{DEFAULT_TUNNEL, TunnelPolicy};
+
 use crate::ca::{CaError, CaOptions, LocalCa};
 use crate::connection::ConnectionScope;
 use crate::graph_error::GraphError;
@@ -64,6 +68,22 @@ pub struct ForwardOptions {
     )]
     pub intercept: Vec<String>,
 
+    /// A host record and audit may tunnel to, untouched, with --forward (repeatable, or
+    /// comma-separated; `*.suffix` and `*` allowed).
+    ///
+    /// Replaces the default list, the Entra ID sign-in hosts (login.microsoftonline.com,
+    /// login.microsoft.com, login.windows.net and the national clouds'). Never a loopback,
+    /// link-local or private address unless that host is named here (a wildcard does not name
+    /// it), never graph-vcr itself. Example: `--tunnel login.microsoftonline.com,*.blob.core.windows.net`.
+    #[arg(
+        long = "tunnel",
+        env = "GRAPH_VCR_TUNNEL",
+        value_name = "HOST",
+        value_delimiter = ',',
+        requires = "forward"
+    )]
+    pub tunnel: Vec<String>,
+
     #[command(flatten)]
     pub ca: CaOptions,
 }
@@ -75,6 +95,8 @@ pub enum ForwardError {
     Ca(#[from] CaError),
     #[error("--intercept {0:?}: not a host name or IP address")]
     BadHost(String),
+    #[error("--tunnel {0:?}: not a host name, IP address, `*.suffix` or `*`")]
+    BadTunnel(String),
 }
 
 /// What forward mode does with a request for a host.
@@ -105,6 +127,7 @@ pub struct Forwarder {
     /// `--upstream` was given: intercepted requests go there instead of the host asked for.
     to_upstream: bool,
     connect_timeout: Duration,
+    tunnel: TunnelPolicy,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -124,18 +147,20 @@ impl Forwarder {
         to_upstream: bool,
         connect_timeout: Duration,
     ) -> Result<Self, ForwardError> {
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.parse::<http::uri::Authority>()
+                    .is_ok_and(|a| a.port().is_none() && a.host() == h)
+        };
         let hosts = if options.intercept.is_empty() {
             DEFAULT_INTERCEPT.iter().map(|h| h.to_string()).collect()
         } else {
             options
                 .intercept
                 .iter()
+                .map(|h| normalize_host(h))
                 .map(|h| {
-                    let h = normalize_host(h);
-                    let valid = !h.is_empty()
-                        && h.parse::<http::uri::Authority>()
-                            .is_ok_and(|a| a.port().is_none() && a.host() == h);
-                    if valid {
+                    if valid(&h) {
                         Ok(h)
                     } else {
                         Err(ForwardError::BadHost(h))
@@ -143,13 +168,37 @@ impl Forwarder {
                 })
                 .collect::<Result<_, _>>()?
         };
+        let tunnel = options
+            .tunnel
+            .iter()
+            .map(|h| normalize_host(h))
+            .map(|h| {
+                let pattern = h == "*" || h.strip_prefix("*.").is_some_and(&valid);
+                if pattern || valid(&h) {
+                    Ok(h)
+                } else {
+                    Err(ForwardError::BadTunnel(h))
+                }
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             mode,
             hosts,
             ca: LocalCa::load(&options.ca)?,
             to_upstream,
             connect_timeout,
+            tunnel: TunnelPolicy::new(tunnel),
         })
+    }
+
+    /// Where the listener is, once bound: a tunnel never goes back to it.
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        self.tunnel.set_own(addr);
+    }
+
+    /// The hosts record and audit may tunnel to.
+    pub fn tunnel_hosts(&self) -> &[String] {
+        self.tunnel.hosts()
     }
 
     pub fn hosts(&self) -> &[String] {
@@ -193,6 +242,9 @@ impl Forwarder {
                 proxy.handle(request).await
             }
             Route::Tunnel => {
+                if let Err(why) = self.tunnel.resolve(&host, port).await {
+                    return self.refuse(proxy, &request, &authority_of(&host, port), &why);
+                }
                 Stats::bump(&proxy.stats.tunnelled);
                 let to = Destination {
                     https,
@@ -201,7 +253,10 @@ impl Forwarder {
                 tracing::debug!(to = %to.url(), "passing on a plain-HTTP request");
                 proxy.pass_on(request, &to).await
             }
-            Route::Refuse => self.refuse(proxy, &request, &authority_of(&host, port)),
+            Route::Refuse => {
+                let why = self.not_intercepted();
+                self.refuse(proxy, &request, &authority_of(&host, port), why)
+            }
         }
     }
 
@@ -223,7 +278,7 @@ impl Forwarder {
         let port = authority.port_u16().unwrap_or(443);
         let target = authority_of(&host, port);
         match route(self.mode, self.intercepts(&host)) {
-            Route::Refuse => self.refuse(proxy, &request, &target),
+            Route::Refuse => self.refuse(proxy, &request, &target, self.not_intercepted()),
             Route::Intercept => {
                 let config = match self.ca.server_config(&host) {
                     Ok(c) => c,
@@ -273,12 +328,15 @@ impl Forwarder {
                 Response::new(Full::new(Bytes::new()))
             }
             Route::Tunnel => {
-                // Connect before answering, so a failure is a clear 502, not a dead tunnel.
-                let connected = tokio::time::timeout(
-                    self.connect_timeout,
-                    TcpStream::connect((host.trim_matches(['[', ']']), port)),
-                )
-                .await;
+                let addrs = match self.tunnel.resolve(&host, port).await {
+                    Ok(addrs) => addrs,
+                    Err(why) => return self.refuse(proxy, &request, &target, &why),
+                };
+                // Connect before answering, so a failure is a clear 502, not a dead tunnel; to
+                // the addresses just checked, not to a second lookup's.
+                let connected =
+                    tokio::time::timeout(self.connect_timeout, TcpStream::connect(&addrs[..]))
+                        .await;
                 let mut stream = match connected {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return tunnel_failed(&target, &e.to_string()),
@@ -314,23 +372,29 @@ impl Forwarder {
         })
     }
 
+    /// Why a host that is not intercepted is refused in this mode.
+    fn not_intercepted(&self) -> &'static str {
+        match self.mode {
+            Mode::Replay => {
+                "the host is not intercepted and replay mode never opens a network connection"
+            }
+            _ => "the host is not intercepted and auto mode passes on only the hosts it intercepts",
+        }
+    }
+
     fn refuse(
         &self,
         proxy: &Proxy,
         request: &Request<Incoming>,
         target: &str,
+        why: &str,
     ) -> Response<Full<Bytes>> {
-        let why = match self.mode {
-            Mode::Replay => "replay mode never opens a network connection",
-            _ => "auto mode passes on only the hosts it intercepts",
-        };
-        tracing::warn!(method = %request.method(), %target, "refused: not intercepted");
+        tracing::warn!(method = %request.method(), %target, %why, "refused");
         let error = GraphError::new(
             StatusCode::FORBIDDEN,
             "graphVcrNotIntercepted",
             format!(
-                "graph-vcr refused {} {target}: the host is not intercepted and {why}. \
-                 Intercepted hosts: {} (change with --intercept HOST)",
+                "graph-vcr refused {} {target}: {why}. Intercepted hosts: {} (change with --intercept HOST)",
                 request.method(),
                 self.hosts.join(", ")
             ),
