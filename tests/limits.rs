@@ -390,3 +390,49 @@ fn an_unusable_cassette_directory_is_a_clear_error_before_listening() -> TestRes
     }
     Ok(())
 }
+
+/// A body with thousands of deviations: each request lists the first 100 (errors first) and
+/// counts the rest, in the journal, the log and the report, however often it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deviations_are_capped_per_request_in_every_output() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let report = tmp.path().join("report.json");
+    let (proxy, stand_in) = recorder(tmp.path(), &["--report-json", s(&report)?]).await?;
+    const N: usize = 20_000;
+    let targets: Vec<String> = (0..N)
+        .map(|i| format!(r#"{{"target":{{"groupId":"00000000-0000-4000-8000-{i:012}"}}}}"#))
+        .collect();
+    let body = format!(r#"{{"assignments":[{}]}}"#, targets.join(","));
+    let client = HttpClient::new();
+    let path = "/v1.0/deviceManagement/deviceConfigurations/many/assign";
+    for _ in 0..2 {
+        let r = client.assign(&proxy.base, path, &body, &[]).await?;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("x-graph-vcr-deviations").is_some());
+    }
+    let exit = proxy.signal("TERM")?;
+    stand_in.stop().await;
+    let logged = exit.stderr.matches("contract deviation:").count();
+    assert!(
+        logged <= 2 * 100,
+        "{logged} deviation log lines for two requests"
+    );
+    assert!(
+        exit.stderr
+            .contains("more contract deviations than are listed")
+    );
+    let journal = std::fs::read_to_string(tmp.path().join("cassettes/journal.jsonl"))?;
+    for line in journal.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        let listed = entry["deviations"].as_array().map_or(0, Vec::len);
+        let omitted = entry["deviations_omitted"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(listed, 100, "{}", &line[..200.min(line.len())]);
+        assert!(omitted >= N - 100, "{omitted} omitted");
+        assert!(entry["deviations"][0]["severity"] == "error");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    let call = &report["calls"][0];
+    assert_eq!(call["deviations"].as_array().map(Vec::len), Some(100));
+    assert!(call["deviations_omitted"].as_u64() >= Some((N - 100) as u64));
+    Ok(())
+}

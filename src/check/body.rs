@@ -3,7 +3,7 @@
 //! Walks the body against the declared types of the action's parameters (from
 //! `contract::types`), resolving each `@odata.type` to a subtype of the declared type.
 
-use super::{Code, Deviation, Severity};
+use super::{Code, Deviation, Found, Severity};
 use crate::classify::is_guid;
 use crate::contract::types::{Property, TypeInfo, Types, types};
 use crate::contract::{Action, ApiVersion};
@@ -24,14 +24,14 @@ enum Role {
 struct Walker<'a> {
     version: ApiVersion,
     types: &'static Types,
-    out: &'a mut Vec<Deviation>,
+    out: &'a mut Found,
 }
 
 pub(super) fn check(
     version: ApiVersion,
     action: Option<&Action>,
     body: Result<&Value, &serde_json::Error>,
-    out: &mut Vec<Deviation>,
+    out: &mut Found,
 ) {
     let value = match body {
         Ok(v) => v,

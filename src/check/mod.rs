@@ -189,6 +189,39 @@ impl fmt::Display for Deviation {
 /// their de-duplication quadratic): the first hundred say what is wrong.
 pub const MAX_DEVIATIONS: usize = 100;
 
+/// Deviations as the body walk finds them, bounded however many the body has: up to
+/// [`MAX_DEVIATIONS`] errors and as many warnings are kept (so the final cut can keep errors
+/// first), the rest only counted. A body of 500,000 bad targets must not hold 500,000
+/// messages in memory.
+#[derive(Debug, Default)]
+pub struct Found {
+    kept: Vec<Deviation>,
+    errors: usize,
+    dropped: usize,
+}
+
+impl Found {
+    pub fn push(&mut self, d: Deviation) {
+        let is_error = d.severity == Severity::Error;
+        let of_kind = if is_error {
+            self.errors
+        } else {
+            self.kept.len() - self.errors
+        };
+        if of_kind >= MAX_DEVIATIONS {
+            self.dropped += 1;
+            return;
+        }
+        self.errors += usize::from(is_error);
+        self.kept.push(d);
+    }
+
+    /// What was kept, and how many were dropped.
+    pub fn into_parts(self) -> (Vec<Deviation>, usize) {
+        (self.kept, self.dropped)
+    }
+}
+
 /// Deviation texts through the redaction gate, once, where they are made: a message may
 /// quote a header value or a JSON member's name, and it is logged, journaled and reported.
 /// (Values under secret members never reach a check: `analyze` redacts the body first.)
@@ -267,6 +300,7 @@ pub fn check_without_headers(
     if !classified.assign_shaped {
         return Findings::default();
     }
+    let mut omitted_early = 0;
     if method != Method::POST {
         out.push(Deviation::new(
             Code::MethodNotPost,
@@ -281,10 +315,16 @@ pub fn check_without_headers(
             "path",
             "the first path segment is not a Graph API version (v1.0 or beta)",
         )),
-        Some(version) => body::check(version, classified.action, body, &mut out),
+        Some(version) => {
+            let mut found = Found::default();
+            body::check(version, classified.action, body, &mut found);
+            let (kept, dropped) = found.into_parts();
+            out.extend(kept);
+            omitted_early = dropped;
+        }
     }
-    let omitted = out.len().saturating_sub(MAX_DEVIATIONS);
-    if omitted > 0 {
+    let omitted = out.len().saturating_sub(MAX_DEVIATIONS) + omitted_early;
+    if out.len() > MAX_DEVIATIONS {
         // Keep the errors: they are what fails the call.
         out[headers_at..].sort_by_key(|d| std::cmp::Reverse(d.severity));
         out.truncate(MAX_DEVIATIONS);
@@ -338,12 +378,14 @@ pub fn check_body(
     body: &[u8],
     out: &mut Vec<Deviation>,
 ) {
+    let mut found = Found::default();
     body::check(
         version,
         classified.action,
         serde_json::from_slice(body).as_ref(),
-        out,
+        &mut found,
     );
+    out.extend(found.into_parts().0);
 }
 
 fn check_headers(headers: &HeaderMap, out: &mut Vec<Deviation>) {
