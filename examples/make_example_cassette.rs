@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::from_hex(&interaction.key).ok_or("made_up produced a bad key")?;
     cassette.put(&key, 0, serde_json::to_vec(&interaction)?)?;
     store.flush_blocking()?;
+    store.write_manifest()?;
     println!(
         "wrote cassette \"example\" ({} interaction) to {}",
         cassette.len(),

@@ -148,6 +148,7 @@ pub fn import(
         records,
     )?;
     store.flush_blocking()?;
+    store.write_manifest()?;
     Ok(Imported {
         name,
         interactions: doc.interactions.len(),

@@ -8,17 +8,28 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
-/// One line per cassette: name, interactions, actions, first and last recording time.
-pub fn list(store: &Store) -> Result<String, StoreError> {
+/// One line per cassette: name, interactions, actions, first and last recording time; then
+/// what is damaged (records that do not decode, fewer recordings than the manifest promises,
+/// cassettes gone), which the caller turns into a failing exit status.
+pub fn list(store: &Store) -> Result<(String, Vec<String>), StoreError> {
     let mut out = String::from("NAME\tINTERACTIONS\tACTIONS\tRECORDED\n");
+    let mut damaged = store.missing();
     let mut names = store.cassette_names();
     names.sort();
     for name in names {
         let cassette = store.cassette(&name)?;
         let mut actions = BTreeSet::new();
-        let (mut first, mut last, mut n) = (String::new(), String::new(), 0usize);
+        let (mut first, mut last, mut n, mut present) = (String::new(), String::new(), 0, 0);
         for i in cassette.iter() {
-            let i = i?;
+            present += 1;
+            let i = match i {
+                Ok(i) => i,
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    damaged.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             n += 1;
             actions.insert(i.action.clone());
             if first.is_empty() || i.recorded_at < first {
@@ -28,6 +39,11 @@ pub fn list(store: &Store) -> Result<String, StoreError> {
                 last.clone_from(&i.recorded_at);
             }
         }
+        damaged.extend(crate::cassette::manifest::shortfall(
+            store.expected(),
+            name.as_str(),
+            present,
+        ));
         let recorded = if first == last {
             first
         } else {
@@ -36,7 +52,7 @@ pub fn list(store: &Store) -> Result<String, StoreError> {
         let actions: Vec<String> = actions.into_iter().collect();
         let _ = writeln!(out, "{name}\t{n}\t{}\t{recorded}", actions.join(", "));
     }
-    Ok(out)
+    Ok((out, damaged))
 }
 
 /// Every interaction of `cassette`, readable: request and response, bodies decoded and

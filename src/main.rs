@@ -172,7 +172,14 @@ struct VerifyArgs {
 #[derive(Subcommand, Debug)]
 enum CassetteCommand {
     /// One line per cassette: name, interactions, actions, recorded dates.
+    ///
+    /// Exit status 1 when a cassette is damaged (see `cassette check`).
     List(DirArg),
+    /// Read every recording of every cassette and hold the counts against the directory's
+    /// manifest: exit 0 when all is whole, 1 naming what is damaged.
+    ///
+    /// Example: graph-vcr cassette check --cassettes tests/cassettes
+    Check(DirArg),
     /// Every interaction of a cassette, readable (compressed bodies decoded).
     Show {
         name: CassetteName,
@@ -574,33 +581,75 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
 fn run_cassette(command: CassetteCommand) -> ExitCode {
     match cassette_command(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(CassetteFailure::Damaged) => ExitCode::from(1),
+        Err(CassetteFailure::Error(message)) => fail(&message),
     }
 }
 
-fn cassette_command(command: CassetteCommand) -> Result<(), String> {
+/// How a cassette tool failed: damage found (exit 1, already printed), or an error (exit 2).
+enum CassetteFailure {
+    Damaged,
+    Error(String),
+}
+
+impl From<String> for CassetteFailure {
+    fn from(message: String) -> Self {
+        Self::Error(message)
+    }
+}
+
+/// Prints each damage and fails with exit status 1 when there is any.
+fn damaged_is_failure(damaged: &[String]) -> Result<(), CassetteFailure> {
+    for d in damaged {
+        eprintln!("graph-vcr: DAMAGED {d}");
+    }
+    if damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(CassetteFailure::Damaged)
+    }
+}
+
+fn cassette_command(command: CassetteCommand) -> Result<(), CassetteFailure> {
     use graph_vcr::{export, inspect};
     let open = |dir: &DirArg, access| {
         graph_vcr::export::open(&dir.cassettes, access).map_err(|e| e.to_string())
     };
     let out = |text: &[u8]| std::io::stdout().write_all(text).map_err(|e| e.to_string());
     match command {
-        CassetteCommand::List(dir) => out(inspect::list(&open(&dir, Access::ReadOnly)?)
-            .map_err(|e| e.to_string())?
-            .as_bytes()),
+        CassetteCommand::List(dir) => {
+            let (text, damaged) =
+                inspect::list(&open(&dir, Access::ReadOnly)?).map_err(|e| e.to_string())?;
+            out(text.as_bytes())?;
+            damaged_is_failure(&damaged)
+        }
+        CassetteCommand::Check(dir) => {
+            let store = open(&dir, Access::ReadOnly)?;
+            let (text, damaged) = inspect::list(&store).map_err(|e| e.to_string())?;
+            let cassettes = text.lines().count().saturating_sub(1);
+            if damaged.is_empty() {
+                eprintln!(
+                    "graph-vcr: {} cassette(s) in {}: every recording reads, none is missing",
+                    cassettes,
+                    dir.cassettes.display()
+                );
+            }
+            damaged_is_failure(&damaged)
+        }
         CassetteCommand::Show { name, dir } => {
             let store = open(&dir, Access::ReadOnly)?;
             require(&store, &name)?;
             let cassette = store.cassette(&name).map_err(|e| e.to_string())?;
-            out(inspect::show(&cassette)
+            Ok(out(inspect::show(&cassette)
                 .map_err(|e| e.to_string())?
-                .as_bytes())
+                .as_bytes())?)
         }
         CassetteCommand::Rm { name, dir } => {
             let store = open(&dir, Access::ReadWrite)?;
             require(&store, &name)?;
             store.drop_cassette(&name).map_err(|e| e.to_string())?;
             store.flush_blocking().map_err(|e| e.to_string())?;
+            store.write_manifest().map_err(|e| e.to_string())?;
             eprintln!(
                 "graph-vcr: removed cassette {name} from {}",
                 dir.cassettes.display()
@@ -647,7 +696,7 @@ fn cassette_command(command: CassetteCommand) -> Result<(), String> {
             dir,
         } => {
             if as_name.is_some() && files.len() > 1 {
-                return Err("--as takes one file".into());
+                return Err("--as takes one file".to_string().into());
             }
             let store = open(&dir, Access::ReadWrite)?;
             for file in files {
@@ -663,7 +712,7 @@ fn cassette_command(command: CassetteCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        CassetteCommand::Textconv { file } => out(&export::textconv(&file)?),
+        CassetteCommand::Textconv { file } => Ok(out(&export::textconv(&file)?)?),
     }
 }
 

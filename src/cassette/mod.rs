@@ -14,6 +14,7 @@
 //! Record mode writes through the store's [`recorder`] thread, which group-commits.
 
 mod files;
+pub mod manifest;
 mod recorder;
 mod records;
 
@@ -181,6 +182,8 @@ pub struct Store {
     dir: PathBuf,
     /// Held for the store's lifetime; the OS releases the lock when it closes.
     _lock: Option<File>,
+    /// The recordings per cassette the directory's manifest promises (see `manifest`).
+    expected: std::collections::BTreeMap<String, usize>,
     /// The private copy replay works in, removed when its last store is dropped.
     private_copy: Option<Arc<PrivateCopy>>,
 }
@@ -197,6 +200,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
+            expected: manifest::read(dir),
             private_copy,
         }
     }
@@ -298,6 +302,39 @@ impl Store {
         self.db
             .drop_tree(format!("{TREE_PREFIX}{name}"))
             .map_err(|source| self.sled_err(source))
+    }
+
+    /// The recordings per cassette the manifest promised when the store was opened.
+    pub fn expected(&self) -> &std::collections::BTreeMap<String, usize> {
+        &self.expected
+    }
+
+    /// Cassettes the manifest promises that the database no longer has at all (a truncated or
+    /// replaced database opens empty), as damage messages.
+    pub fn missing(&self) -> Vec<String> {
+        let names = self.cassette_names();
+        self.expected
+            .iter()
+            .filter(|(name, n)| **n > 0 && !names.iter().any(|c| c.as_str() == name.as_str()))
+            .filter_map(|(name, _)| manifest::shortfall(&self.expected, name, 0))
+            .collect()
+    }
+
+    /// Records how many recordings each cassette holds now, in the directory's manifest.
+    /// Call after [`Store::flush_blocking`]. Only a store that owns its directory (record,
+    /// auto, the cassette tools) writes one; replay never writes.
+    pub fn write_manifest(&self) -> Result<(), StoreError> {
+        if self._lock.is_none() {
+            return Ok(());
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for name in self.cassette_names() {
+            counts.insert(name.to_string(), self.cassette(&name)?.len());
+        }
+        manifest::write(&self.dir, counts).map_err(|source| StoreError::Io {
+            dir: self.dir.clone(),
+            source,
+        })
     }
 
     /// Makes every write so far durable, blocking the calling thread (for tools, not requests).

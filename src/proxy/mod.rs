@@ -150,6 +150,7 @@ impl Proxy {
         if let Backend::Record(r) = &self.backend {
             r.store().stop_recording();
             r.store().flush_blocking().map_err(|e| e.to_string())?;
+            r.store().write_manifest().map_err(|e| e.to_string())?;
         }
         if let Some(journal) = &self.journal {
             journal
@@ -366,7 +367,7 @@ impl Proxy {
                     .iter()
                     .map(|n| r.open_cassette(n))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run.report(mode, started, &open)
+                self.run.report(mode, started, &open, r.store().expected())
             }
             // Under the index's lock, so the scan cannot reopen sled under these handles.
             Backend::Replay(r) => r.index().with_store(|store| {
@@ -375,9 +376,11 @@ impl Proxy {
                     .filter(|n| r.key_options(n).is_some())
                     .map(|n| store.cassette(n))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run.report(mode, started, &open)
+                let mut report = self.run.report(mode, started, &open, store.expected())?;
+                report.add_damaged(store.missing());
+                Ok(report)
             })?,
-            Backend::Audit(_) => self.run.report(mode, started, &[]),
+            Backend::Audit(_) => self.run.report(mode, started, &[], &Default::default()),
         }
     }
 

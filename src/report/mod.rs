@@ -198,8 +198,21 @@ pub fn verify(
     for e in &entries {
         run.add(&Event::of(e));
     }
-    run.report(&format!("{mode} (verified)"), started, &recorded)
-        .map_err(|e| VerifyError::Unreadable(e.to_string()))
+    let expected = store
+        .as_ref()
+        .map(|s| s.expected().clone())
+        .unwrap_or_default();
+    let mut report = run
+        .report(&format!("{mode} (verified)"), started, &recorded, &expected)
+        .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
+    if let Some(store) = &store {
+        report.add_damaged(store.missing().into_iter().filter(|m| {
+            named
+                .iter()
+                .any(|n| m.starts_with(&format!("cassette {n}:")))
+        }));
+    }
+    Ok(report)
 }
 
 /// Run totals. Deviations count distinct (code, place) per call.
@@ -238,6 +251,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds damage found outside the run's cassettes' records (cassettes the manifest promises
+    /// that are gone).
+    pub fn add_damaged(&mut self, damage: impl IntoIterator<Item = String>) {
+        self.damaged.extend(damage);
+        self.totals.damaged = self.damaged.len();
+    }
+
     /// Writes every report `opts` asks for.
     pub fn write(&self, opts: &ReportOptions) -> std::io::Result<()> {
         let outputs = [

@@ -303,12 +303,14 @@ impl RunLog {
     }
 
     /// The report, with the recordings of `cassettes` that were never played.
-    /// `started` is when the run started (RFC 3339).
+    /// `started` is when the run started (RFC 3339); `expected` the recordings per cassette
+    /// the directory's manifest promises (fewer present is damage).
     pub fn report(
         &self,
         mode: &str,
         started: &str,
         cassettes: &[Cassette],
+        expected: &std::collections::BTreeMap<String, usize>,
     ) -> Result<Report, StoreError> {
         let shards: Vec<MutexGuard<'_, Shard>> = (0..SHARDS).map(|i| self.shard(i)).collect();
         let played = |cassette: &str, key: &[u8; 32], position: u32| {
@@ -323,7 +325,9 @@ impl RunLog {
         let mut damaged = Vec::new();
         for cassette in cassettes {
             let name = cassette.name().as_str();
+            let mut present = 0;
             for i in cassette.iter() {
+                present += 1;
                 // A record that does not decode is reported, not allowed to hide the rest.
                 let i = match i {
                     Err(e @ StoreError::Corrupt { .. }) => {
@@ -345,6 +349,9 @@ impl RunLog {
                     });
                 }
             }
+            damaged.extend(crate::cassette::manifest::shortfall(
+                expected, name, present,
+            ));
         }
         let mut calls: Vec<Call> = shards
             .iter()
