@@ -60,6 +60,21 @@ impl Occurrences {
         take(&self.counter(cassette, key))
     }
 
+    /// [`Occurrences::next`] for requests that may be endless and distinct (replay's misses):
+    /// past `limit` distinct keys in all, a new key is not remembered and counts as its first
+    /// occurrence, so memory stays bounded whatever clients send.
+    pub fn next_bounded(&self, cassette: &CassetteName, key: &Key, limit: usize) -> u32 {
+        {
+            let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let known = map.get(cassette).is_some_and(|m| m.contains_key(key));
+            let total: usize = map.values().map(HashMap::len).sum();
+            if !known && total >= limit {
+                return 0;
+            }
+        }
+        self.next(cassette, key)
+    }
+
     /// The counter of (cassette, key), created at 0.
     pub fn counter(&self, cassette: &CassetteName, key: &Key) -> Counter {
         // A poisoned lock only means another request panicked mid-insert; the map is still a

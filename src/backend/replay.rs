@@ -19,6 +19,9 @@ use crate::respond::Miss;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Distinct missing requests whose occurrences are counted (see `Occurrences::next_bounded`).
+const MAX_MISSES_COUNTED: usize = 65_536;
+
 pub struct Replay {
     index: Arc<Index>,
     /// The cassettes there are, and the key options each was recorded with (replay keys a
@@ -128,7 +131,9 @@ impl Replay {
             }
         };
         let Some(call) = found else {
-            let n = self.occurrences.next(&ex.cassette, &key);
+            let n = self
+                .occurrences
+                .next_bounded(&ex.cassette, &key, MAX_MISSES_COUNTED);
             return self.miss(analyzed, n, 0, ex).await;
         };
         let n = mode::take(&call.counter);

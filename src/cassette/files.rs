@@ -12,7 +12,16 @@ pub struct PrivateCopy(pub(super) PathBuf);
 
 impl Drop for PrivateCopy {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        // sled's I/O threads may still write a file a moment after its database is dropped,
+        // bringing the directory back: look again, briefly. Whatever outlives even that is
+        // removed by the next replay (`remove_stale_copies`).
+        for _ in 0..5 {
+            let _ = fs::remove_dir_all(&self.0);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            if !self.0.exists() {
+                return;
+            }
+        }
     }
 }
 

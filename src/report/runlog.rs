@@ -27,8 +27,18 @@ pub struct RunLog {
     shards: [Mutex<Shard>; SHARDS],
 }
 
+/// Most distinct calls that were not answered (misses, refusals) a shard lists one by one;
+/// past it they are folded into one call per cassette ([`FOLDED`]), counted but not listed,
+/// so a client that sends 200,000 distinct misses cannot grow the run's memory without bound.
+const MAX_UNANSWERED_PER_SHARD: usize = 10_000 / SHARDS;
+
+/// The key of a cassette's folded call (no SHA-256 of a request is all ones in practice).
+const FOLDED: [u8; 32] = [0xff; 32];
+
 #[derive(Debug, Default)]
 struct Shard {
+    /// Distinct calls listed so far that were first seen unanswered.
+    unanswered: usize,
     names: HashSet<Arc<CallName>>,
     deviation_lists: HashSet<Arc<[Deviation]>>,
     cassettes: HashMap<Arc<str>, CassetteCalls>,
@@ -240,7 +250,28 @@ impl RunLog {
             None => s.cassettes.entry(Arc::from(e.cassette)).or_default(),
         };
         let names = &mut s.names;
+        let answered = Outcome::parse(e.outcome).is_none_or(Outcome::answered);
+        let known = match e.key {
+            Some(key) => calls.keyed.contains_key(&key.0),
+            None => calls
+                .unkeyed
+                .keys()
+                .any(|n| *n.action == *e.action && *n.method == *e.method && *n.path == *e.path),
+        };
+        let fold = !known && !answered && s.unanswered >= MAX_UNANSWERED_PER_SHARD;
+        if !known && !answered && !fold {
+            s.unanswered += 1;
+        }
         let call = match e.key {
+            _ if fold => calls.keyed.entry(FOLDED).or_insert_with(|| {
+                let folded = Event {
+                    action: "(more distinct calls that were not answered, counted together)",
+                    method: "*",
+                    path: "*",
+                    ..*e
+                };
+                CallState::new(intern_name(names, &folded))
+            }),
             Some(key) => calls
                 .keyed
                 .entry(key.0)
@@ -393,7 +424,7 @@ fn call(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
         action: c.name.action.to_string(),
         method: c.name.method.to_string(),
         path: c.name.path.to_string(),
-        key: key.map(|k| Key(*k).to_hex()),
+        key: key.filter(|k| **k != FOLDED).map(|k| Key(*k).to_hex()),
         requests: c.requests(),
         outcomes: OUTCOMES
             .iter()
@@ -479,6 +510,34 @@ mod tests {
             Some(vec![64, 1000])
         );
         assert!(!c.played(6) && !c.played(65));
+    }
+
+    #[test]
+    fn distinct_unanswered_calls_past_the_cap_are_folded_together() {
+        let log = RunLog::default();
+        let shard_keys = MAX_UNANSWERED_PER_SHARD + 50;
+        for i in 0..shard_keys {
+            let mut k = [0u8; 32];
+            k[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+            log.add(&Event {
+                cassette: "c",
+                action: "a",
+                method: "POST",
+                path: &format!("/p/{i}"),
+                key: Some(Key(k)),
+                outcome: "miss",
+                position: None,
+                message: Some("no recording"),
+                deviations: &[],
+                deviations_omitted: 0,
+                elapsed_us: 1,
+            });
+        }
+        let s = log.shard(0);
+        let calls = &s.cassettes["c"].keyed;
+        assert_eq!(calls.len(), MAX_UNANSWERED_PER_SHARD + 1);
+        assert_eq!(calls[&FOLDED].requests(), 50);
+        assert!(s.names.len() <= MAX_UNANSWERED_PER_SHARD + 1);
     }
 
     #[test]
