@@ -119,6 +119,15 @@ impl Answer {
             position,
         }
     }
+
+    /// The upstream's answer passed on, nothing stored.
+    pub fn forwarded(upstream: crate::upstream::UpstreamResponse) -> Self {
+        Self::new(
+            crate::respond::forwarded(upstream, "forwarded"),
+            Outcome::Forwarded,
+            None,
+        )
+    }
 }
 
 /// Why a request was answered by graph-vcr itself: the outcome it is counted under, and the

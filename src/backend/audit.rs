@@ -4,8 +4,6 @@
 use super::forward;
 use crate::analyze::Analyzed;
 use crate::exchange::{Answer, Exchange, Refusal};
-use crate::outcome::Outcome;
-use crate::respond;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 
@@ -29,10 +27,6 @@ impl Audit {
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
         let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
-        Ok(Answer::new(
-            respond::forwarded(response, "forwarded"),
-            Outcome::Forwarded,
-            None,
-        ))
+        Ok(Answer::forwarded(response))
     }
 }

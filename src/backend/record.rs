@@ -93,11 +93,7 @@ impl Record {
         }
         let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
         if !(analyzed.classified.is_assign || self.record_all) {
-            return Ok(Answer::new(
-                respond::forwarded(response, "forwarded"),
-                Outcome::Forwarded,
-                None,
-            ));
+            return Ok(Answer::forwarded(response));
         }
         let mut interaction = self.interaction(&analyzed, n, &response, ex);
         self.record(&cassette, &key, &mut interaction, &response, ex)
