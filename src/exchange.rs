@@ -35,6 +35,8 @@ pub struct Exchange<'a> {
     pub action: Option<Arc<str>>,
     pub key: Option<Key>,
     pub deviations: Vec<Deviation>,
+    /// The request body's size, once read.
+    pub body_len: usize,
     /// How many deviations past the per-call cap were dropped (see `check::MAX_DEVIATIONS`).
     pub deviations_omitted: usize,
     pub outcome: Outcome,
@@ -59,6 +61,7 @@ impl<'a> Exchange<'a> {
             action: None,
             key: None,
             deviations: Vec::new(),
+            body_len: 0,
             deviations_omitted: 0,
             // Overwritten by `settle`; a request that never gets there did not get an answer.
             outcome: Outcome::BadRequest,

@@ -32,7 +32,6 @@ async fn record(tmp: &Path, n: usize) -> Result<std::path::PathBuf, Error> {
     Ok(dir)
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_cassette_database_is_named_and_fails() -> TestResult {
     let tmp = tempfile::tempdir()?;

@@ -436,3 +436,63 @@ async fn deviations_are_capped_per_request_in_every_output() -> TestResult {
     assert!(call["deviations_omitted"].as_u64() >= Some((N - 100) as u64));
     Ok(())
 }
+
+/// The memory one large request takes is given back once it is answered: the process does
+/// not stay at the size of its largest request for the rest of the run. (Without giving it
+/// back, two 4.5 MB bodies left 170 MB resident here; with it, under 20 MB more than before.)
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_gives_its_memory_back() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (recording, stand_in) = recorder(tmp.path(), &[]).await?;
+    HttpClient::new()
+        .assign(&recording.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    recording.signal("TERM")?;
+    stand_in.stop().await;
+    // Replay: nothing of the request is kept (a recording would be, in sled's cache).
+    let dir = tmp.path().join("cassettes");
+    let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?, "--allow-misses"])?;
+    let rss_kib = |pid: u32| -> Result<u64, Error> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .ok_or("no VmRSS")?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or("bad VmRSS")?)
+    };
+    let client = HttpClient::new();
+    // Warm up: a hit, and a small miss (whose explanation opens the store again).
+    client
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    let small_miss = SEED_BODY.replace("Collection Id value", "other");
+    client
+        .assign(&proxy.base, SEED_PATH, &small_miss, &[])
+        .await?;
+    let before = rss_kib(proxy.pid())?;
+    let targets: Vec<String> = (0..40_000)
+        .map(|i| format!(r##"{{"target":{{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"00000000-0000-4000-8000-{i:012}"}}}}"##))
+        .collect();
+    let body = format!(r#"{{"assignments":[{}]}}"#, targets.join(","));
+    let path = "/v1.0/deviceManagement/deviceConfigurations/large/assign";
+    for _ in 0..2 {
+        let r = client.assign(&proxy.base, path, &body, &[]).await?;
+        assert_eq!(r.status, 501, "{}", r.text());
+    }
+    // Its connection closed (the client's pool dropped), as a test run's would be.
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_kib(proxy.pid())?;
+    let body_kib = (body.len() / 1024) as u64;
+    assert!(
+        after <= before + 6 * body_kib,
+        "resident {before} KiB before, {after} KiB after two {body_kib} KiB bodies"
+    );
+    proxy.signal("TERM")?;
+    Ok(())
+}

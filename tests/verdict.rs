@@ -206,7 +206,6 @@ async fn run(
     Ok((live, after))
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cause_fails_every_mode_unless_allowed_and_all_outputs_agree() -> TestResult {
     let tmp = tempfile::tempdir()?;
