@@ -74,13 +74,34 @@ pub(super) fn check(
             ));
         }
     }
+    // An action that takes two lists (beta deviceConfigurations, the script actions, …) is
+    // called with either or both: the SDKs leave out a list that is not set, and OData takes
+    // a missing action parameter as null. Missing is a deviation only when nothing is sent.
+    let any_present = action.parameters.iter().any(|p| top.contains_key(&p.name));
     for param in &action.parameters {
         let at = pointer("", &param.name);
         match top.get(&param.name) {
+            None if any_present => {}
+            None if action.parameters.len() == 1 => w.out.push(Deviation::new(
+                Code::ParameterMissing,
+                &at,
+                format!(
+                    "parameter {:?} is missing: the service takes it as null and rejects the call",
+                    param.name
+                ),
+            )),
             None => w.out.push(Deviation::new(
                 Code::ParameterMissing,
                 &at,
-                format!("required parameter {:?} is missing", param.name),
+                format!(
+                    "none of this action's parameters ({}) is present; send at least one",
+                    action
+                        .parameters
+                        .iter()
+                        .map(|p| format!("{:?}", p.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             )),
             Some(Value::Null) => w.out.push(Deviation::new(
                 Code::ParameterNull,

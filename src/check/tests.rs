@@ -328,3 +328,40 @@ fn header_value_lists_distinct_codes_in_order() {
     let d = req(targets(vec![group("a"), group("b")])).check();
     assert_eq!(header_value(&d), "group-id-not-guid");
 }
+
+/// Beta actions that take two lists accept either alone, and both (issue 16: every beta SDK
+/// call with one list was flagged `parameter-missing`); sending neither is still flagged, once.
+#[test]
+fn two_list_actions_accept_either_list_alone() {
+    let mut n = 0;
+    for action in registry().actions().filter(|a| a.parameters.len() > 1) {
+        let path = format!("/{}{}", action.version, action.path.replace("{id}", "x-1"));
+        for p in &action.parameters {
+            let one = req(passing_body(&p.name, &p.element_type))
+                .at(&path)
+                .check();
+            assert!(
+                !one.iter().any(|d| d.code == Code::ParameterMissing),
+                "{path} with only {}: {one:?}",
+                p.name
+            );
+        }
+        let neither = req(json!({})).at(&path).check();
+        let missing: Vec<_> = neither
+            .iter()
+            .filter(|d| d.code == Code::ParameterMissing)
+            .collect();
+        assert_eq!(
+            missing.len(),
+            action.parameters.len(),
+            "{path}: {neither:?}"
+        );
+        assert!(
+            missing[0]
+                .message
+                .contains("none of this action's parameters")
+        );
+        n += 1;
+    }
+    assert_eq!(n, 5, "the beta actions that take two lists");
+}
