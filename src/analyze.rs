@@ -67,7 +67,7 @@ pub fn analyze<'a>(
     // 2. classify
     let classified = classify::classify(path, query.as_deref());
     // 3. check
-    let findings = check::check_without_headers(method, &classified, gated.json.as_ref());
+    let findings = check::check_without_headers(method, &classified, body, gated.json.as_ref());
     // 4. key
     let canonical = match gated.json {
         Ok(v) => CanonicalBody::from_value(v, classified.action, key_options),

@@ -7,6 +7,7 @@
 //! request with an `error` deviation is answered 400 and never reaches the tenant.
 
 mod body;
+mod duplicates;
 mod response;
 
 pub use response::check_response;
@@ -92,6 +93,7 @@ codes! {
     ParameterNull = "parameter-null", Error;
     ParameterNotArray = "parameter-not-array", Error;
     UnknownParameter = "unknown-parameter", Error;
+    DuplicateMember = "duplicate-member", Error;
     EmptyAssignments = "empty-assignments", Warning;
     ElementNotObject = "element-not-object", Error;
     ElementTypeUnknown = "element-type-unknown", Error;
@@ -258,27 +260,18 @@ pub fn check_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Vec<Deviation> {
-    check_request_parsed(
+    check_without_headers(
         method,
         classified,
-        headers,
+        body,
         serde_json::from_slice(body).as_ref(),
     )
-}
-
-/// [`check_request`] for a body the caller has already parsed (the proxy parses once).
-pub fn check_request_parsed(
-    method: &Method,
-    classified: &Classified,
-    headers: &HeaderMap,
-    body: Result<&serde_json::Value, &serde_json::Error>,
-) -> Vec<Deviation> {
-    check_without_headers(method, classified, body).with_headers(headers)
+    .with_headers(headers)
 }
 
 /// A request's deviations that follow from its method, path and body alone. Replay remembers
 /// these per distinct request (`memo`) and adds the header deviations per request:
-/// `check_without_headers(..).with_headers(h)` is exactly [`check_request_parsed`].
+/// `check_without_headers(..).with_headers(h)` is exactly [`check_request`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Findings {
     /// Whether the path is an assign action at all (nothing is checked otherwise).
@@ -291,9 +284,12 @@ pub struct Findings {
     omitted: usize,
 }
 
+/// `raw` is the body as sent (duplicate member names are visible only there), `body` the same
+/// parsed (and redacted).
 pub fn check_without_headers(
     method: &Method,
     classified: &Classified,
+    raw: &[u8],
     body: Result<&serde_json::Value, &serde_json::Error>,
 ) -> Findings {
     let mut out = Vec::new();
@@ -316,6 +312,7 @@ pub fn check_without_headers(
             "the first path segment is not a Graph API version (v1.0 or beta)",
         )),
         Some(version) => {
+            duplicates::check(raw, &mut out);
             let mut found = Found::default();
             body::check(version, classified.action, body, &mut found);
             let (kept, dropped) = found.into_parts();
@@ -378,6 +375,7 @@ pub fn check_body(
     body: &[u8],
     out: &mut Vec<Deviation>,
 ) {
+    duplicates::check(body, out);
     let mut found = Found::default();
     body::check(
         version,

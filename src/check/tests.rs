@@ -156,6 +156,7 @@ fn table() -> Vec<(Code, Case, Case)> {
         (Code::ParameterMissing, Q(req(json!({"assignments": []}))), Q(ok())),
         (Code::ParameterNull, Q(req(json!({"enrollmentConfigurationAssignments": null}))), Q(req(json!({"enrollmentConfigurationAssignments": []})))),
         (Code::ParameterNotArray, Q(req(json!({"enrollmentConfigurationAssignments": {"target": group(G1)}}))), Q(ok())),
+        (Code::DuplicateMember, Q(req_raw(&target(group(G1)).to_string().replacen('{', r#"{"enrollmentConfigurationAssignments":[],"#, 1))), Q(ok())),
         (Code::UnknownParameter, Q(req(json!({"enrollmentConfigurationAssignments": [], "assignments": []}))), Q(req(json!({"enrollmentConfigurationAssignments": [], "@odata.context": "x"})))),
         (Code::EmptyAssignments, Q(req(json!({"enrollmentConfigurationAssignments": []}))), Q(ok())),
         (Code::ElementNotObject, Q(req(json!({"enrollmentConfigurationAssignments": [G1]}))), Q(ok())),
