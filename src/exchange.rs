@@ -73,6 +73,14 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// What the analysis found (afresh, or remembered by the memo): the one way both note it.
+    pub fn analyzed(&mut self, action: Arc<str>, key: Key, findings: &crate::check::Findings) {
+        self.action = Some(action);
+        self.key = Some(key);
+        self.deviations = findings.with_headers(&self.parts.headers);
+        self.deviations_omitted = findings.omitted();
+    }
+
     /// Every secret value of this exchange: its credential headers and what the gate found.
     pub fn secrets(&mut self) -> &Secrets {
         if !self.headers_in_secrets {
@@ -99,8 +107,7 @@ impl<'a> Exchange<'a> {
             Err(refusal) => {
                 self.outcome = refusal.outcome;
                 self.message = Some(self.secrets().scrub_text(&refusal.error.message));
-                let id = self.parts.headers.get("client-request-id");
-                refusal.error.into_response(id)
+                refusal.into_response(self.parts.headers.get("client-request-id"))
             }
         }
     }
@@ -144,5 +151,21 @@ pub struct Refusal {
 impl Refusal {
     pub fn new(outcome: Outcome, error: GraphError) -> Self {
         Self { outcome, error }
+    }
+
+    /// The Graph-format answer. A body that timed out also closes its connection: the rest
+    /// of it may never come, and the connection must not wait for it.
+    pub fn into_response(
+        self,
+        client_request_id: Option<&http::HeaderValue>,
+    ) -> Response<Full<Bytes>> {
+        let mut response = self.error.into_response(client_request_id);
+        if self.outcome == Outcome::BodyTimeout {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }

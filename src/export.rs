@@ -122,7 +122,7 @@ pub fn import(
                 interaction.format
             )));
         }
-        let key = rekey(interaction, &doc.key_options)
+        let (key, secrets) = rekey(interaction, &doc.key_options)
             .map_err(|m| invalid(format!("interaction {i}: {m}")))?;
         if key.to_hex() != interaction.key {
             rekeyed += 1;
@@ -134,8 +134,7 @@ pub fn import(
                 interaction.position, interaction.key
             )));
         }
-        let bytes = redact::interaction_bytes(interaction, &redact::Secrets::default())
-            .map_err(|e| invalid(e.to_string()))?;
+        let bytes = redact::to_bytes(interaction, &secrets).map_err(|e| invalid(e.to_string()))?;
         records.push((key, interaction.position, bytes));
     }
     let cassette = store.cassette(&name)?;
@@ -158,9 +157,19 @@ pub fn import(
 
 /// Puts an imported interaction through the gate and `analyze`, exactly as a live request
 /// would go: its stored request becomes what the gate lets through, and its key, action and
-/// canonical body what `analyze` makes of that.
-fn rekey(interaction: &mut Interaction, opts: &KeyOptions) -> Result<Key, String> {
-    redact::interaction(interaction);
+/// canonical body what `analyze` makes of that. Returns the key and the secrets found, for
+/// the final scrub ([`redact::to_bytes`]).
+fn rekey(
+    interaction: &mut Interaction,
+    opts: &KeyOptions,
+) -> Result<(Key, redact::Secrets), String> {
+    // Headers, the response and the upstream here; the query and body in `analyze`, once.
+    let mut secrets = redact::Secrets::default();
+    redact::stored_headers(&mut interaction.request.headers, &mut secrets);
+    redact::response(&mut interaction.response, &mut secrets);
+    if let std::borrow::Cow::Owned(clean) = redact::text(&interaction.upstream) {
+        interaction.upstream = clean;
+    }
     let request = &mut interaction.request;
     let body = request
         .body
@@ -175,7 +184,7 @@ fn rekey(interaction: &mut Interaction, opts: &KeyOptions) -> Result<Key, String
         &body,
         opts,
         crate::analyze::DEFAULT_MAX_JSON_DEPTH,
-        &mut redact::Secrets::default(),
+        &mut secrets,
     )
     .map_err(|e| format!("request body nests deeper than {} levels", e.0))?;
     request.query = analyzed.query.clone();
@@ -185,7 +194,7 @@ fn rekey(interaction: &mut Interaction, opts: &KeyOptions) -> Result<Key, String
         CanonicalBody::Bytes(_) => None,
     };
     interaction.action = analyzed.action_label();
-    Ok(analyzed.key)
+    Ok((analyzed.key, secrets))
 }
 
 /// The request-id of call `i` of a [`synthetic`] cassette.
@@ -255,7 +264,7 @@ pub fn made_up(
     };
     // The same gate and analysis as a live request; a made-up body too deep for them keeps
     // no key, and so never replays.
-    if let Ok(key) = rekey(&mut interaction, opts) {
+    if let Ok((key, _)) = rekey(&mut interaction, opts) {
         interaction.key = key.to_hex();
     }
     interaction
@@ -308,7 +317,7 @@ pub fn export_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// For git's `textconv`: every cassette of a sled `db` file (git hands over that one file) as
 /// concatenated exports, in name order. sled recovers a database from its log alone.
 pub fn textconv(db_file: &Path) -> Result<Vec<u8>, String> {
-    let tmp = std::env::temp_dir().join(format!("graph-vcr-textconv-{}", std::process::id()));
+    let tmp = crate::cassette::scratch_path(crate::cassette::Scratch::Textconv);
     let result = (|| {
         std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::copy(db_file, tmp.join("db"))

@@ -145,8 +145,8 @@ pub type CallMemo = Memo<Arc<Call>>;
 pub struct Prefill {
     /// `None` with `--no-memo`.
     pub memo: Option<Arc<CallMemo>>,
-    /// The key options of each cassette (those it was recorded with).
-    pub keys: HashMap<CassetteName, KeyOptions>,
+    /// The key options of each cassette (those it was recorded with), shared with replay.
+    pub keys: Arc<HashMap<CassetteName, KeyOptions>>,
     pub max_json_depth: usize,
 }
 

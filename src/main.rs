@@ -495,7 +495,8 @@ async fn run_wrapped(
     ca: Option<&std::path::Path>,
     command: &[String],
 ) -> Result<std::process::ExitStatus, String> {
-    let scratch = tempfile_dir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+    let scratch = graph_vcr::wrap::scratch_dir()
+        .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let env = graph_vcr::wrap::environment(addr, ca, &scratch)
         .map_err(|e| format!("preparing the command's environment: {e}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -512,13 +513,6 @@ async fn run_wrapped(
     let _ = serving.await;
     let _ = std::fs::remove_dir_all(&scratch);
     status
-}
-
-/// A private directory for the wrapped command's CA bundle, removed after the run.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("graph-vcr-wrap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Writes the reports, prints the verdict, and turns it into the exit status: 0 passed, 1

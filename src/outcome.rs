@@ -51,6 +51,11 @@ impl Outcome {
         Self::ALL.into_iter().find(|o| o.as_str() == text)
     }
 
+    /// Its place in [`Outcome::ALL`] (declaration order), for counters kept in arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether graph-vcr answered with a recording or the upstream's answer.
     pub fn answered(self) -> bool {
         matches!(self, Self::Replayed | Self::Recorded | Self::Forwarded)
@@ -92,7 +97,8 @@ mod tests {
     #[test]
     fn names_round_trip_and_rank_every_outcome() {
         let mut ranks = std::collections::HashSet::new();
-        for o in Outcome::ALL {
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(o.index(), i);
             assert_eq!(Outcome::parse(o.as_str()), Some(o));
             assert!(ranks.insert(o.rank()), "{o} shares a rank");
         }

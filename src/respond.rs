@@ -185,15 +185,22 @@ fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNam
     }
 }
 
-/// Headers as stored: end-to-end only, through the redaction gate.
-pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+/// The end-to-end headers as text pairs, not yet through the gate (`redact::response` gates
+/// a response's, remembering its credentials).
+pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers::end_to_end(headers)
         .map(|(name, value)| {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            let stored = redact::header_value(name.as_str(), &text).into_owned();
-            (name.as_str().to_string(), stored)
+            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), text)
         })
         .collect()
+}
+
+/// Headers as stored: end-to-end only, through the redaction gate.
+pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut pairs = header_pairs(headers);
+    redact::stored_headers(&mut pairs, &mut redact::Secrets::default());
+    pairs
 }
 
 /// The answer to a request the cassette has no recording for. Owned, so that explaining it

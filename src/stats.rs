@@ -26,8 +26,7 @@ impl Stats {
 
     /// The counter of one outcome.
     pub fn outcome(&self, outcome: Outcome) -> &AtomicU64 {
-        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        &self.outcomes[i]
+        &self.outcomes[outcome.index()]
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

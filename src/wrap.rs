@@ -55,6 +55,14 @@ pub fn environment(
     Ok(env)
 }
 
+/// A private directory for the command's CA bundle; the caller removes it after the run (or
+/// the next replay does, should this process die first).
+pub fn scratch_dir() -> std::io::Result<PathBuf> {
+    let dir = crate::cassette::scratch_path(crate::cassette::Scratch::Wrap);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// Writes the system's roots and graph-vcr's CA certificate into `scratch/ca-bundle.pem`.
 fn ca_bundle(ca: &Path, scratch: &Path) -> std::io::Result<PathBuf> {
     let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);

@@ -1,7 +1,7 @@
-//! Redaction: no panic, and no JWT survives redact_bytes.
+//! Redaction: no panic, and no JWT survives redact::bytes.
 #![no_main]
 
-use graph_vcr::redact::{redact_body, redact_bytes, redact_query};
+use graph_vcr::redact::{self, Secrets};
 use libfuzzer_sys::fuzz_target;
 
 fn has_jwt(b: &[u8]) -> bool {
@@ -22,10 +22,10 @@ fn has_jwt(b: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let out = redact_bytes(data);
+    let out = redact::bytes(data);
     assert!(!has_jwt(&out), "a JWT survived redaction");
-    let _ = redact_body(data);
+    let _ = redact::body(data, &mut Secrets::default());
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = redact_query(text);
+        let _ = redact::query(text, &mut Secrets::default());
     }
 });

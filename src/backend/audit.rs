@@ -26,7 +26,7 @@ impl Audit {
         analyzed: Analyzed<'_>,
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
-        let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
+        let response = forward(&self.upstream, body, &analyzed.classified, ex).await?;
         Ok(Answer::forwarded(response))
     }
 }

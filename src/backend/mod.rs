@@ -85,7 +85,7 @@ fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
 async fn forward(
     upstream: &Upstream,
     body: Bytes,
-    assign_shaped: Option<&crate::classify::Classified>,
+    classified: &crate::classify::Classified,
     ex: &mut Exchange<'_>,
 ) -> Result<UpstreamResponse, Refusal> {
     let parts = ex.parts;
@@ -110,7 +110,7 @@ async fn forward(
             return Err(Refusal::new(Outcome::UpstreamError, error));
         }
     };
-    if let Some(classified) = assign_shaped.filter(|c| c.assign_shaped) {
+    if classified.assign_shaped {
         ex.deviations.extend(check::check_response(
             classified.action,
             response.status,

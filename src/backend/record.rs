@@ -91,7 +91,7 @@ impl Record {
                 ));
             }
         }
-        let response = forward(&self.upstream, body, Some(&analyzed.classified), ex).await?;
+        let response = forward(&self.upstream, body, &analyzed.classified, ex).await?;
         if !(analyzed.classified.is_assign || self.record_all) {
             return Ok(Answer::forwarded(response));
         }
@@ -107,7 +107,8 @@ impl Record {
         ))
     }
 
-    /// The record of a forwarded call, built from what the gate let through.
+    /// The record of a forwarded call: its request from what the gate let through, its
+    /// response as the upstream sent it (gated in [`Record::record`]).
     fn interaction(
         &self,
         analyzed: &Analyzed<'_>,
@@ -136,15 +137,17 @@ impl Record {
                     CanonicalBody::Bytes(_) => None,
                 },
             },
+            // Not gated yet: `record` gates the response, the one part `analyze` has not.
             response: RecordedResponse {
                 status: response.status.as_u16(),
-                headers: respond::stored_headers(&response.headers),
+                headers: respond::header_pairs(&response.headers),
                 body: StoredBody::from_bytes(&response.body),
             },
         }
     }
 
-    /// Writes an interaction through the redaction gate and waits until it is durable: a
+    /// Writes an interaction through the redaction gate (its response; the request was gated
+    /// when analyzed) and waits until it is durable: a
     /// client never holds a response whose recording could still be lost.
     async fn record(
         &self,
@@ -154,7 +157,11 @@ impl Record {
         response: &UpstreamResponse,
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
-        let result = match redact::interaction_bytes(interaction, ex.secrets()) {
+        // The request half was gated by `analyze` (query, body, canonical form) and by
+        // `stored_headers`; only the response still needs the gate.
+        let mut secrets = ex.secrets().clone();
+        redact::response(&mut interaction.response, &mut secrets);
+        let result = match redact::to_bytes(interaction, &secrets) {
             Ok(bytes) => {
                 self.store
                     .record(cassette, key, interaction.position, bytes)

@@ -26,7 +26,7 @@ pub struct Replay {
     index: Arc<Index>,
     /// The cassettes there are, and the key options each was recorded with (replay keys a
     /// request as its cassette was keyed).
-    cassettes: HashMap<CassetteName, KeyOptions>,
+    cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
     names: Vec<CassetteName>,
     /// `None` with `--no-memo`: every request is analyzed afresh.
     memo: Option<Arc<CallMemo>>,
@@ -41,7 +41,7 @@ pub type Remembered = Analysis<Arc<Call>>;
 impl Replay {
     pub fn new(
         index: Index,
-        cassettes: HashMap<CassetteName, KeyOptions>,
+        cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
         memo: Option<Arc<CallMemo>>,
         on_exhausted: OnExhausted,
     ) -> Self {

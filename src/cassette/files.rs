@@ -97,13 +97,35 @@ pub(super) fn describe_holder(dir: &Path) -> String {
     }
 }
 
-/// What graph-vcr names its scratch directories in the temporary directory, each followed by
-/// the pid of the process that made it: replay's private copies, `textconv`'s, the wrapper's.
-const SCRATCH_PREFIXES: [&str; 3] = [
-    "graph-vcr-replay-",
-    "graph-vcr-textconv-",
-    "graph-vcr-wrap-",
-];
+/// The kinds of scratch directory graph-vcr makes in the temporary directory: replay's
+/// private copies, `textconv`'s, the wrapper's. Each is named by [`scratch_path`].
+#[derive(Debug, Clone, Copy)]
+pub enum Scratch {
+    Replay,
+    Textconv,
+    Wrap,
+}
+
+impl Scratch {
+    const ALL: [Scratch; 3] = [Scratch::Replay, Scratch::Textconv, Scratch::Wrap];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Replay => "graph-vcr-replay-",
+            Self::Textconv => "graph-vcr-textconv-",
+            Self::Wrap => "graph-vcr-wrap-",
+        }
+    }
+}
+
+/// A new scratch directory's path: its kind, this process's pid (so that a later process can
+/// tell whether its owner is gone, see [`remove_stale_copies`]) and the time.
+pub fn scratch_path(kind: Scratch) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("{}{}-{nanos}", kind.prefix(), std::process::id()))
+}
 
 /// Removes the scratch directories of graph-vcr processes that are gone (a replay killed with
 /// SIGKILL cannot remove its copy; the next one does). A directory whose process still runs,
@@ -116,7 +138,10 @@ pub(super) fn remove_stale_copies() {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(rest) = SCRATCH_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+        let Some(rest) = Scratch::ALL
+            .iter()
+            .find_map(|k| name.strip_prefix(k.prefix()))
+        else {
             continue;
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
@@ -145,13 +170,6 @@ fn is_gone(pid: u32) -> bool {
 #[cfg(not(unix))]
 fn is_gone(_pid: u32) -> bool {
     false
-}
-
-pub(super) fn private_copy_path() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("graph-vcr-replay-{}-{nanos}", std::process::id()))
 }
 
 pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -22,9 +22,8 @@ pub use files::PrivateCopy;
 pub use records::Cassette;
 
 use crate::key::Key;
-use files::{
-    copy_dir, describe_holder, open_sled, private_copy_path, remove_stale_copies, take_lock,
-};
+pub use files::{Scratch, scratch_path};
+use files::{copy_dir, describe_holder, open_sled, remove_stale_copies, take_lock};
 use recorder::Recorder;
 use records::record_key;
 use std::fs::{self, File};
@@ -249,7 +248,7 @@ impl Store {
                     }
                     Err(_) => None,
                 };
-                let copy = PrivateCopy(private_copy_path());
+                let copy = PrivateCopy(scratch_path(Scratch::Replay));
                 copy_dir(dir, &copy.0).map_err(|source| StoreError::Io {
                     dir: dir.to_path_buf(),
                     source: std::io::Error::new(
@@ -273,7 +272,7 @@ impl Store {
     /// which `export::open` imports into it), removed when the store is dropped.
     pub fn private(dir: &Path) -> Result<Self, StoreError> {
         remove_stale_copies();
-        let copy = PrivateCopy(private_copy_path());
+        let copy = PrivateCopy(scratch_path(Scratch::Replay));
         let db = open_sled(&copy.0, dir)?;
         Ok(Self::assemble(db, dir, None, Some(Arc::new(copy))))
     }
@@ -312,10 +311,16 @@ impl Store {
     /// Cassettes the manifest promises that the database no longer has at all (a truncated or
     /// replaced database opens empty), as damage messages.
     pub fn missing(&self) -> Vec<String> {
+        self.missing_of(|_| true)
+    }
+
+    /// [`Store::missing`] for the cassettes `wanted` accepts (by name).
+    pub fn missing_of(&self, wanted: impl Fn(&str) -> bool) -> Vec<String> {
         let names = self.cassette_names();
         self.expected
             .iter()
-            .filter(|(name, n)| **n > 0 && !names.iter().any(|c| c.as_str() == name.as_str()))
+            .filter(|(name, n)| **n > 0 && wanted(name))
+            .filter(|(name, _)| !names.iter().any(|c| c.as_str() == name.as_str()))
             .filter_map(|(name, _)| manifest::shortfall(&self.expected, name, 0))
             .collect()
     }

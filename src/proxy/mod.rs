@@ -66,12 +66,12 @@ impl Proxy {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
                 let store = crate::export::open(dir, Access::ReadOnly)?;
-                let keys = recorded_key_options(&store, &config.key)?;
+                let keys = Arc::new(recorded_key_options(&store, &config.key)?);
                 warn_if_missing(&config.cassettes.cassette, &keys);
                 let memo = config.memo.then(|| Arc::new(CallMemo::default()));
                 let prefill = index::Prefill {
                     memo: memo.clone(),
-                    keys: keys.clone(),
+                    keys: Arc::clone(&keys),
                     max_json_depth: config.limits.max_json_depth,
                 };
                 let index = Index::start(store, prefill)?;
@@ -171,12 +171,6 @@ impl Proxy {
         let mut ex = Exchange::new(&parts, self.default_cassette.clone());
         let result = self.answer(body, &mut ex).await;
         let mut response = ex.settle(result);
-        if ex.outcome == Outcome::BodyTimeout {
-            // The rest of the body may never come: do not wait for it on this connection.
-            response
-                .headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
         if !ex.deviations.is_empty()
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
         {
@@ -247,10 +241,11 @@ impl Proxy {
             ex.secrets_mut(),
         )
         .map_err(|TooDeep(limit)| too_deep(limit, parts.uri.path()))?;
-        ex.action = Some(Arc::from(analyzed.action_label()));
-        ex.key = Some(analyzed.key);
-        ex.deviations = analyzed.findings.with_headers(&parts.headers);
-        ex.deviations_omitted = analyzed.findings.omitted();
+        ex.analyzed(
+            Arc::from(analyzed.action_label()),
+            analyzed.key,
+            &analyzed.findings,
+        );
         self.reject_on_error(ex)?;
         Ok(analyzed)
     }
@@ -262,10 +257,11 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
         Stats::bump(&self.stats.remembered);
-        ex.action = Some(Arc::clone(&known.call.action));
-        ex.key = Some(known.call.key);
-        ex.deviations = known.findings.with_headers(&ex.parts.headers);
-        ex.deviations_omitted = known.findings.omitted();
+        ex.analyzed(
+            Arc::clone(&known.call.action),
+            known.call.key,
+            &known.findings,
+        );
         self.reject_on_error(ex)
     }
 
@@ -317,7 +313,7 @@ impl Proxy {
             method: parts.method.as_str(),
             path: &ex.path,
             key: ex.key,
-            outcome: ex.outcome.as_str(),
+            outcome: Ok(ex.outcome),
             position: ex.position,
             message: ex.message.as_deref(),
             deviations: &ex.deviations,

@@ -34,16 +34,7 @@ impl Proxy {
         };
         let body = match self.read_body(body).await {
             Ok(b) => b,
-            Err(refusal) => {
-                let mut response = refusal.error.into_response(id.as_ref());
-                if refusal.outcome == crate::outcome::Outcome::BodyTimeout {
-                    response.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                return response;
-            }
+            Err(refusal) => return refusal.into_response(id.as_ref()),
         };
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         match upstream

@@ -21,9 +21,9 @@
 mod rules;
 mod text;
 
-pub use rules::{is_credential_header, is_secret_field, is_secret_name, is_secret_param};
+pub use rules::{is_credential_header, is_secret_field, is_secret_param};
 
-use crate::interaction::{Body, Interaction};
+use crate::interaction::{Body, Interaction, RecordedResponse};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -157,11 +157,6 @@ pub fn header_value<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
     }
 }
 
-/// Kept for older callers: [`header_value`] of a credential header.
-pub fn redact_credential_value(value: &str) -> String {
-    header_value("authorization", value).into_owned()
-}
-
 /// Text scanned by shape (rule 3).
 pub fn text(input: &str) -> Cow<'_, str> {
     match text::scrub(input.as_bytes(), None) {
@@ -176,27 +171,12 @@ pub fn bytes(input: &[u8]) -> Cow<'_, [u8]> {
     text::scrub(input, None)
 }
 
-/// Kept for the fuzz target and older callers: [`bytes`].
-pub fn redact_bytes(input: &[u8]) -> Cow<'_, [u8]> {
-    bytes(input)
-}
-
-/// Kept for older callers: [`text`].
-pub fn redact_text(input: &str) -> Cow<'_, str> {
-    text(input)
-}
-
 /// A query string: secret parameters and credential shapes, remembered in `secrets`.
 pub fn query<'a>(query: &'a str, secrets: &mut Secrets) -> Cow<'a, str> {
     match text::scrub(query.as_bytes(), Some(secrets)) {
         Cow::Borrowed(_) => Cow::Borrowed(query),
         Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
     }
-}
-
-/// Kept for the fuzz target: [`query`] without remembering.
-pub fn redact_query(q: &str) -> Cow<'_, str> {
-    query(q, &mut Secrets::default())
 }
 
 /// Redacts a JSON value in place (rule 2). Returns whether anything changed.
@@ -223,11 +203,6 @@ pub fn json(value: &mut Value, secrets: &mut Secrets) -> bool {
         },
         _ => false,
     }
-}
-
-/// Kept for older callers: [`json`] without remembering.
-pub fn redact_json(value: &mut Value) -> bool {
-    json(value, &mut Secrets::default())
 }
 
 /// Everything under a secret member: each non-null scalar becomes `REDACTED`.
@@ -288,13 +263,6 @@ pub fn body<'a>(raw: &'a [u8], secrets: &mut Secrets) -> Gated<'a> {
             }
         }
     }
-}
-
-/// Kept for the fuzz target: [`body`]'s stored bytes, and whether they changed.
-pub fn redact_body(raw: &[u8]) -> (Cow<'_, [u8]>, bool) {
-    let stored = body(raw, &mut Secrets::default()).stored;
-    let changed = matches!(stored, Cow::Owned(_));
-    (stored, changed)
 }
 
 fn looks_like_json(raw: &[u8]) -> bool {
@@ -366,18 +334,10 @@ fn decode_content(headers: &mut Vec<(String, String)>, body: &mut Body) {
     };
 }
 
-/// Every part of a stored interaction through the gate: headers, query, bodies (decoded first
-/// when compressed), the canonical body. Returns the secrets found, for the final scrub of
-/// its serialized bytes.
-pub fn interaction(i: &mut Interaction) -> Secrets {
-    let mut secrets = Secrets::default();
-    decode_content(&mut i.response.headers, &mut i.response.body);
-    for (name, value) in i
-        .request
-        .headers
-        .iter_mut()
-        .chain(i.response.headers.iter_mut())
-    {
+/// Stored headers through the gate (rule 1, or rule 3 for the others), their credentials
+/// remembered in `secrets`.
+pub fn stored_headers(headers: &mut [(String, String)], secrets: &mut Secrets) {
+    for (name, value) in headers {
         if is_credential_header(name) {
             secrets.add_header_value(value);
         }
@@ -385,13 +345,29 @@ pub fn interaction(i: &mut Interaction) -> Secrets {
             *value = clean;
         }
     }
+}
+
+/// A stored response through the gate: decoded first when compressed, then its headers and
+/// body. The one part of a recording `analyze` has not already gated.
+pub fn response(r: &mut RecordedResponse, secrets: &mut Secrets) {
+    decode_content(&mut r.headers, &mut r.body);
+    stored_headers(&mut r.headers, secrets);
+    stored_body(&mut r.body, secrets);
+}
+
+/// Every part of a stored interaction through the gate: headers, query, bodies (decoded first
+/// when compressed), the canonical body. Returns the secrets found, for the final scrub of
+/// its serialized bytes ([`to_bytes`]).
+pub fn interaction(i: &mut Interaction) -> Secrets {
+    let mut secrets = Secrets::default();
+    response(&mut i.response, &mut secrets);
+    stored_headers(&mut i.request.headers, &mut secrets);
     if let Some(q) = &mut i.request.query
         && let Cow::Owned(clean) = query(q, &mut secrets)
     {
         *q = clean;
     }
     stored_body(&mut i.request.body, &mut secrets);
-    stored_body(&mut i.response.body, &mut secrets);
     if let Some(c) = &mut i.request.canonical_body {
         let gated = body(c.as_bytes(), &mut secrets);
         if let Cow::Owned(clean) = gated.stored {
@@ -404,9 +380,10 @@ pub fn interaction(i: &mut Interaction) -> Secrets {
     secrets
 }
 
-/// An interaction as it may be shown or exported: through [`interaction_bytes`] and back.
+/// An interaction as it may be shown or exported: gated, and scrubbed as it would be written.
 pub fn gated(mut i: Interaction) -> Interaction {
-    match interaction_bytes(&mut i, &Secrets::default())
+    let secrets = interaction(&mut i);
+    match to_bytes(&i, &secrets)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
@@ -417,16 +394,9 @@ pub fn gated(mut i: Interaction) -> Interaction {
     }
 }
 
-/// An interaction as bytes that may be written: gated, serialized, scrubbed of `extra` (the
-/// exchange's own secrets) and of everything the gate found in it.
-pub fn interaction_bytes(
-    i: &mut Interaction,
-    extra: &Secrets,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut secrets = interaction(i);
-    for s in &extra.0 {
-        secrets.add(s);
-    }
+/// The gate's last step for a gated interaction: serialized, and scrubbed of `secrets` (what
+/// the gate found in it and the exchange's own) and of every credential shape.
+pub fn to_bytes(i: &Interaction, secrets: &Secrets) -> Result<Vec<u8>, serde_json::Error> {
     Ok(secrets.scrub(serde_json::to_vec(i)?))
 }
 

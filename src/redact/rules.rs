@@ -68,11 +68,6 @@ pub fn is_secret_param(name: &str) -> bool {
     })
 }
 
-/// Kept for the fuzz target and older callers: [`is_secret_field`].
-pub fn is_secret_name(name: &str) -> bool {
-    is_secret_field(name)
-}
-
 /// Whether a header carries credentials by its name: `Authorization` and its kin
 /// (`Proxy-Authorization`, `x-ms-authorization-auxiliary`, `X-Auth`), cookies, keys
 /// (`x-functions-key`, `Ocp-Apim-Subscription-Key`), tokens, signatures, sessions, and the

@@ -206,11 +206,7 @@ pub fn verify(
         .report(&format!("{mode} (verified)"), started, &recorded, &expected)
         .map_err(|e| VerifyError::Unreadable(e.to_string()))?;
     if let Some(store) = &store {
-        report.add_damaged(store.missing().into_iter().filter(|m| {
-            named
-                .iter()
-                .any(|n| m.starts_with(&format!("cassette {n}:")))
-        }));
+        report.add_damaged(store.missing_of(|name| named.iter().any(|n| n.as_str() == name)));
     }
     Ok(report)
 }
@@ -270,9 +266,9 @@ impl Report {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                std::fs::write(path, crate::redact::redact_text(&text).as_bytes()).map_err(
-                    |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())),
-                )?;
+                std::fs::write(path, crate::redact::text(&text).as_bytes()).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                })?;
             }
         }
         Ok(())

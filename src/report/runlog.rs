@@ -205,7 +205,8 @@ pub struct Event<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub key: Option<Key>,
-    pub outcome: &'a str,
+    /// What happened; `Err` names an outcome this version does not know (an older journal).
+    pub outcome: Result<Outcome, &'a str>,
     pub position: Option<u32>,
     pub message: Option<&'a str>,
     pub deviations: &'a [Deviation],
@@ -223,7 +224,7 @@ impl<'a> Event<'a> {
             method: &e.method,
             path: &e.path,
             key: e.key.as_deref().and_then(Key::from_hex),
-            outcome: &e.outcome,
+            outcome: Outcome::parse(&e.outcome).ok_or(e.outcome.as_str()),
             position: e.position,
             message: e.message.as_deref(),
             deviations: &e.deviations,
@@ -250,7 +251,7 @@ impl RunLog {
             None => s.cassettes.entry(Arc::from(e.cassette)).or_default(),
         };
         let names = &mut s.names;
-        let answered = Outcome::parse(e.outcome).is_none_or(Outcome::answered);
+        let answered = e.outcome.is_err() || e.outcome.is_ok_and(Outcome::answered);
         let known = match e.key {
             Some(key) => calls.keyed.contains_key(&key.0),
             None => calls
@@ -284,13 +285,13 @@ impl RunLog {
                     .or_insert_with(|| CallState::new(name))
             }
         };
-        match OUTCOMES.iter().position(|o| o.as_str() == e.outcome) {
-            Some(i) => call.counts.add(i),
-            None => {
+        match e.outcome {
+            Ok(o) => call.counts.add(o.index()),
+            Err(name) => {
                 let other = &mut call.extra().other;
-                match other.iter_mut().find(|(o, _)| **o == *e.outcome) {
+                match other.iter_mut().find(|(o, _)| **o == *name) {
                     Some((_, n)) => *n += 1,
-                    None => other.push((e.outcome.into(), 1)),
+                    None => other.push((name.into(), 1)),
                 }
             }
         }
@@ -525,7 +526,7 @@ mod tests {
                 method: "POST",
                 path: &format!("/p/{i}"),
                 key: Some(Key(k)),
-                outcome: "miss",
+                outcome: Ok(Outcome::Miss),
                 position: None,
                 message: Some("no recording"),
                 deviations: &[],
@@ -584,7 +585,7 @@ mod tests {
                 method: "POST",
                 path: "/p",
                 key: Some(key(k)),
-                outcome,
+                outcome: Outcome::parse(outcome).ok_or(outcome),
                 position: Some(0),
                 message: None,
                 deviations: std::slice::from_ref(&warning),
