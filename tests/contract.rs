@@ -6,10 +6,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// Two targets for one group, included and excluded: an `error` deviation; plus a group id
 /// that is not a GUID: a warning.
 const CONFLICTING: &str = r##"{"enrollmentConfigurationAssignments":[

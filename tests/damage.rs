@@ -8,10 +8,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// Records `n` distinct seed calls into `dir`'s cassette `default`.
 async fn record(tmp: &Path, n: usize) -> Result<std::path::PathBuf, Error> {
     let (proxy, stand_in, dir) = forwarding("record", tmp, &[]).await?;

@@ -10,10 +10,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 fn body(i: usize) -> String {
     SEED_BODY.replace("Collection Id value", &format!("collection-{i}"))
 }

@@ -9,12 +9,7 @@ use graph_vcr::cassette::{Access, Store};
 use graph_vcr::export::{self, Document};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
 
 fn body(i: usize) -> String {
     SDK_BODY.replace("Collection Id value", &format!("collection-{i}"))

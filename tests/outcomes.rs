@@ -17,10 +17,6 @@ const CONFLICT_BODY: &str = r##"{"assignments":[{"target":{"@odata.type":"#micro
 /// An empty list: a `warning` (it removes every assignment).
 const EMPTY_BODY: &str = r#"{"assignments":[]}"#;
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// `N requests in M calls: 1 replayed, 0 recorded, 1 miss; …` → {outcome: count}, zeros left out.
 fn summary_counts(stderr: &str) -> Result<BTreeMap<String, u64>, Error> {
     let line = stderr
@@ -299,32 +295,20 @@ async fn replay_corpus(
     client
         .send("POST", &format!("{}{path}", proxy.base), &no_auth, body)
         .await?;
-    client
-        .assign(
-            &proxy.base,
-            path,
-            &body.replace("Collection Id value", "changed"),
-            &[],
-        )
-        .await?;
-    client
-        .assign(
-            &proxy.base,
-            path,
-            body,
-            &[("x-graph-vcr-cassette", "bad name")],
-        )
-        .await?;
-    client
-        .assign(
-            &proxy.base,
-            path,
-            body,
-            &[("x-graph-vcr-cassette", "nosuch")],
-        )
-        .await?;
+    let changed = body.replace("Collection Id value", "changed");
     let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
-    client.assign(&proxy.base, path, &deep, &[]).await?;
+    for (body, cassette) in [
+        (changed.as_str(), None),
+        (body, Some("bad name")),
+        (body, Some("nosuch")),
+        (deep.as_str(), None),
+    ] {
+        let header: Vec<(&str, &str)> = cassette
+            .map(|c| ("x-graph-vcr-cassette", c))
+            .into_iter()
+            .collect();
+        client.assign(&proxy.base, path, body, &header).await?;
+    }
     let exit = proxy.signal("TERM")?;
     assert!(
         exit.stderr.contains("requests answered from the memo") == extra.is_empty(),

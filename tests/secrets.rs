@@ -168,10 +168,6 @@ fn assert_clean(dir: &Path, output: &str, secrets: &[String], what: &str) {
     assert!(found.is_empty(), "{what}: {found:#?}");
 }
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// Report flags writing all three reports into `dir`.
 fn report_flags(dir: &Path) -> Result<Vec<String>, Error> {
     let mut flags = Vec::new();

@@ -14,10 +14,6 @@ const CONFIG_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations/dc-1/assi
 const CONFLICT_BODY: &str = r##"{"assignments":[{"target":{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"11111111-1111-4111-8111-111111111111"}},{"target":{"@odata.type":"#microsoft.graph.exclusionGroupAssignmentTarget","groupId":"11111111-1111-4111-8111-111111111111"}}]}"##;
 const SLOW_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations/slow/assign";
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// What a case's client does.
 #[derive(Clone, Copy)]
 enum Act {

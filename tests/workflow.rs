@@ -7,10 +7,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 const CONFIG_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations/dc-1/assign";
 const CONFIG_BODY: &str = r##"{"assignments":[{"target":{"@odata.type":"#microsoft.graph.allDevicesAssignmentTarget"}}]}"##;
 const GZIP_PATH: &str = "/v1.0/deviceManagement/deviceCompliancePolicies/gzip-1/assign";

@@ -8,10 +8,6 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-fn s(p: &Path) -> Result<&str, Error> {
-    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
-}
-
 /// A Python client that POSTs `body` to the seed path under `$GRAPH_VCR_URL` and exits 0
 /// whatever the status (so that only the verdict can fail the run), after writing the status
 /// to `mark`.

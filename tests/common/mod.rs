@@ -595,6 +595,11 @@ impl HttpClient {
     }
 }
 
+/// A path as the `&str` the binary's arguments take.
+pub fn s(p: &Path) -> Result<&str, Error> {
+    p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
+}
+
 /// Copies the directory tree `from` to `to`, leaving out lock files (a copy is nobody's lock).
 pub fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(to)?;
