@@ -15,7 +15,7 @@
 
 use crate::check::{self, Findings};
 use crate::classify::{self, Classified};
-use crate::key::{self, CanonicalBody, Key, KeyOptions};
+use crate::key::{self, CanonicalBody, Key, KeyOptions, Sets};
 use crate::redact::{self, Secrets};
 use http::Method;
 use std::borrow::Cow;
@@ -70,8 +70,8 @@ pub fn analyze<'a>(
     let findings = check::check_without_headers(method, &classified, body, gated.json.as_ref());
     // 4. key
     let canonical = match gated.json {
-        Ok(v) => CanonicalBody::from_value(v, classified.action, key_options),
-        Err(_) => CanonicalBody::of(&gated.stored, classified.action, key_options),
+        Ok(v) => CanonicalBody::from_value(v, Sets::of(&classified), key_options),
+        Err(_) => CanonicalBody::of(&gated.stored, Sets::of(&classified), key_options),
     };
     let key = Key::compute(method.as_str(), &classified, &canonical);
     Ok(Analyzed {

@@ -50,6 +50,18 @@ pub struct Exchange<'a> {
     secrets: Secrets,
     headers_in_secrets: bool,
     pub started: Instant,
+    /// Set on an item of a `$batch`: which batch and item it is.
+    pub batch: Option<BatchRef>,
+}
+
+/// Which `$batch` (numbered in the run) and which of its items an exchange is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchRef {
+    /// The batch's number in this run, from 1.
+    pub batch: u64,
+    /// The item's `id`; absent on the batch itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 impl<'a> Exchange<'a> {
@@ -70,7 +82,13 @@ impl<'a> Exchange<'a> {
             secrets: Secrets::default(),
             headers_in_secrets: false,
             started: Instant::now(),
+            batch: None,
         }
+    }
+
+    /// The origin the client used, which links in its answer must point at (`links`).
+    pub fn client_origin(&self) -> String {
+        crate::links::client_origin(self.parts)
     }
 
     /// What the analysis found (afresh, or remembered by the memo): the one way both note it.
@@ -102,6 +120,9 @@ impl<'a> Exchange<'a> {
             Ok(answer) => {
                 self.outcome = answer.outcome;
                 self.position = answer.position;
+                if let Some(note) = answer.note {
+                    self.message = Some(self.secrets().scrub_text(&note));
+                }
                 answer.response
             }
             Err(refusal) => {
@@ -119,6 +140,8 @@ pub struct Answer {
     pub response: Response<Full<Bytes>>,
     pub outcome: Outcome,
     pub position: Option<u32>,
+    /// Why an answer was not the usual one (a forwarded call not recorded), for the journal.
+    pub note: Option<String>,
 }
 
 impl Answer {
@@ -127,7 +150,13 @@ impl Answer {
             response,
             outcome,
             position,
+            note: None,
         }
+    }
+
+    pub fn with_note(mut self, note: String) -> Self {
+        self.note = Some(note);
+        self
     }
 
     /// The upstream's answer passed on, nothing stored.

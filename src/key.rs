@@ -75,20 +75,21 @@ pub enum CanonicalBody {
 }
 
 impl CanonicalBody {
-    /// Canonicalizes `body` for `action` (which decides which collections are sets).
-    pub fn of(body: &[u8], action: Option<&Action>, opts: &KeyOptions) -> Self {
+    /// Canonicalizes `body` for a call whose collections are `sets` (an action's, which decides
+    /// which collections are sets: `Option<&Action>`, `None` an unlisted assign action).
+    pub fn of<'a>(body: &[u8], sets: impl Into<Sets<'a>>, opts: &KeyOptions) -> Self {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Self::Bytes(Vec::new());
         }
         match serde_json::from_slice::<Value>(body) {
-            Ok(value) => Self::from_value(value, action, opts),
+            Ok(value) => Self::from_value(value, sets, opts),
             Err(_) => Self::Bytes(body.to_vec()),
         }
     }
 
     /// Canonicalizes a body the caller has already parsed (the proxy parses each body once).
-    pub fn from_value(mut value: Value, action: Option<&Action>, opts: &KeyOptions) -> Self {
-        canonicalize(&mut value, action, opts);
+    pub fn from_value<'a>(mut value: Value, sets: impl Into<Sets<'a>>, opts: &KeyOptions) -> Self {
+        canonicalize(&mut value, sets.into(), opts);
         Self::Json(to_canonical_string(&value))
     }
 
@@ -136,8 +137,40 @@ pub fn json_depth_exceeds(body: &[u8], max: usize) -> bool {
     false
 }
 
+/// Which top-level collections of a body are sets, whose order does not change the call.
+#[derive(Debug, Clone, Copy)]
+pub enum Sets<'a> {
+    /// A listed assign action: the collections it declares.
+    Action(&'a Action),
+    /// An assign action the registry does not list: every top-level collection (each
+    /// documented one takes collections only).
+    UnlistedAssign,
+    /// Any other call: none; the order of an array in a PATCH or a create is the client's.
+    None,
+}
+
+impl<'a> Sets<'a> {
+    /// The sets of a classified call.
+    pub fn of(classified: &'a Classified) -> Self {
+        match (
+            classified.action,
+            classified.is_assign || classified.assign_shaped,
+        ) {
+            (Some(a), _) => Self::Action(a),
+            (None, true) => Self::UnlistedAssign,
+            (None, false) => Self::None,
+        }
+    }
+}
+
+impl<'a> From<Option<&'a Action>> for Sets<'a> {
+    fn from(action: Option<&'a Action>) -> Self {
+        action.map_or(Self::UnlistedAssign, Self::Action)
+    }
+}
+
 /// Normalizes a parsed JSON body in place.
-pub fn canonicalize(value: &mut Value, action: Option<&Action>, opts: &KeyOptions) {
+pub fn canonicalize(value: &mut Value, sets: Sets<'_>, opts: &KeyOptions) {
     for field in &opts.ignore_fields {
         if field.starts_with('/') {
             let parts: Vec<&str> = field.split('/').skip(1).collect();
@@ -147,6 +180,11 @@ pub fn canonicalize(value: &mut Value, action: Option<&Action>, opts: &KeyOption
         }
     }
     strip_odata_hash(value);
+    let action = match sets {
+        Sets::None => return,
+        Sets::Action(a) => Some(a),
+        Sets::UnlistedAssign => None,
+    };
     let Value::Object(top) = value else { return };
     for (name, param) in top.iter_mut() {
         let Value::Array(items) = param else { continue };

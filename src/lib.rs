@@ -28,6 +28,7 @@ pub mod inspect;
 pub mod interaction;
 pub mod journal;
 pub mod key;
+pub mod links;
 pub mod listener;
 pub mod memo;
 pub mod mode;

@@ -60,6 +60,16 @@ impl Occurrences {
         take(&self.counter(cassette, key))
     }
 
+    /// Gives back occurrence `n` of (cassette, key) when it is still the last one taken: a
+    /// throttled try that auto took an occurrence for does not use it up. (When an identical
+    /// request has taken the next one meanwhile, `n` stays taken, and that position is left
+    /// without a recording.)
+    pub fn give_back(&self, cassette: &CassetteName, key: &Key, n: u32) {
+        let counter = self.counter(cassette, key);
+        let _ =
+            counter.compare_exchange(n.saturating_add(1), n, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     /// [`Occurrences::next`] for requests that may be endless and distinct (replay's misses):
     /// past `limit` distinct keys in all, a new key is not remembered and counts as its first
     /// occurrence, so memory stays bounded whatever clients send.

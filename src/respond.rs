@@ -11,6 +11,7 @@ use crate::graph_error::{GraphError, MISS_STATUS};
 use crate::headers::{self, OUTCOME_HEADER};
 use crate::interaction::{Interaction, Recorded};
 use crate::key::{CanonicalBody, Key};
+use crate::links;
 use crate::redact;
 use crate::upstream::UpstreamResponse;
 use bytes::Bytes;
@@ -128,8 +129,9 @@ impl Prepared {
         })
     }
 
-    /// The response, with `client-request-id` echoing this request, as the service would.
-    pub fn respond(&self, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
+    /// The response, with `client-request-id` echoing this request, as the service would, and
+    /// its links pointing at `origin`, the address the client used (see `links`).
+    pub fn respond(&self, request_headers: &HeaderMap, origin: &str) -> Response<Full<Bytes>> {
         let mut headers = HeaderMap::with_capacity(usize::from(self.headers) + 2);
         let mut at = 0;
         // `of` wrote and validated every part, so reading it back cannot go out of bounds or
@@ -149,6 +151,12 @@ impl Prepared {
                 break;
             };
             if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::from_bytes(value)) {
+                let value = match (&name, value.to_str()) {
+                    (&http::header::LOCATION, Ok(v)) => links::served_location(v, origin)
+                        .and_then(|v| HeaderValue::from_str(&v).ok())
+                        .unwrap_or(value),
+                    _ => value,
+                };
                 headers.append(name, value);
             }
         }
@@ -158,7 +166,10 @@ impl Prepared {
             headers.insert("client-request-id", id.clone());
         }
         let body = match self.buf.get(at..) {
-            Some(b) if !b.is_empty() => Bytes::copy_from_slice(b),
+            Some(b) if !b.is_empty() => match links::served_body(b, origin) {
+                std::borrow::Cow::Borrowed(b) => Bytes::copy_from_slice(b),
+                std::borrow::Cow::Owned(v) => Bytes::from(v),
+            },
             _ => Bytes::new(),
         };
         let mut response = Response::new(Full::new(body));

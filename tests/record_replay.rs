@@ -434,10 +434,10 @@ async fn a_header_selects_the_cassette_per_request_and_is_never_forwarded() -> T
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_requests_are_forwarded_but_only_recorded_with_record_all() -> TestResult {
+async fn every_graph_call_is_recorded_unless_assign_only() -> TestResult {
     let s = Setup::new()?;
     let stand_in = StandIn::start(&s.ca).await?;
-    let proxy = record(&s.dir(), &s.ca_pem, &stand_in, &[])?;
+    let proxy = record(&s.dir(), &s.ca_pem, &stand_in, &["--assign-only"])?;
     let me = s
         .client
         .send(
@@ -469,7 +469,15 @@ async fn other_requests_are_forwarded_but_only_recorded_with_record_all() -> Tes
         stand_in.received().last().map(|r| r.body.clone()),
         Some(bytes::Bytes::from_static(b"not json {"))
     );
-    proxy.signal("TERM")?;
+    let exit = proxy.signal("TERM")?;
+    assert!(
+        exit.stderr.contains("not stored: 1 forwarded request(s)")
+            && exit
+                .stderr
+                .contains("GET /v1.0/me: not recorded: not an assign action (--assign-only)"),
+        "the summary says what was not stored: {}",
+        exit.stderr
+    );
 
     let proxy = replay(&s.dir(), &[])?;
     let me_again = s
@@ -481,7 +489,7 @@ async fn other_requests_are_forwarded_but_only_recorded_with_record_all() -> Tes
             "",
         )
         .await?;
-    assert_eq!(me_again.status, 501, "not recorded without --record-all");
+    assert_eq!(me_again.status, 501, "not recorded with --assign-only");
     let nj = s
         .client
         .assign(
@@ -508,7 +516,7 @@ async fn other_requests_are_forwarded_but_only_recorded_with_record_all() -> Tes
     assert_eq!(nj2.status, 501);
     drop(proxy);
 
-    let proxy = record(&s.dir(), &s.ca_pem, &stand_in, &["--record-all"])?;
+    let proxy = record(&s.dir(), &s.ca_pem, &stand_in, &[])?;
     let me = s
         .client
         .send(

@@ -29,7 +29,9 @@ pub fn replay_config(
         cassettes: CassetteOptions {
             cassettes: dir,
             cassette: graph_vcr::cassette::CassetteName::new("bench")?,
+            assign_only: false,
             record_all: false,
+            record_throttling: false,
         },
         key: graph_vcr::key::KeyOptions::default(),
         upstream: None,

@@ -4,7 +4,8 @@
 use super::forward;
 use crate::analyze::Analyzed;
 use crate::exchange::{Answer, Exchange, Refusal};
-use crate::upstream::Upstream;
+use crate::links;
+use crate::upstream::{Upstream, UpstreamResponse};
 use bytes::Bytes;
 
 pub struct Audit {
@@ -27,6 +28,13 @@ impl Audit {
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
         let response = forward(&self.upstream, body, &analyzed.classified, ex).await?;
-        Ok(Answer::forwarded(response))
+        Ok(self.keep(response, ex))
+    }
+
+    /// The upstream's answer passed on, its links pointing at the address the client used.
+    pub fn keep(&self, mut response: UpstreamResponse, ex: &Exchange<'_>) -> Answer {
+        let from = links::service_origins(&super::upstream_url(&self.upstream, ex));
+        links::to_client(&mut response, &from, &ex.client_origin());
+        Answer::forwarded(response)
     }
 }

@@ -15,7 +15,7 @@ mod record;
 mod replay;
 
 pub use audit::Audit;
-pub use record::Record;
+pub use record::{Record, Scope};
 pub use replay::{Remembered, Replay};
 
 use crate::cassette::{Store, StoreError};

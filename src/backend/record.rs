@@ -8,12 +8,14 @@
 use super::{blocking, forward, store_failure, upstream_url};
 use crate::analyze::Analyzed;
 use crate::cassette::{Cassette, CassetteName, Store, StoreError};
+use crate::classify::Classified;
 use crate::exchange::{Answer, Exchange, Refusal};
 use crate::graph_error::GraphError;
 use crate::interaction::{
     self, Body as StoredBody, Interaction, RecordedRequest, RecordedResponse,
 };
 use crate::key::{CanonicalBody, Key, KeyOptions};
+use crate::links;
 use crate::mode::Occurrences;
 use crate::outcome::Outcome;
 use crate::redact;
@@ -26,13 +28,44 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+/// Which forwarded calls record and auto store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    /// `--assign-only`: Intune assign actions only.
+    pub assign_only: bool,
+    /// `--record-throttling`: throttled answers too.
+    pub throttling: bool,
+}
+
+impl Scope {
+    /// Why an answer with `status` to this call is not stored, or `None` when it is.
+    pub fn not_stored(&self, classified: &Classified, status: StatusCode) -> Option<String> {
+        if self.assign_only && !classified.is_assign {
+            return Some("not an assign action (--assign-only)".into());
+        }
+        if classified.version.is_none() {
+            return Some("not a Graph API path (under /v1.0 or /beta)".into());
+        }
+        let throttled = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        if throttled && !self.throttling {
+            return Some(format!(
+                "a throttled answer ({status}), passed to the client to retry; the retry's answer is recorded (--record-throttling keeps both)"
+            ));
+        }
+        None
+    }
+}
+
 pub struct Record {
     store: Store,
     upstream: Upstream,
     /// Auto mode: replay what is recorded.
     auto: bool,
-    /// `--record-all`: record every request, not only assign calls.
-    record_all: bool,
+    /// Which calls are stored.
+    scope: Scope,
     key: KeyOptions,
     cassettes: Mutex<HashMap<CassetteName, Cassette>>,
     occurrences: Occurrences,
@@ -44,7 +77,7 @@ impl Record {
         store: Store,
         upstream: Upstream,
         auto: bool,
-        record_all: bool,
+        scope: Scope,
         key: KeyOptions,
         default: &CassetteName,
     ) -> Result<Self, StoreError> {
@@ -52,7 +85,7 @@ impl Record {
             store,
             upstream,
             auto,
-            record_all,
+            scope,
             key,
             cassettes: Mutex::new(HashMap::new()),
             occurrences: Occurrences::default(),
@@ -69,42 +102,102 @@ impl Record {
         &self.store
     }
 
+    /// Forwards a call and keeps its answer (auto: replays it if recorded at this occurrence).
     pub async fn answer(
         &self,
         body: Bytes,
         analyzed: Analyzed<'_>,
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
-        let key = analyzed.key;
+        let taken = match self.replay_recorded(&analyzed.key, ex).await? {
+            Ok(replayed) => return Ok(replayed),
+            Err(taken) => taken,
+        };
+        let response = forward(&self.upstream, body, &analyzed.classified, ex).await?;
+        self.keep(&analyzed, taken, response, ex).await
+    }
+
+    /// Auto: the recording at this call's occurrence, served; otherwise the occurrence taken
+    /// (record takes it only when it keeps the answer, so a throttled try does not use one).
+    pub async fn replay_recorded(
+        &self,
+        key: &Key,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Result<Answer, Option<u32>>, Refusal> {
+        if !self.auto {
+            return Ok(Err(None));
+        }
+        let key = *key;
         let n = self.occurrences.next(&ex.cassette, &key);
         let cassette = self.cassette(&ex.cassette).map_err(|e| store_failure(&e))?;
-        if self.auto {
-            let recorded = cassette.clone();
-            if let Some(found) = blocking(move || recorded.get_recorded(&key, n)).await? {
+        match blocking(move || cassette.get_recorded(&key, n)).await? {
+            Some(found) => {
                 let prepared = Prepared::of(&found)
                     .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
-                let response = prepared.respond(&ex.parts.headers);
-                return Ok(Answer::new(
+                let response = prepared.respond(&ex.parts.headers, &ex.client_origin());
+                Ok(Ok(Answer::new(
                     response,
                     Outcome::Replayed,
                     Some(prepared.position),
-                ));
+                )))
             }
+            None => Ok(Err(Some(n))),
         }
-        let response = forward(&self.upstream, body, &analyzed.classified, ex).await?;
-        if !(analyzed.classified.is_assign || self.record_all) {
-            return Ok(Answer::forwarded(response));
+    }
+
+    /// The upstream's answer to a forwarded call: stored as the call's recording when it is
+    /// in the recorded scope and not a throttled try, then passed on (links rewritten to the
+    /// address the client used). `taken`: the occurrence auto took for it.
+    pub async fn keep(
+        &self,
+        analyzed: &Analyzed<'_>,
+        taken: Option<u32>,
+        mut response: UpstreamResponse,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let key = analyzed.key;
+        let not_stored = match self.scope.not_stored(&analyzed.classified, response.status) {
+            Some(why) => Some(why),
+            // Graph answers an item 424 because another item failed: a fact about that batch,
+            // not this call's answer.
+            None if ex.batch.is_some() && response.status == StatusCode::FAILED_DEPENDENCY => {
+                Some("its dependency in the batch failed (424)".to_string())
+            }
+            None => None,
+        };
+        if let Some(why) = not_stored {
+            if let Some(n) = taken {
+                self.occurrences.give_back(&ex.cassette, &key, n);
+            }
+            links::to_client(
+                &mut response,
+                &self.service_origins(ex),
+                &ex.client_origin(),
+            );
+            return Ok(Answer::forwarded(response).with_note(format!("not recorded: {why}")));
         }
-        let mut interaction = self.interaction(&analyzed, n, &response, ex);
+        let n = taken.unwrap_or_else(|| self.occurrences.next(&ex.cassette, &key));
+        let cassette = self.cassette(&ex.cassette).map_err(|e| store_failure(&e))?;
+        let mut interaction = self.interaction(analyzed, n, &response, ex);
         self.record(&cassette, &key, &mut interaction, &response, ex)
             .await?;
         tracing::info!(cassette = %ex.cassette, action = %interaction.action,
             status = interaction.response.status, key = %key, position = n, "recorded");
+        links::to_client(
+            &mut response,
+            &self.service_origins(ex),
+            &ex.client_origin(),
+        );
         Ok(Answer::new(
             respond::forwarded(response, "recorded"),
             Outcome::Recorded,
             Some(n),
         ))
+    }
+
+    /// The origins whose links in this call's answers are the service's own.
+    fn service_origins(&self, ex: &Exchange<'_>) -> Vec<String> {
+        links::service_origins(&upstream_url(&self.upstream, ex))
     }
 
     /// The record of a forwarded call: its request from what the gate let through, its
@@ -161,6 +254,8 @@ impl Record {
         // `stored_headers`; only the response still needs the gate.
         let mut secrets = ex.secrets().clone();
         redact::response(&mut interaction.response, &mut secrets);
+        // After the gate, which has decoded a compressed body.
+        links::to_stored(&mut interaction.response, &interaction.upstream);
         let result = match redact::to_bytes(interaction, &secrets) {
             Ok(bytes) => {
                 self.store

@@ -74,9 +74,26 @@ pub struct CassetteOptions {
     )]
     pub cassette: CassetteName,
 
-    /// Record (and key) every request, not only Intune assign actions.
-    #[arg(long, env = "GRAPH_VCR_RECORD_ALL")]
+    /// Record only Intune assign actions (the scope before 0.6), not the whole conversation.
+    ///
+    /// By default record and auto store every request to the Graph API (any method, any path
+    /// under `/v1.0` or `/beta`, each `$batch` item as its own call), so a tool that reads
+    /// before it writes replays offline. Calls outside the scope are still forwarded, and the
+    /// summary says how many.
+    #[arg(long, env = "GRAPH_VCR_ASSIGN_ONLY")]
+    pub assign_only: bool,
+
+    /// Accepted for old scripts: recording everything is now the default.
+    #[arg(long, hide = true, conflicts_with = "assign_only")]
     pub record_all: bool,
+
+    /// Record: keep throttled answers (429, 503) as recordings of their own.
+    ///
+    /// By default a throttled answer is passed to the client (which retries) and not stored,
+    /// and the retry's answer is recorded as the call's; with this flag the whole sequence is
+    /// recorded, so replay throttles where the recording run was throttled.
+    #[arg(long, env = "GRAPH_VCR_RECORD_THROTTLING")]
+    pub record_throttling: bool,
 }
 
 /// Everything a proxy needs to start.

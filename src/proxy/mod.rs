@@ -81,7 +81,10 @@ impl Proxy {
                 Store::open(dir, Access::ReadWrite)?,
                 upstream()?,
                 config.mode == Mode::Auto,
-                config.cassettes.record_all,
+                backend::Scope {
+                    assign_only: config.cassettes.assign_only,
+                    throttling: config.cassettes.record_throttling,
+                },
                 config.key.clone(),
                 &config.cassettes.cassette,
             )?)),

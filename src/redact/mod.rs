@@ -305,7 +305,6 @@ const MAX_DECODED: u64 = crate::upstream::MAX_RESPONSE_BODY as u64;
 /// decoded (and the header dropped, so the record serves the decoded body); any other
 /// encoding, or a body that does not decode within [`MAX_DECODED`], is unreadable (rule 4).
 fn decode_content(headers: &mut Vec<(String, String)>, body: &mut Body) {
-    use std::io::Read;
     let Some(at) = headers
         .iter()
         .position(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
@@ -318,20 +317,31 @@ fn decode_content(headers: &mut Vec<(String, String)>, body: &mut Body) {
         return;
     }
     let raw = body.to_bytes().unwrap_or_default();
+    *body = match decode(&encoding, &raw) {
+        Some(decoded) => Body::from_bytes(&decoded),
+        None => Body::from_bytes(&unreadable(&raw)),
+    };
+}
+
+/// `raw` decoded from `encoding` (gzip, deflate, identity), or `None` for another encoding or
+/// a body that does not decode within [`MAX_DECODED`] bytes.
+pub fn decode(encoding: &str, raw: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
     let mut decoded = Vec::new();
-    let read = match encoding.as_str() {
-        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&raw[..])
+    let read = match encoding.trim().to_ascii_lowercase().as_str() {
+        "identity" => return Some(raw.to_vec()),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(raw)
             .take(MAX_DECODED + 1)
             .read_to_end(&mut decoded),
-        "deflate" => flate2::read::ZlibDecoder::new(&raw[..])
+        "deflate" => flate2::read::ZlibDecoder::new(raw)
             .take(MAX_DECODED + 1)
             .read_to_end(&mut decoded),
-        _ => Err(std::io::Error::other("unknown content encoding")),
+        _ => return None,
     };
-    *body = match read {
-        Ok(n) if (n as u64) <= MAX_DECODED => Body::from_bytes(&decoded),
-        _ => Body::from_bytes(&unreadable(&raw)),
-    };
+    match read {
+        Ok(n) if (n as u64) <= MAX_DECODED => Some(decoded),
+        _ => None,
+    }
 }
 
 /// Stored headers through the gate (rule 1, or rule 3 for the others), their credentials

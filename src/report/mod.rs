@@ -538,9 +538,37 @@ impl Report {
         )
     }
 
+    /// Record and auto: the calls forwarded without being stored, and why (the journal has
+    /// every one).
+    fn not_stored_lines(&self) -> Vec<String> {
+        const LISTED: usize = 5;
+        let recording = self.mode.starts_with("record") || self.mode.starts_with("auto");
+        let forwarded = self.totals.forwarded;
+        if !recording || forwarded == 0 {
+            return Vec::new();
+        }
+        let mut lines = vec![format!(
+            "not stored: {forwarded} forwarded request(s) were passed on and not recorded:"
+        )];
+        let calls = self
+            .calls
+            .iter()
+            .filter(|c| c.outcomes.contains_key(Outcome::Forwarded.as_str()));
+        for c in calls.clone().take(LISTED) {
+            let why = c.message.as_deref().unwrap_or("not recorded");
+            lines.push(format!("  {} {} {}: {why}", c.cassette, c.method, c.path));
+        }
+        let more = calls.count().saturating_sub(LISTED);
+        if more > 0 {
+            lines.push(format!("  … and {more} more call(s) (see the journal)"));
+        }
+        lines
+    }
+
     /// A few lines for stderr at the end of a run.
     pub fn summary_lines(&self, opts: &ReportOptions) -> Vec<String> {
         let mut lines = vec![self.totals_line()];
+        lines.extend(self.not_stored_lines());
         for c in self.calls.iter().filter(|c| c.failed()) {
             lines.push(format!(
                 "FAIL {} {} {} [{}]: {}",

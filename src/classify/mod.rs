@@ -4,9 +4,12 @@
 //! the action in the contract registry (if any), whether the call is an Intune `assign` action
 //! (recorded by default), and the normalized path and query that go into the key. Graph paths
 //! are case-insensitive, so segment names are case-folded; ids are kept as sent except that a
-//! GUID is lower-cased, because two spellings of one GUID name the same object.
+//! GUID is lower-cased, because two spellings of one GUID name the same object. The query's
+//! normalized form is `classify::query`'s.
 
 use crate::contract::{self, Action, ApiVersion};
+
+mod query;
 
 /// What the classifier knows about a request.
 #[derive(Debug, Clone)]
@@ -90,11 +93,10 @@ fn looks_like_assign(segments: &[&str]) -> bool {
             || segments[0].eq_ignore_ascii_case("deviceAppManagement"))
 }
 
-/// Sorts `a=1&b=2` pairs so that parameter order does not change the key.
+/// The query's normalized form (see `classify::query`): decoded, OData options canonical,
+/// pairs sorted, so that neither spelling nor parameter order changes the key.
 pub fn normalize_query(query: &str) -> String {
-    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
-    pairs.sort_unstable();
-    pairs.join("&")
+    query::normalize(query)
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, any case.
