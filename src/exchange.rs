@@ -95,7 +95,13 @@ impl<'a> Exchange<'a> {
     pub fn analyzed(&mut self, action: Arc<str>, key: Key, findings: &crate::check::Findings) {
         self.action = Some(action);
         self.key = Some(key);
-        self.deviations = findings.with_headers(&self.parts.headers);
+        // Deviations found before the analysis (a batch's own rules) stay first.
+        let found = findings.with_headers(&self.parts.headers);
+        if self.deviations.is_empty() {
+            self.deviations = found;
+        } else {
+            self.deviations.extend(found);
+        }
         self.deviations_omitted = findings.omitted();
     }
 

@@ -64,6 +64,9 @@ pub struct Entry {
     /// How long graph-vcr took over the request, from its head to its answer.
     #[serde(default)]
     pub elapsed_ms: f64,
+    /// A `$batch` (`{"batch": 1}`) or one of its items (`{"batch": 1, "item": "2"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::exchange::BatchRef>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -241,6 +244,7 @@ mod tests {
             deviations: Vec::new(),
             deviations_omitted: 0,
             elapsed_ms: 0.0,
+            batch: None,
         }
     }
 

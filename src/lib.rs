@@ -11,6 +11,7 @@
 
 pub mod analyze;
 pub mod backend;
+pub mod batch;
 pub mod ca;
 pub mod cassette;
 pub mod check;

@@ -43,6 +43,8 @@ outcomes! {
     UpstreamError = "upstream-error": "The upstream could not be reached or did not answer in time.",
     StoreError = "store-error": "The cassette store failed (reading, or making a recording durable).",
     CorruptRecord = "corrupt-record": "The recording exists but cannot be served.",
+    Batch = "batch": "A `$batch` answered item by item; each item is journaled as its own call.",
+    FailedDependency = "failed-dependency": "A `$batch` item not run because an item it depends on failed: answered 424, as Graph does.",
 }
 
 impl Outcome {
@@ -58,12 +60,19 @@ impl Outcome {
 
     /// Whether graph-vcr answered with a recording or the upstream's answer.
     pub fn answered(self) -> bool {
-        matches!(self, Self::Replayed | Self::Recorded | Self::Forwarded)
+        matches!(
+            self,
+            Self::Replayed
+                | Self::Recorded
+                | Self::Forwarded
+                | Self::Batch
+                | Self::FailedDependency
+        )
     }
 
     /// For one-word displays of a call with several outcomes: lower is worse.
     pub fn rank(self) -> usize {
-        const WORST_FIRST: [Outcome; 15] = [
+        const WORST_FIRST: [Outcome; 17] = [
             Outcome::Miss,
             Outcome::UnknownCassette,
             Outcome::Refused,
@@ -76,9 +85,11 @@ impl Outcome {
             Outcome::TooDeep,
             Outcome::BodyTimeout,
             Outcome::BadRequest,
+            Outcome::FailedDependency,
             Outcome::Recorded,
             Outcome::Replayed,
             Outcome::Forwarded,
+            Outcome::Batch,
         ];
         WORST_FIRST.iter().position(|o| *o == self).unwrap_or(0)
     }

@@ -73,7 +73,7 @@ pub fn store_failure(e: &StoreError) -> Refusal {
 }
 
 /// Where a request is (or would be) forwarded, for records and messages.
-fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
+pub fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
     match ex.parts.extensions.get::<Destination>() {
         Some(d) => d.url(),
         None => upstream.url().to_string(),
@@ -82,7 +82,7 @@ fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
 
 /// Sends the request on and checks the response of an assign call. The one way record, auto
 /// and audit reach the upstream.
-async fn forward(
+pub async fn forward(
     upstream: &Upstream,
     body: Bytes,
     classified: &crate::classify::Classified,

@@ -117,6 +117,12 @@ codes! {
     ErrorBodyNotGraphFormat = "error-body-not-graph-format", Warning;
     ResponseMissingRequestId = "response-missing-request-id", Warning;
     ThrottleMissingRetryAfter = "throttle-missing-retry-after", Warning;
+    BatchMalformed = "batch-malformed", Error;
+    BatchTooManyRequests = "batch-too-many-requests", Error;
+    BatchDuplicateId = "batch-duplicate-id", Error;
+    BatchDependsOnUnknown = "batch-depends-on-unknown", Error;
+    BatchItemMissingContentType = "batch-item-missing-content-type", Error;
+    BatchUnknownMember = "batch-unknown-member", Warning;
 }
 
 impl fmt::Display for Code {

@@ -125,6 +125,8 @@ impl Resp {
 enum Case {
     Q(Req),
     R(Resp),
+    /// A `$batch` body.
+    B(&'static str),
 }
 
 impl Case {
@@ -132,6 +134,10 @@ impl Case {
         match self {
             Case::Q(r) => r.check(),
             Case::R(r) => r.check(),
+            Case::B(body) => match crate::batch::parse(crate::contract::ApiVersion::V1, body.as_bytes()) {
+                crate::batch::Parsed::Batch(b) => b.deviations,
+                crate::batch::Parsed::Opaque(d) => d,
+            },
         }
         .into_iter()
         .map(|d| d.code)
@@ -139,8 +145,11 @@ impl Case {
     }
 }
 
+/// 21 items, one over Graph's limit.
+const BATCH_21: &str = r#"{"requests":[{"id":"1","method":"GET","url":"/me"},{"id":"2","method":"GET","url":"/me"},{"id":"3","method":"GET","url":"/me"},{"id":"4","method":"GET","url":"/me"},{"id":"5","method":"GET","url":"/me"},{"id":"6","method":"GET","url":"/me"},{"id":"7","method":"GET","url":"/me"},{"id":"8","method":"GET","url":"/me"},{"id":"9","method":"GET","url":"/me"},{"id":"10","method":"GET","url":"/me"},{"id":"11","method":"GET","url":"/me"},{"id":"12","method":"GET","url":"/me"},{"id":"13","method":"GET","url":"/me"},{"id":"14","method":"GET","url":"/me"},{"id":"15","method":"GET","url":"/me"},{"id":"16","method":"GET","url":"/me"},{"id":"17","method":"GET","url":"/me"},{"id":"18","method":"GET","url":"/me"},{"id":"19","method":"GET","url":"/me"},{"id":"20","method":"GET","url":"/me"},{"id":"21","method":"GET","url":"/me"}]}"#;
+
 fn table() -> Vec<(Code, Case, Case)> {
-    use Case::{Q, R};
+    use Case::{B, Q, R};
     let ok = || req(target(group(G1)));
     let mobile = "/v1.0/deviceAppManagement/mobileApps/app-1/assign";
     let config = "/v1.0/deviceManagement/deviceConfigurations/dc-1/assign";
@@ -185,6 +194,16 @@ fn table() -> Vec<(Code, Case, Case)> {
         (Code::ResponseMissingRequestId, R(Resp { headers: vec![], ..resp(204, "") }), R(resp(204, ""))),
         (Code::ThrottleMissingRetryAfter, R(resp(429, r#"{"error":{"code":"TooManyRequests","message":"x"}}"#)),
             R(Resp { headers: vec![("request-id", "r"), ("retry-after", "2")], ..resp(429, r#"{"error":{"code":"TooManyRequests","message":"x"}}"#) })),
+        (Code::BatchMalformed, B(r#"{"requests":[{"id":"1","url":"/me"}]}"#), B(r#"{"requests":[{"id":"1","method":"GET","url":"/me"}]}"#)),
+        (Code::BatchTooManyRequests, B(BATCH_21), B(r#"{"requests":[]}"#)),
+        (Code::BatchDuplicateId, B(r#"{"requests":[{"id":"a","method":"GET","url":"/me"},{"id":"A","method":"GET","url":"/me"}]}"#),
+            B(r#"{"requests":[{"id":"a","method":"GET","url":"/me"},{"id":"b","method":"GET","url":"/me"}]}"#)),
+        (Code::BatchDependsOnUnknown, B(r#"{"requests":[{"id":"1","method":"GET","url":"/me","dependsOn":["1"]}]}"#),
+            B(r#"{"requests":[{"id":"1","method":"GET","url":"/me"},{"id":"2","method":"GET","url":"/me","dependsOn":["1"]}]}"#)),
+        (Code::BatchItemMissingContentType, B(r#"{"requests":[{"id":"1","method":"POST","url":"/a/assign","body":{}}]}"#),
+            B(r#"{"requests":[{"id":"1","method":"POST","url":"/a/assign","headers":{"content-type":"application/json"},"body":{}}]}"#)),
+        (Code::BatchUnknownMember, B(r#"{"requests":[{"id":"1","method":"GET","url":"/me"},{"id":"2","method":"GET","url":"/me","depends_on":["1"]}]}"#),
+            B(r#"{"requests":[{"id":"1","method":"GET","url":"/me"},{"id":"2","method":"GET","url":"/me","dependsOn":["1"]}]}"#)),
     ]
 }
 

@@ -22,6 +22,7 @@ use crate::graph_error::GraphError;
 use crate::mode::Mode;
 use crate::proxy::Proxy;
 use crate::stats::Stats;
+use crate::links::ClientOrigin;
 use crate::upstream::Destination;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -234,6 +235,9 @@ impl Forwarder {
         match route(self.mode, self.intercepts(&host)) {
             Route::Intercept => {
                 let mut request = request;
+                request
+                    .extensions_mut()
+                    .insert(ClientOrigin(origin_of(https, &host, port)));
                 // Graph speaks only HTTPS: a plain-HTTP request to it goes out over TLS.
                 let port = if https { port } else { 443 };
                 if let Some(d) = self.destination(&host, port) {
@@ -294,6 +298,7 @@ impl Forwarder {
                 };
                 let upgrade = hyper::upgrade::on(&mut request);
                 let destination = self.destination(&host, port);
+                let origin = ClientOrigin(origin_of(true, &host, port));
                 let (proxy, scope) = (Arc::clone(proxy), scope.clone());
                 tokio::spawn(async move {
                     let io = match upgrade.await {
@@ -321,7 +326,8 @@ impl Forwarder {
                         .serve(tls, move |request| {
                             let proxy = Arc::clone(&proxy);
                             let destination = destination.clone();
-                            async move { inside(&proxy, request, destination).await }
+                            let origin = origin.clone();
+                            async move { inside(&proxy, request, destination, origin).await }
                         })
                         .await;
                 });
@@ -409,6 +415,7 @@ async fn inside(
     proxy: &Proxy,
     mut request: Request<Incoming>,
     destination: Option<Destination>,
+    origin: ClientOrigin,
 ) -> Response<Full<Bytes>> {
     if request.method() == Method::CONNECT {
         return GraphError::new(
@@ -421,7 +428,19 @@ async fn inside(
     if let Some(d) = destination {
         request.extensions_mut().insert(d);
     }
+    request.extensions_mut().insert(origin);
     proxy.handle(request).await
+}
+
+/// The origin a client used for a host it reached through the proxy: what links in its
+/// answers must point at (`links`).
+fn origin_of(https: bool, host: &str, port: u16) -> String {
+    match (https, port) {
+        (true, 443) => format!("https://{host}"),
+        (false, 80) => format!("http://{host}"),
+        (true, _) => format!("https://{}", authority_of(host, port)),
+        (false, _) => format!("http://{}", authority_of(host, port)),
+    }
 }
 
 /// The answer to `CONNECT` when graph-vcr was started without `--forward`.

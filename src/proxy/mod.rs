@@ -11,6 +11,7 @@
 //! does not intercept is in `pass_on`.
 
 use crate::analyze::{self, Analyzed, TooDeep};
+use crate::batch::{self as graph_batch};
 use crate::backend::{self, Audit, Backend, Record, Replay};
 use crate::cassette::{Access, CassetteName, JOURNAL_FILE, Store, StoreError};
 use crate::check::{self, Deviation, OnDeviation, Severity};
@@ -33,6 +34,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod batches;
 mod config;
 mod pass_on;
 
@@ -52,6 +54,8 @@ pub struct Proxy {
     limits: RequestLimits,
     run: RunLog,
     started: SystemTime,
+    /// `$batch` requests so far, to number them in the journal.
+    batches: std::sync::atomic::AtomicU64,
     pub stats: Stats,
 }
 
@@ -109,6 +113,7 @@ impl Proxy {
             limits: config.limits,
             run: RunLog::default(),
             started: SystemTime::now(),
+            batches: std::sync::atomic::AtomicU64::new(0),
             stats: Stats::default(),
         })
     }
@@ -174,7 +179,9 @@ impl Proxy {
         let mut ex = Exchange::new(&parts, self.default_cassette.clone());
         let result = self.answer(body, &mut ex).await;
         let mut response = ex.settle(result);
+        // A batch has set its own, naming its items' deviations too.
         if !ex.deviations.is_empty()
+            && !response.headers().contains_key(DEVIATIONS_HEADER)
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
         {
             response.headers_mut().insert(DEVIATIONS_HEADER, v);
@@ -196,11 +203,25 @@ impl Proxy {
         let body = self.read_body(body).await?;
         ex.body_len = body.len();
         ex.cassette = self.cassette_name(&ex.parts.headers)?;
+        if let Backend::Replay(replay) = &self.backend
+            && replay.key_options(&ex.cassette).is_none()
+        {
+            return Err(replay.unknown(&ex.cassette));
+        }
+        if let Some(version) = graph_batch::is_batch(&ex.parts.method, ex.parts.uri.path()) {
+            match graph_batch::parse(version, &body) {
+                graph_batch::Parsed::Batch(b) => return self.batch(b, ex).await,
+                // Refused whole by Graph: one opaque call, with why.
+                graph_batch::Parsed::Opaque(deviations) => ex.deviations = deviations,
+            }
+        }
+        self.answer_body(body, ex).await
+    }
+
+    /// The pipeline from a read body placed in a cassette: a direct call, or one `$batch` item.
+    async fn answer_body(&self, body: Bytes, ex: &mut Exchange<'_>) -> Result<Answer, Refusal> {
         match &self.backend {
             Backend::Replay(replay) => {
-                if replay.key_options(&ex.cassette).is_none() {
-                    return Err(replay.unknown(&ex.cassette));
-                }
                 let digest = replay.digest(ex, &body);
                 match replay.recall(digest) {
                     Some(known) => {
@@ -307,6 +328,7 @@ impl Proxy {
                 deviations: ex.deviations.clone(),
                 deviations_omitted: ex.deviations_omitted,
                 elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+                batch: ex.batch.clone(),
             };
             journal.write(&entry, ex.secrets());
         }

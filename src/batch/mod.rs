@@ -1,0 +1,336 @@
+//! Batch: a JSON `$batch` unpacked into the calls it carries, and their answers packed again.
+//!
+//! Graph's `POST /{version}/$batch` carries up to 20 requests, each `{id, method, url,
+//! headers, body, dependsOn}` with `url` relative to the version root. graph-vcr treats each
+//! item exactly as the call it carries would be treated on its own: the same path
+//! (`/{version}{url}`), query, headers (the batch's, overlaid by the item's) and body, so it
+//! is classified, checked, keyed, recorded and replayed as that call, and a batch recording
+//! answers a direct call and the other way round. The answer is packed again as Graph packs
+//! it (`answer`): every item's id in the client's order, `424` for an item whose dependency
+//! failed.
+//!
+//! What makes a batch one Graph refuses whole (not JSON, no `requests` list, an item without
+//! `id`, `method` or `url`, more than 20 items, a repeated id, a `dependsOn` naming no other
+//! item) is a deviation on the batch, which is then handled as one opaque call: recorded
+//! and replayed whole, as the service's 400 would be.
+//!
+//! Facts from Graph's JSON batching documentation and msgraph-core 1.5.2 (see
+//! docs/DECISIONS.md, "Batches").
+
+pub mod answer;
+
+use crate::check::{Code, Deviation};
+use crate::contract::ApiVersion;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{Map, Value};
+
+/// Most items Graph accepts in one batch.
+pub const MAX_ITEMS: usize = 20;
+
+/// The members an item may have; anything else Graph ignores (and says nothing).
+const ITEM_MEMBERS: [&str; 6] = ["id", "method", "url", "headers", "body", "dependsOn"];
+
+/// One request inside a batch, as the call it carries.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    pub method: Method,
+    /// `/{version}/path?query`, as the call would be sent on its own.
+    pub uri: String,
+    /// The item's own headers (the batch's are added when it is made a request).
+    pub headers: HeaderMap,
+    /// The body as a direct call would send it: a JSON body as JSON text, a base64 body
+    /// decoded.
+    pub body: Bytes,
+    /// The ids it depends on, as sent.
+    pub depends_on: Vec<String>,
+    /// The item as sent, forwarded as it came.
+    pub raw: Value,
+}
+
+/// A batch graph-vcr can unpack.
+#[derive(Debug)]
+pub struct Batch {
+    pub items: Vec<Item>,
+    /// Deviations of the batch's own rules that do not stop unpacking it.
+    pub deviations: Vec<Deviation>,
+}
+
+/// What a `$batch` body is.
+#[derive(Debug)]
+pub enum Parsed {
+    Batch(Batch),
+    /// One Graph refuses whole: handled as one call, with why.
+    Opaque(Vec<Deviation>),
+}
+
+/// Whether a request is a JSON batch: `POST /v1.0/$batch` or `/beta/$batch` (any case).
+pub fn is_batch(method: &Method, path: &str) -> Option<ApiVersion> {
+    if method != Method::POST {
+        return None;
+    }
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let version = ApiVersion::from_segment(segments.next()?)?;
+    let batch = segments.next()?;
+    (batch.eq_ignore_ascii_case("$batch") && segments.next().is_none()).then_some(version)
+}
+
+/// Reads a batch body.
+pub fn parse(version: ApiVersion, body: &[u8]) -> Parsed {
+    let malformed = |at: &str, why: String| Parsed::Opaque(vec![Deviation::new(Code::BatchMalformed, at, why)]);
+    let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
+        return malformed("", "the batch body is not a JSON object; Graph answers 400".into());
+    };
+    let Some(Value::Array(requests)) = top.remove("requests") else {
+        return malformed("/requests", "no \"requests\" list; Graph answers 400".into());
+    };
+    if requests.len() > MAX_ITEMS {
+        return Parsed::Opaque(vec![Deviation::new(
+            Code::BatchTooManyRequests,
+            "/requests",
+            format!(
+                "{} requests in one batch; Graph takes at most {MAX_ITEMS} and answers 400",
+                requests.len()
+            ),
+        )]);
+    }
+    let mut items = Vec::with_capacity(requests.len());
+    let mut deviations = Vec::new();
+    for (i, raw) in requests.into_iter().enumerate() {
+        match item(version, raw, i, &mut deviations) {
+            Ok(item) => items.push(item),
+            Err(why) => return malformed(&format!("/requests/{i}"), why),
+        }
+    }
+    let mut opaque = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let repeated = items[..i].iter().any(|o| o.id.eq_ignore_ascii_case(&item.id));
+        if repeated {
+            opaque.push(Deviation::new(
+                Code::BatchDuplicateId,
+                format!("/requests/{i}/id"),
+                format!("id {:?} is used by two items; Graph answers 400 for the whole batch", item.id),
+            ));
+        }
+        for d in &item.depends_on {
+            let known = !d.eq_ignore_ascii_case(&item.id)
+                && items.iter().any(|o| o.id.eq_ignore_ascii_case(d));
+            if !known {
+                opaque.push(Deviation::new(
+                    Code::BatchDependsOnUnknown,
+                    format!("/requests/{i}/dependsOn"),
+                    format!(
+                        "item {:?} depends on {d:?}, which is not another item of this batch; Graph answers 400",
+                        item.id
+                    ),
+                ));
+            }
+        }
+    }
+    if !opaque.is_empty() {
+        opaque.extend(deviations);
+        return Parsed::Opaque(opaque);
+    }
+    if let Some(cycle) = first_in_cycle(&items) {
+        return Parsed::Opaque(vec![Deviation::new(
+            Code::BatchDependsOnUnknown,
+            format!("/requests/{cycle}/dependsOn"),
+            "the items' dependsOn form a cycle, so none of them can run; Graph answers 400",
+        )]);
+    }
+    Parsed::Batch(Batch { items, deviations })
+}
+
+/// One item, or why it cannot be read. Rules that do not stop unpacking add deviations.
+fn item(
+    version: ApiVersion,
+    raw: Value,
+    i: usize,
+    deviations: &mut Vec<Deviation>,
+) -> Result<Item, String> {
+    let Value::Object(obj) = &raw else {
+        return Err(format!("item {i} is not a JSON object"));
+    };
+    let text = |name: &str| obj.get(name).and_then(Value::as_str);
+    let id = match obj.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        // The documentation says string; some clients send numbers, which Graph reads as text.
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(format!("item {i} has no \"id\"")),
+    };
+    let method = text("method")
+        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        .ok_or_else(|| format!("item {id:?} has no valid \"method\""))?;
+    let url = text("url").ok_or_else(|| format!("item {id:?} has no \"url\""))?;
+    let uri = item_uri(version, url).ok_or_else(|| format!("item {id:?} has a \"url\" that is not a Graph path: {url:?}"))?;
+    let headers = item_headers(obj.get("headers"))
+        .ok_or_else(|| format!("item {id:?} has \"headers\" that are not an object of strings"))?;
+    let body = item_body(obj.get("body"), &headers)
+        .ok_or_else(|| format!("item {id:?} has a base64 \"body\" that does not decode"))?;
+    if obj.get("body").is_some() && !headers.contains_key(http::header::CONTENT_TYPE) {
+        deviations.push(Deviation::new(
+            Code::BatchItemMissingContentType,
+            format!("/requests/{i}/headers"),
+            format!("item {id:?} has a body but no Content-Type header; Graph requires one"),
+        ));
+    }
+    for name in obj.keys().filter(|k| !ITEM_MEMBERS.contains(&k.as_str())) {
+        let hint = if name.eq_ignore_ascii_case("depends_on") || name.eq_ignore_ascii_case("dependson") {
+            " (did you mean \"dependsOn\"? msgraph-core 1.5.2 writes \"depends_on\"; Graph ignores it, so the items may run in any order)"
+        } else {
+            ""
+        };
+        deviations.push(Deviation::new(
+            Code::BatchUnknownMember,
+            format!("/requests/{i}/{name}"),
+            format!("item {id:?} has a member {name:?} that Graph ignores{hint}"),
+        ));
+    }
+    let depends_on = match obj.get("dependsOn") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|d| match d {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => Err(format!("item {id:?} has a \"dependsOn\" entry that is not an id")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("item {id:?} has a \"dependsOn\" that is not a list")),
+    };
+    Ok(Item {
+        id,
+        method,
+        uri,
+        headers,
+        body,
+        depends_on,
+        raw,
+    })
+}
+
+/// The item's `url` as a direct call's path and query: relative to the version root
+/// (`/me`, `me`), or, as msgraph-core writes it, absolute (`https://graph.microsoft.com/v1.0/me`),
+/// in which case its own version counts.
+fn item_uri(version: ApiVersion, url: &str) -> Option<String> {
+    let relative = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") => {
+            let path = &rest[rest.find('/')?..];
+            let first = path.split('/').find(|s| !s.is_empty())?;
+            ApiVersion::from_segment(first.split('?').next()?)?;
+            return Some(path.to_string());
+        }
+        Some(_) => return None,
+        None => url,
+    };
+    let relative = relative.trim_start_matches('/');
+    let uri = format!("/{version}/{relative}");
+    uri.parse::<http::Uri>().ok().map(|_| uri)
+}
+
+fn item_headers(headers: Option<&Value>) -> Option<HeaderMap> {
+    let mut map = HeaderMap::new();
+    let Some(headers) = headers else {
+        return Some(map);
+    };
+    let Value::Object(obj) = headers else {
+        return None;
+    };
+    for (name, value) in obj {
+        let value = value.as_str()?;
+        let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+        map.append(name, HeaderValue::from_str(value).ok()?);
+    }
+    Some(map)
+}
+
+/// A JSON body as the JSON text a direct call would send; a string under a non-JSON content
+/// type is base64, as Graph's batching documentation says.
+fn item_body(body: Option<&Value>, headers: &HeaderMap) -> Option<Bytes> {
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.to_ascii_lowercase().contains("json"));
+    match body {
+        None | Some(Value::Null) => Some(Bytes::new()),
+        Some(Value::String(s)) if !json => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .ok()
+            .map(Bytes::from),
+        Some(v) => Some(Bytes::from(serde_json::to_vec(v).ok()?)),
+    }
+}
+
+/// An item of a dependency cycle, if the items' `dependsOn` have one.
+fn first_in_cycle(items: &[Item]) -> Option<usize> {
+    let mut done = vec![false; items.len()];
+    for _ in 0..items.len() {
+        let mut progress = false;
+        for (i, item) in items.iter().enumerate() {
+            if !done[i] && item.depends_on.iter().all(|d| is_done(items, &done, d)) {
+                done[i] = true;
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    done.iter().position(|d| !d)
+}
+
+fn is_done(items: &[Item], done: &[bool], id: &str) -> bool {
+    items
+        .iter()
+        .position(|o| o.id.eq_ignore_ascii_case(id))
+        .is_some_and(|i| done[i])
+}
+
+/// The order to run items in: the client's, except that an item comes after the items it
+/// depends on (the batch has no cycle: `parse` checked).
+pub fn run_order(items: &[Item]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(items.len());
+    let mut done = vec![false; items.len()];
+    while order.len() < items.len() {
+        let next = items.iter().enumerate().position(|(i, item)| {
+            !done[i] && item.depends_on.iter().all(|d| is_done(items, &done, d))
+        });
+        let Some(i) = next else { break };
+        done[i] = true;
+        order.push(i);
+    }
+    order
+}
+
+/// The item's JSON for a batch forwarded with only some of the items: its `dependsOn`
+/// keeps only the ids that are forwarded too (the rest were answered by graph-vcr).
+pub fn forwarded_item(item: &Item, forwarded: &[&str]) -> Value {
+    let mut raw = item.raw.clone();
+    if let Value::Object(obj) = &mut raw
+        && let Some(Value::Array(deps)) = obj.get_mut("dependsOn")
+    {
+        deps.retain(|d| {
+            let id = match d {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            forwarded.iter().any(|f| f.eq_ignore_ascii_case(&id))
+        });
+        if deps.is_empty() {
+            obj.remove("dependsOn");
+        }
+    }
+    raw
+}
+
+/// A batch body of `items`.
+pub fn body_of(items: Vec<Value>) -> Bytes {
+    let mut top = Map::new();
+    top.insert("requests".into(), Value::Array(items));
+    Bytes::from(serde_json::to_vec(&Value::Object(top)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+
+fn parse_v1(body: &str) -> Parsed {
+    parse(ApiVersion::V1, body.as_bytes())
+}
+
+fn codes(parsed: &Parsed) -> Vec<&'static str> {
+    let d = match parsed {
+        Parsed::Batch(b) => &b.deviations,
+        Parsed::Opaque(d) => d,
+    };
+    d.iter().map(|d| d.code.as_str()).collect()
+}
+
+#[test]
+fn items_become_the_calls_they_carry() {
+    let body = r#"{"requests":[
+        {"id":"1","method":"get","url":"/deviceManagement/deviceConfigurations?$select=id"},
+        {"id":"2","method":"POST","url":"deviceManagement/deviceConfigurations/a/assign",
+         "headers":{"Content-Type":"application/json"},"body":{"assignments":[]},"dependsOn":["1"]},
+        {"id":"3","method":"GET","url":"https://graph.microsoft.com/beta/groups/g"}]}"#;
+    let Parsed::Batch(b) = parse_v1(body) else {
+        panic!("not unpacked: {:?}", codes(&parse_v1(body)));
+    };
+    let uris: Vec<&str> = b.items.iter().map(|i| i.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "/v1.0/deviceManagement/deviceConfigurations?$select=id",
+            "/v1.0/deviceManagement/deviceConfigurations/a/assign",
+            "/beta/groups/g",
+        ]
+    );
+    assert_eq!(b.items[0].method, Method::GET);
+    assert_eq!(&b.items[1].body[..], br#"{"assignments":[]}"#);
+    assert_eq!(b.items[1].depends_on, ["1"]);
+    assert!(b.deviations.is_empty(), "{:?}", b.deviations);
+}
+
+#[test]
+fn batches_graph_refuses_whole_are_opaque_with_why() {
+    let many: Vec<String> = (0..21)
+        .map(|i| format!(r#"{{"id":"{i}","method":"GET","url":"/me"}}"#))
+        .collect();
+    let cases = [
+        ("not json".to_string(), "batch-malformed"),
+        (r#"{"requests":{}}"#.to_string(), "batch-malformed"),
+        (r#"{"requests":[{"method":"GET","url":"/me"}]}"#.to_string(), "batch-malformed"),
+        (format!(r#"{{"requests":[{}]}}"#, many.join(",")), "batch-too-many-requests"),
+        (
+            r#"{"requests":[{"id":"a","method":"GET","url":"/me"},{"id":"A","method":"GET","url":"/me"}]}"#.to_string(),
+            "batch-duplicate-id",
+        ),
+        (
+            r#"{"requests":[{"id":"1","method":"GET","url":"/me","dependsOn":["9"]}]}"#.to_string(),
+            "batch-depends-on-unknown",
+        ),
+        (
+            r#"{"requests":[{"id":"1","method":"GET","url":"/me","dependsOn":["2"]},{"id":"2","method":"GET","url":"/me","dependsOn":["1"]}]}"#.to_string(),
+            "batch-depends-on-unknown",
+        ),
+    ];
+    for (body, code) in cases {
+        let parsed = parse_v1(&body);
+        assert!(matches!(parsed, Parsed::Opaque(_)), "{body}");
+        assert_eq!(codes(&parsed).first().copied(), Some(code), "{body}");
+    }
+}
+
+#[test]
+fn rules_that_do_not_stop_unpacking_are_flagged() {
+    let body = r#"{"requests":[{"id":"1","method":"POST","url":"/a/assign","body":{"x":1},"depends_on":["0"]}]}"#;
+    let parsed = parse_v1(body);
+    assert!(matches!(parsed, Parsed::Batch(_)));
+    assert_eq!(
+        codes(&parsed),
+        ["batch-item-missing-content-type", "batch-unknown-member"]
+    );
+}
+
+#[test]
+fn items_run_after_what_they_depend_on() {
+    let body = r#"{"requests":[{"id":"1","method":"GET","url":"/a","dependsOn":["3"]},{"id":"2","method":"GET","url":"/b"},{"id":"3","method":"GET","url":"/c"}]}"#;
+    let Parsed::Batch(b) = parse_v1(body) else {
+        panic!("not unpacked");
+    };
+    assert_eq!(run_order(&b.items), [1, 2, 0]);
+    let forwarded = forwarded_item(&b.items[0], &["1"]);
+    assert!(forwarded.get("dependsOn").is_none(), "{forwarded}");
+}
