@@ -79,12 +79,19 @@ pub fn is_batch(method: &Method, path: &str) -> Option<ApiVersion> {
 
 /// Reads a batch body.
 pub fn parse(version: ApiVersion, body: &[u8]) -> Parsed {
-    let malformed = |at: &str, why: String| Parsed::Opaque(vec![Deviation::new(Code::BatchMalformed, at, why)]);
+    let malformed =
+        |at: &str, why: String| Parsed::Opaque(vec![Deviation::new(Code::BatchMalformed, at, why)]);
     let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
-        return malformed("", "the batch body is not a JSON object; Graph answers 400".into());
+        return malformed(
+            "",
+            "the batch body is not a JSON object; Graph answers 400".into(),
+        );
     };
     let Some(Value::Array(requests)) = top.remove("requests") else {
-        return malformed("/requests", "no \"requests\" list; Graph answers 400".into());
+        return malformed(
+            "/requests",
+            "no \"requests\" list; Graph answers 400".into(),
+        );
     };
     if requests.len() > MAX_ITEMS {
         return Parsed::Opaque(vec![Deviation::new(
@@ -106,12 +113,17 @@ pub fn parse(version: ApiVersion, body: &[u8]) -> Parsed {
     }
     let mut opaque = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let repeated = items[..i].iter().any(|o| o.id.eq_ignore_ascii_case(&item.id));
+        let repeated = items[..i]
+            .iter()
+            .any(|o| o.id.eq_ignore_ascii_case(&item.id));
         if repeated {
             opaque.push(Deviation::new(
                 Code::BatchDuplicateId,
                 format!("/requests/{i}/id"),
-                format!("id {:?} is used by two items; Graph answers 400 for the whole batch", item.id),
+                format!(
+                    "id {:?} is used by two items; Graph answers 400 for the whole batch",
+                    item.id
+                ),
             ));
         }
         for d in &item.depends_on {
@@ -164,7 +176,8 @@ fn item(
         .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
         .ok_or_else(|| format!("item {id:?} has no valid \"method\""))?;
     let url = text("url").ok_or_else(|| format!("item {id:?} has no \"url\""))?;
-    let uri = item_uri(version, url).ok_or_else(|| format!("item {id:?} has a \"url\" that is not a Graph path: {url:?}"))?;
+    let uri = item_uri(version, url)
+        .ok_or_else(|| format!("item {id:?} has a \"url\" that is not a Graph path: {url:?}"))?;
     let headers = item_headers(obj.get("headers"))
         .ok_or_else(|| format!("item {id:?} has \"headers\" that are not an object of strings"))?;
     let body = item_body(obj.get("body"), &headers)
@@ -177,7 +190,9 @@ fn item(
         ));
     }
     for name in obj.keys().filter(|k| !ITEM_MEMBERS.contains(&k.as_str())) {
-        let hint = if name.eq_ignore_ascii_case("depends_on") || name.eq_ignore_ascii_case("dependson") {
+        let hint = if name.eq_ignore_ascii_case("depends_on")
+            || name.eq_ignore_ascii_case("dependson")
+        {
             " (did you mean \"dependsOn\"? msgraph-core 1.5.2 writes \"depends_on\"; Graph ignores it, so the items may run in any order)"
         } else {
             ""
@@ -195,10 +210,16 @@ fn item(
             .map(|d| match d {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
-                _ => Err(format!("item {id:?} has a \"dependsOn\" entry that is not an id")),
+                _ => Err(format!(
+                    "item {id:?} has a \"dependsOn\" entry that is not an id"
+                )),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(format!("item {id:?} has a \"dependsOn\" that is not a list")),
+        Some(_) => {
+            return Err(format!(
+                "item {id:?} has a \"dependsOn\" that is not a list"
+            ));
+        }
     };
     Ok(Item {
         id,
@@ -216,7 +237,9 @@ fn item(
 /// in which case its own version counts.
 fn item_uri(version: ApiVersion, url: &str) -> Option<String> {
     let relative = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") => {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http") =>
+        {
             let path = &rest[rest.find('/')?..];
             let first = path.split('/').find(|s| !s.is_empty())?;
             ApiVersion::from_segment(first.split('?').next()?)?;

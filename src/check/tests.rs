@@ -134,10 +134,12 @@ impl Case {
         match self {
             Case::Q(r) => r.check(),
             Case::R(r) => r.check(),
-            Case::B(body) => match crate::batch::parse(crate::contract::ApiVersion::V1, body.as_bytes()) {
-                crate::batch::Parsed::Batch(b) => b.deviations,
-                crate::batch::Parsed::Opaque(d) => d,
-            },
+            Case::B(body) => {
+                match crate::batch::parse(crate::contract::ApiVersion::V1, body.as_bytes()) {
+                    crate::batch::Parsed::Batch(b) => b.deviations,
+                    crate::batch::Parsed::Opaque(d) => d,
+                }
+            }
         }
         .into_iter()
         .map(|d| d.code)

@@ -37,6 +37,13 @@ struct Pending<'p, 'b> {
     taken: Option<u32>,
 }
 
+/// What became of an item before anything is forwarded.
+enum Local<'b> {
+    Answered(Result<Answer, Refusal>),
+    /// To forward, analyzed (with the occurrence auto took for it).
+    Forward(Analyzed<'b>, Option<u32>),
+}
+
 impl Proxy {
     /// Answers a batch graph-vcr can unpack.
     pub(super) async fn batch(
@@ -52,67 +59,93 @@ impl Proxy {
         ex.action = Some(Arc::from("$batch"));
         ex.deviations.extend(batch.deviations.iter().cloned());
         self.reject_on_error(ex)?;
-        let parts: Vec<Parts> = batch.items.iter().map(|i| item_parts(i, ex.parts)).collect();
+        let parts: Vec<Parts> = batch
+            .items
+            .iter()
+            .map(|i| item_parts(i, ex.parts))
+            .collect();
         let mut answers: Vec<Option<ItemAnswer>> = batch.items.iter().map(|_| None).collect();
         let mut pending: Vec<Pending<'_, '_>> = Vec::new();
         let mut item_codes: Vec<String> = Vec::new();
         for i in batch::run_order(&batch.items) {
             let item = &batch.items[i];
             let mut item_ex = self.item_exchange(&parts[i], item, number, ex);
-            let failed = failed_dependency(item, &batch.items, &answers);
-            let forwarded_dependency = item
-                .depends_on
-                .iter()
-                .any(|d| pending.iter().any(|p| batch.items[p.index].id.eq_ignore_ascii_case(d)));
-            let result = match failed {
+            let forwarded_dependency = item.depends_on.iter().any(|d| {
+                pending
+                    .iter()
+                    .any(|p| batch.items[p.index].id.eq_ignore_ascii_case(d))
+            });
+            let result = match failed_dependency(item, &batch.items, &answers) {
                 Some(dependency) => Err(Refusal::new(
                     Outcome::FailedDependency,
                     ItemAnswer::failed_dependency(&item.id, dependency),
                 )),
-                None => match &self.backend {
-                    Backend::Replay(_) => self.answer_body(item.body.clone(), &mut item_ex).await,
-                    _ => match self.analyze(&item.body, &mut item_ex) {
-                        Err(refusal) => Err(refusal),
-                        Ok(analyzed) => {
-                            let recorded = match &self.backend {
-                                Backend::Record(r) if !forwarded_dependency => {
-                                    r.replay_recorded(&analyzed.key, &mut item_ex).await
-                                }
-                                _ => Ok(Err(None)),
-                            };
-                            match recorded {
-                                Err(refusal) => Err(refusal),
-                                Ok(Ok(replayed)) => Ok(replayed),
-                                Ok(Err(taken)) => {
-                                    pending.push(Pending {
-                                        index: i,
-                                        ex: item_ex,
-                                        analyzed,
-                                        taken,
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                    },
+                None => match self.local(item, forwarded_dependency, &mut item_ex).await {
+                    Local::Answered(result) => result,
+                    Local::Forward(analyzed, taken) => {
+                        pending.push(Pending {
+                            index: i,
+                            ex: item_ex,
+                            analyzed,
+                            taken,
+                        });
+                        continue;
+                    }
                 },
             };
-            answers[i] = Some(self.settle_item(item_ex, item, result, &mut item_codes).await);
+            let answer = self.settle_item(item_ex, item, result, &mut item_codes);
+            answers[i] = Some(answer.await);
         }
-        if !pending.is_empty() {
-            if let Some(whole) = self.forward_items(&batch, pending, &mut answers, &mut item_codes, ex).await? {
-                return Ok(whole);
-            }
+        if !pending.is_empty()
+            && let Some(whole) = self
+                .forward_items(&batch, pending, &mut answers, &mut item_codes, ex)
+                .await?
+        {
+            return Ok(whole);
         }
         let answers: Vec<ItemAnswer> = answers.into_iter().flatten().collect();
         let mut response = answer::pack(&answers, "batch");
-        let mut codes: Vec<String> = ex.deviations.iter().map(|d| d.code.as_str().to_string()).collect();
+        let mut codes: Vec<String> = ex
+            .deviations
+            .iter()
+            .map(|d| d.code.as_str().to_string())
+            .collect();
         codes.dedup();
         codes.extend(item_codes);
-        if let Ok(v) = HeaderValue::from_str(&codes.join(",")) && !codes.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&codes.join(","))
+            && !codes.is_empty()
+        {
             response.headers_mut().insert(super::DEVIATIONS_HEADER, v);
         }
         Ok(Answer::new(response, Outcome::Batch, None))
+    }
+
+    /// What graph-vcr can answer for an item itself: everything in replay; a refusal, or
+    /// auto's recording (unless it depends on an item that is forwarded), in the others.
+    async fn local<'b>(
+        &self,
+        item: &'b Item,
+        forwarded_dependency: bool,
+        ex: &mut Exchange<'_>,
+    ) -> Local<'b> {
+        if let Backend::Replay(_) = &self.backend {
+            return Local::Answered(self.answer_body(item.body.clone(), ex).await);
+        }
+        let analyzed = match self.analyze(&item.body, ex) {
+            Ok(a) => a,
+            Err(refusal) => return Local::Answered(Err(refusal)),
+        };
+        let recorded = match &self.backend {
+            Backend::Record(r) if !forwarded_dependency => {
+                r.replay_recorded(&analyzed.key, ex).await
+            }
+            _ => Ok(Err(None)),
+        };
+        match recorded {
+            Err(refusal) => Local::Answered(Err(refusal)),
+            Ok(Ok(replayed)) => Local::Answered(Ok(replayed)),
+            Ok(Err(taken)) => Local::Forward(analyzed, taken),
+        }
     }
 
     /// An item's exchange: in the batch's cassette, numbered with the batch.
@@ -139,6 +172,11 @@ impl Proxy {
         result: Result<Answer, Refusal>,
         item_codes: &mut Vec<String>,
     ) -> ItemAnswer {
+        // graph-vcr's own answer to an item says which item it is.
+        let result = result.map_err(|mut refusal| {
+            refusal.error.message = format!("$batch item {:?}: {}", item.id, refusal.error.message);
+            refusal
+        });
         let mut response = ex.settle(result);
         if !ex.deviations.is_empty()
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
@@ -150,14 +188,21 @@ impl Proxy {
                     .map(|c| format!("{c} (item {})", item.id)),
             );
         }
-        if ex.message.is_none() {
-            if let Some(b) = &ex.batch {
-                ex.message = Some(format!("sent in $batch #{} as item {:?}", b.batch, item.id));
-            }
+        // The reports name the batch and item a call came in (the journal has `batch`).
+        if ex.message.is_none()
+            && let Some(b) = &ex.batch
+        {
+            ex.message = Some(format!("sent in $batch #{} as item {:?}", b.batch, item.id));
         }
         let status = response.status();
         self.finish(ex, status);
-        ItemAnswer::of(&item.id, response).await
+        let mut answer = ItemAnswer::of(&item.id, response).await;
+        // Replay echoes the request's client-request-id, which an item shares with its batch;
+        // Graph's item answers carry one only when the item sent its own.
+        if !item.headers.contains_key("client-request-id") {
+            answer.headers.remove("client-request-id");
+        }
+        answer
     }
 
     /// Forwards the pending items as one batch and keeps each one's answer. `Some`: the
@@ -170,7 +215,10 @@ impl Proxy {
         item_codes: &mut Vec<String>,
         ex: &mut Exchange<'_>,
     ) -> Result<Option<Answer>, Refusal> {
-        let ids: Vec<&str> = pending.iter().map(|p| batch.items[p.index].id.as_str()).collect();
+        let ids: Vec<&str> = pending
+            .iter()
+            .map(|p| batch.items[p.index].id.as_str())
+            .collect();
         let body = batch::body_of(
             pending
                 .iter()
@@ -197,12 +245,9 @@ impl Proxy {
                     );
                     for p in pending {
                         let mut item_ex = p.ex;
-                        let as_whole = Answer::new(
-                            http::Response::default(),
-                            Outcome::Forwarded,
-                            None,
-                        )
-                        .with_note(note.clone());
+                        let as_whole =
+                            Answer::new(http::Response::default(), Outcome::Forwarded, None)
+                                .with_note(note.clone());
                         item_ex.settle(Ok(as_whole));
                         self.finish(item_ex, response.status);
                     }
@@ -224,16 +269,24 @@ impl Proxy {
         };
         for p in pending {
             let item = &batch.items[p.index];
-            let position = by_id.iter().position(|(id, _)| id.eq_ignore_ascii_case(&item.id));
+            let position = by_id
+                .iter()
+                .position(|(id, _)| id.eq_ignore_ascii_case(&item.id));
             let mut item_ex = p.ex;
             let result = match position.map(|at| by_id.swap_remove(at).1) {
-                Some(response) => self.keep_item(&p.analyzed, p.taken, response, &mut item_ex).await,
+                Some(response) => {
+                    self.keep_item(&p.analyzed, p.taken, response, &mut item_ex)
+                        .await
+                }
                 None => Err(Refusal::new(
                     Outcome::UpstreamError,
                     crate::graph_error::GraphError::new(
                         StatusCode::BAD_GATEWAY,
                         "graphVcrBatchItemUnanswered",
-                        format!("the upstream's batch answer has no response for item {:?}", item.id),
+                        format!(
+                            "the upstream's batch answer has no response for item {:?}",
+                            item.id
+                        ),
                     ),
                 )),
             };

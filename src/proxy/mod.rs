@@ -11,8 +11,8 @@
 //! does not intercept is in `pass_on`.
 
 use crate::analyze::{self, Analyzed, TooDeep};
-use crate::batch::{self as graph_batch};
 use crate::backend::{self, Audit, Backend, Record, Replay};
+use crate::batch::{self as graph_batch};
 use crate::cassette::{Access, CassetteName, JOURNAL_FILE, Store, StoreError};
 use crate::check::{self, Deviation, OnDeviation, Severity};
 use crate::exchange::{Answer, Exchange, Refusal};

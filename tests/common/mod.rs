@@ -185,18 +185,24 @@ impl StandIn {
         let received = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = JoinSet::new();
         let rec = Arc::clone(&received);
+        let ctx = Arc::new(Ctx {
+            origin: format!("https://localhost:{}", addr.port()),
+            throttled: Mutex::new(std::collections::HashSet::new()),
+        });
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let rec = Arc::clone(&rec);
+                let ctx = Arc::clone(&ctx);
                 conns.spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let service = service_fn(move |req| {
                         let rec = Arc::clone(&rec);
-                        async move { Ok::<_, Infallible>(answer(req, rec).await) }
+                        let ctx = Arc::clone(&ctx);
+                        async move { Ok::<_, Infallible>(answer(req, rec, ctx).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -223,9 +229,24 @@ impl StandIn {
     }
 }
 
+/// What the stand-in's answers share: its own origin (for absolute next links) and which
+/// throttle-once requests it has throttled.
+struct Ctx {
+    origin: String,
+    throttled: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The header that asks the stand-in to answer the first such request (per path) with Graph's
+/// 429, and the retry normally.
+pub const THROTTLE_ONCE: &str = "x-stand-in-throttle-once";
+
+/// Two pages of `deviceConfigurations`, the next link absolute, as Graph pages collections.
+pub const PAGED_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations";
+
 async fn answer(
     req: Request<hyper::body::Incoming>,
     rec: Arc<Mutex<Vec<Received>>>,
+    ctx: Arc<Ctx>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -248,6 +269,19 @@ async fn answer(
     }
     if path.contains("/slow/") {
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    respond(&parts, body, &ctx).await
+}
+
+/// The stand-in's answer to one call, direct or inside a `$batch`.
+async fn respond(parts: &http::request::Parts, body: Bytes, ctx: &Ctx) -> Response<Full<Bytes>> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    if let Some(r) = graph_like(parts, &path, &body, ctx).await {
+        return r;
     }
     let n = STAND_IN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let request_id = format!("00000000-0000-4000-8000-{n:012}");
@@ -342,6 +376,137 @@ async fn answer(
         http::HeaderValue::from_static("fpc=StandInCookieSecret0123456789; path=/; secure"),
     );
     response
+}
+
+/// The parts of the stand-in that behave like Graph's collections, batches and throttling:
+/// `deviceConfigurations` in two pages with an absolute `@odata.nextLink`; `POST /{v}/$batch`
+/// answering every item as it would be answered directly (in reverse order, as Graph may),
+/// with `424` for an item whose dependency failed; a `429` with `Retry-After` for the first
+/// request carrying [`THROTTLE_ONCE`].
+async fn graph_like(
+    parts: &http::request::Parts,
+    path: &str,
+    body: &Bytes,
+    ctx: &Ctx,
+) -> Option<Response<Full<Bytes>>> {
+    let json = |status: u16, v: Value| {
+        let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json; odata.metadata=minimal"),
+        );
+        r.headers_mut().insert(
+            "request-id",
+            http::HeaderValue::from_static("00000000-0000-4000-8000-0000000000aa"),
+        );
+        r
+    };
+    if parts.headers.contains_key(THROTTLE_ONCE) {
+        let first = ctx
+            .throttled
+            .lock()
+            .map(|mut t| t.insert(path.to_string()))
+            .unwrap_or(false);
+        if first {
+            let mut r = json(
+                429,
+                serde_json::json!({"error": {"code": "TooManyRequests", "message": "Too many requests", "innerError": {"code": "429", "status": "429"}}}),
+            );
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+            return Some(r);
+        }
+    }
+    if parts.method == Method::GET && parts.uri.path() == PAGED_PATH {
+        let page = match parts.uri.query() {
+            Some(q) if q.contains("$skiptoken=page2") => serde_json::json!({
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceManagement/deviceConfigurations",
+                "value": [{"id": "dc-3", "displayName": "Third"}],
+            }),
+            _ => serde_json::json!({
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceManagement/deviceConfigurations",
+                "value": [{"id": "dc-1", "displayName": "First"}, {"id": "dc-2", "displayName": "Second"}],
+                "@odata.nextLink": format!("{}{PAGED_PATH}?$skiptoken=page2", ctx.origin),
+            }),
+        };
+        return Some(json(200, page));
+    }
+    let lower = parts.uri.path().to_ascii_lowercase();
+    if parts.method == Method::GET && lower.ends_with("/assignments") {
+        let id = lower.split('/').nth_back(1).unwrap_or("x").to_string();
+        return Some(json(
+            200,
+            serde_json::json!({"value": [{"id": format!("{id}-assignment"), "target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]}),
+        ));
+    }
+    if parts.method == Method::POST && (lower == "/v1.0/$batch" || lower == "/beta/$batch") {
+        let version = &lower[..lower.len() - "/$batch".len()];
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let mut statuses: Vec<(String, u16)> = Vec::new();
+        let mut out = Vec::new();
+        for item in v["requests"].as_array()? {
+            let id = item["id"].as_str().unwrap_or("").to_string();
+            let failed = item["dependsOn"].as_array().into_iter().flatten().any(|d| {
+                statuses
+                    .iter()
+                    .any(|(i, s)| Some(i.as_str()) == d.as_str() && !(200..300).contains(s))
+            });
+            if failed {
+                statuses.push((id.clone(), 424));
+                out.push(serde_json::json!({"id": id, "status": 424, "headers": {"content-type": "application/json"},
+                    "body": {"error": {"code": "FailedDependency", "message": "dependency failed"}}}));
+                continue;
+            }
+            let url = item["url"].as_str().unwrap_or("/");
+            let mut b = Request::builder()
+                .method(item["method"].as_str().unwrap_or("GET"))
+                .uri(format!("{version}{url}"));
+            for (k, hv) in item["headers"].as_object().into_iter().flatten() {
+                b = b.header(k.as_str(), hv.as_str().unwrap_or(""));
+            }
+            for (k, hv) in &parts.headers {
+                if k != "content-type" && k != "content-length" {
+                    b = b.header(k, hv);
+                }
+            }
+            let item_body = match &item["body"] {
+                Value::Null => Bytes::new(),
+                other => Bytes::from(other.to_string()),
+            };
+            let Ok((item_parts, ())) = b.body(()).map(Request::into_parts) else {
+                continue;
+            };
+            let r = Box::pin(respond(&item_parts, item_body, ctx)).await;
+            let status = r.status().as_u16();
+            let headers: serde_json::Map<String, Value> = r
+                .headers()
+                .iter()
+                .filter(|(k, _)| *k == "content-type" || *k == "retry-after" || *k == "location")
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Value::String(v.to_str().unwrap_or("").to_string()),
+                    )
+                })
+                .collect();
+            let bytes = r
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut entry = serde_json::json!({"id": id, "status": status, "headers": headers});
+            if !bytes.is_empty() {
+                entry["body"] = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            }
+            statuses.push((id, status));
+            out.push(entry);
+        }
+        out.reverse();
+        return Some(json(200, serde_json::json!({"responses": out})));
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
