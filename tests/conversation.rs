@@ -388,3 +388,193 @@ async fn batch_items_and_direct_calls_answer_each_other_and_are_checked_alike() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_as_https_proxy_it_replays_by_base_url() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir, root) =
+        forward_proxy("record", tmp.path(), &["--cassette", "wf"]).await?;
+    let tunnel = connect_through(proxy.addr, "graph.microsoft.com:443", &root, &["http/1.1"])
+        .await?
+        .tunnel()?;
+    let recorded = workflow(&mut Transport::Proxied(tunnel)).await?;
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.status.success(), "{}", exit.stderr);
+    stand_in.stop().await;
+    let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?, "--cassette", "wf"])?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    assert_eq!(workflow(&mut t).await?, recorded);
+    let exit = proxy.signal("TERM")?;
+    assert!(
+        exit.status.success() && exit.stderr.contains("result: passed"),
+        "{}",
+        exit.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_throttling_keeps_the_429_and_replay_throttles_where_recording_did() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--record-throttling"]).await?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let first = t
+        .send("POST", ASSIGN, &[(THROTTLE_ONCE, "1")], ASSIGN_BODY)
+        .await?;
+    let retry = t
+        .send("POST", ASSIGN, &[(THROTTLE_ONCE, "1")], ASSIGN_BODY)
+        .await?;
+    assert_eq!((first.status, retry.status), (429, 200));
+    assert_eq!(first.header("x-graph-vcr-outcome"), Some("recorded"));
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?])?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let first = t.send("POST", ASSIGN, &[], ASSIGN_BODY).await?;
+    assert_eq!(
+        (first.status, first.header("retry-after")),
+        (429, Some("1"))
+    );
+    assert_eq!(t.send("POST", ASSIGN, &[], ASSIGN_BODY).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_forwards_only_the_items_it_has_not_recorded() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir) = forwarding("auto", tmp.path(), &[]).await?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let read = "/deviceManagement/deviceConfigurations/dc-1/assignments";
+    let once = t.send("GET", &format!("/v1.0{read}"), &[], "").await?;
+    assert_eq!(once.header("x-graph-vcr-outcome"), Some("recorded"));
+    proxy.signal("TERM")?;
+    // The next run: the read is recorded at its first occurrence, the other item is new.
+    let ca = tmp.path().join("ca.pem");
+    let proxy = Proxy::start(&[
+        "auto",
+        "--cassettes",
+        s(&dir)?,
+        "--upstream",
+        &stand_in.url,
+        "--upstream-ca",
+        s(&ca)?,
+    ])?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let batch = json!({"requests": [
+        {"id": "old", "method": "GET", "url": read},
+        {"id": "new", "method": "GET", "url": "/deviceManagement/deviceConfigurations/dc-2/assignments", "dependsOn": ["old"]},
+    ]});
+    let b = t
+        .send("POST", "/v1.0/$batch", &[], &batch.to_string())
+        .await?;
+    assert_eq!(b.status, 200, "{}", b.text());
+    let responses = b.json()["responses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ids: Vec<&str> = responses.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, ["old", "new"]);
+    assert_eq!(
+        responses[0]["body"],
+        once.json(),
+        "the recorded item is replayed"
+    );
+    let sent = stand_in.received();
+    let forwarded = sent.last().map(|r| r.body.clone()).unwrap_or_default();
+    let forwarded: Value = serde_json::from_slice(&forwarded)?;
+    assert_eq!(
+        forwarded,
+        json!({"requests": [{"id": "new", "method": "GET", "url": "/deviceManagement/deviceConfigurations/dc-2/assignments"}]}),
+        "only the new item went out, its dependency on a replayed item dropped"
+    );
+    proxy.signal("TERM")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checks_every_item_and_a_batch_graph_refuses_is_one_call() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let log = tmp.path().join("audit.jsonl");
+    let (proxy, stand_in, _dir) = forwarding("audit", tmp.path(), &["--journal", s(&log)?]).await?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/deviceManagement/deviceConfigurations/dc-1/assign",
+         "headers": {"Content-Type": "application/json"}, "body": {"assignments": []}},
+        {"id": "2", "method": "POST", "url": "/deviceManagement/deviceConfigurations/dc-2/assign",
+         "body": {"assignments": [{"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget"}}]}, "depends_on": ["1"]},
+    ]});
+    let b = t
+        .send("POST", "/v1.0/$batch", &[], &batch.to_string())
+        .await?;
+    assert_eq!(b.status, 200, "{}", b.text());
+    let header = b
+        .header("x-graph-vcr-deviations")
+        .unwrap_or_default()
+        .to_string();
+    for code in [
+        "batch-item-missing-content-type",
+        "batch-unknown-member",
+        "empty-assignments (item 1)",
+        "target-property-missing (item 2)",
+    ] {
+        assert!(header.contains(code), "{code} not in {header}");
+    }
+    // 21 items: Graph refuses the batch whole, so it is one call, flagged, and passed on.
+    let many: Vec<Value> = (1..=21)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me"}))
+        .collect();
+    let b = t
+        .send(
+            "POST",
+            "/v1.0/$batch",
+            &[],
+            &json!({"requests": many}).to_string(),
+        )
+        .await?;
+    assert!(
+        b.header("x-graph-vcr-deviations")
+            .unwrap_or_default()
+            .contains("batch-too-many-requests")
+    );
+    let exit = proxy.signal("TERM")?;
+    assert!(
+        !exit.status.success(),
+        "contract errors fail the run: {}",
+        exit.stderr
+    );
+    let lines = journal(&log)?;
+    let item2 = lines
+        .iter()
+        .find(|l| l["batch"]["item"] == "2")
+        .ok_or("no journal line for item 2")?;
+    assert_eq!(
+        item2["path"],
+        "/v1.0/deviceManagement/deviceConfigurations/dc-2/assign"
+    );
+    assert!(
+        item2["deviations"]
+            .to_string()
+            .contains("target-property-missing"),
+        "{item2}"
+    );
+    assert_eq!(stand_in.received().len(), 2, "each batch went out once");
+    Ok(())
+}

@@ -15,7 +15,7 @@ const TEXT_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations/secrets-tex
 const FORM_PATH: &str = "/v1.0/deviceManagement/deviceConfigurations/form-1/assign";
 
 /// Planted in requests: (value, where).
-const REQUEST_SECRETS: [&str; 28] = [
+const REQUEST_SECRETS: [&str; 31] = [
     "CookieValue-q00",
     "AuxiliaryToken-q01",
     "XAuthValue-q02",
@@ -44,6 +44,9 @@ const REQUEST_SECRETS: [&str; 28] = [
     "FormAuthCode-q25",
     "FormAssertion-q26",
     "TextPassword-q27",
+    "BatchItemPassword-q28",
+    "BatchItemHeader-q29",
+    "BatchBase64Secret-q30",
 ];
 
 /// A JWT whose dots are percent-encoded, as it appears inside an encoded URL.
@@ -137,6 +140,22 @@ async fn plant(base: &str, variant: &str) -> TestResult {
     client
         .send("POST", &format!("{base}{TEXT_PATH}"), &text_ct, &text)
         .await?;
+    // A $batch: secrets in an item's JSON body, its headers and a base64 (form) body, and an
+    // item whose answer carries the service's credentials.
+    use base64::Engine;
+    let form = base64::engine::general_purpose::STANDARD
+        .encode(format!("client_secret={}&m={variant}", q[30]));
+    let batch = serde_json::json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/deviceManagement/deviceConfigurations/secrets-batch/assign",
+         "headers": {"Content-Type": "application/json", "x-ms-client-secret": q[29]},
+         "body": {"assignments": [], "passwordProfile": {"password": q[28]}, "marker": variant}},
+        {"id": "2", "method": "POST", "url": "/deviceManagement/deviceConfigurations/form-batch/assign",
+         "headers": {"Content-Type": "application/x-www-form-urlencoded"}, "body": form},
+    ]})
+    .to_string();
+    client
+        .send("POST", &format!("{base}/v1.0/$batch"), &json_ct, &batch)
+        .await?;
     Ok(())
 }
 
@@ -217,6 +236,8 @@ async fn no_planted_secret_reaches_any_file_or_output_in_any_mode() -> TestResul
                 FORM_PATH,
                 TEXT_PATH,
                 SECRETS_PATH,
+                "/secrets-batch/assign",
+                "/form-batch/assign",
             ] {
                 assert!(
                     e.stderr.contains(visible),
