@@ -189,7 +189,14 @@ fn item(
             format!("item {id:?} has a body but no Content-Type header; Graph requires one"),
         ));
     }
-    for name in obj.keys().filter(|k| !ITEM_MEMBERS.contains(&k.as_str())) {
+    // An empty or null unknown member changes nothing (msgraph-core writes `"depends_on": []`
+    // on every item); one with a value is something the client meant and Graph drops.
+    let meant = |v: &Value| !matches!(v, Value::Null) && v.as_array().is_none_or(|a| !a.is_empty());
+    let unknown = obj
+        .iter()
+        .filter(|(k, v)| !ITEM_MEMBERS.contains(&k.as_str()) && meant(v))
+        .map(|(k, _)| k);
+    for name in unknown {
         let hint = if name.eq_ignore_ascii_case("depends_on")
             || name.eq_ignore_ascii_case("dependson")
         {
