@@ -578,3 +578,46 @@ async fn audit_checks_every_item_and_a_batch_graph_refuses_is_one_call() -> Test
     assert_eq!(stand_in.received().len(), 2, "each batch went out once");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_batch_item_is_passed_on_and_its_retry_recorded() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
+    let mut t = Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    };
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": ASSIGN.trim_start_matches("/v1.0"),
+         "headers": {"Content-Type": "application/json", THROTTLE_ONCE: "1"},
+         "body": serde_json::from_str::<Value>(ASSIGN_BODY)?},
+    ]})
+    .to_string();
+    let first = t.send("POST", "/v1.0/$batch", &[], &batch).await?;
+    assert_eq!(
+        first.json()["responses"][0]["status"],
+        429,
+        "{}",
+        first.text()
+    );
+    assert_eq!(first.json()["responses"][0]["headers"]["retry-after"], "1");
+    let retry = t.send("POST", "/v1.0/$batch", &[], &batch).await?;
+    assert_eq!(
+        retry.json()["responses"][0]["status"],
+        200,
+        "{}",
+        retry.text()
+    );
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    let stored = exported(&dir, "default")?;
+    assert_eq!(stored.len(), 1, "only the retry's answer: {stored:#?}");
+    assert_eq!(
+        (
+            stored[0]["position"].as_u64(),
+            stored[0]["response"]["status"].as_u64()
+        ),
+        (Some(0), Some(200))
+    );
+    Ok(())
+}

@@ -91,3 +91,18 @@ fn items_run_after_what_they_depend_on() {
     let forwarded = forwarded_item(&b.items[0], &["1"]);
     assert!(forwarded.get("dependsOn").is_none(), "{forwarded}");
 }
+
+#[test]
+fn batch_paths_in_both_versions_and_nothing_else() {
+    assert_eq!(
+        is_batch(&Method::POST, "/v1.0/$batch"),
+        Some(ApiVersion::V1)
+    );
+    assert_eq!(
+        is_batch(&Method::POST, "/beta/$BATCH"),
+        Some(ApiVersion::Beta)
+    );
+    assert_eq!(is_batch(&Method::GET, "/v1.0/$batch"), None);
+    assert_eq!(is_batch(&Method::POST, "/v1.0/$batch/x"), None);
+    assert_eq!(is_batch(&Method::POST, "/v2/$batch"), None);
+}
