@@ -89,14 +89,22 @@ def main(src, out_dir):
         if key in seen:
             continue  # managedAppPolicies is listed once per abstract binding type; same contract
         seen.add(key)
-        out.append({
+        action = {
             "version": "v1.0",
             "path": key[1],
             "parameters": [{"name": a["parameter"], "element_type": a["element_type"]}],
             "success_status": a["success_status"],
             "success_body": "value" if a["success_body"] else "none",
             "doc_page": a["doc_page"],
-        })
+        }
+        out.append(action)
+        # The docs name other paths to the same action (managedAppRegistrations/{id}/
+        # appliedPolicies/{id}/assign): the same contract under another path.
+        for alt in a.get("alternate_path_templates_documented", []):
+            alt_key = ("v1.0", normalise_template(alt))
+            if alt_key not in seen:
+                seen.add(alt_key)
+                out.append({**action, "path": alt_key[1]})
     for a in ref["beta_differences"]["actions"]:
         path = normalise_template(a["sdk_url_template"])
         path = path[len("/beta"):] if path.startswith("/beta") else path

@@ -52,7 +52,7 @@ async fn deviations_are_flagged_journaled_logged_and_counted() -> TestResult {
         "{}",
         exit.stderr
     );
-    assert!(exit.stderr.contains("contract deviation: group 3f1c2a9e-6b1d-4c39-9a55-0f0d1c2b3a4d is both included and excluded"), "{}", exit.stderr);
+    assert!(exit.stderr.contains("contract deviation: group 3f1c2a9e-6b1d-4c39-9a55-0f0d1c2b3a4d is included at /enrollmentConfigurationAssignments/0/target and excluded at /enrollmentConfigurationAssignments/1/target"), "{}", exit.stderr);
     stand_in.stop().await;
 
     let lines = graph_vcr::journal::read(&dir.join("journal.jsonl"))?;

@@ -8,10 +8,23 @@ use crate::classify::is_guid;
 use crate::contract::types::{Property, TypeInfo, Types, types};
 use crate::contract::{Action, ApiVersion};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-const GROUP: &str = "microsoft.graph.groupassignmenttarget";
-const EXCLUSION: &str = "microsoft.graph.exclusiongroupassignmenttarget";
+const GROUP: &str = "microsoft.graph.groupAssignmentTarget";
+const EXCLUSION: &str = "microsoft.graph.exclusionGroupAssignmentTarget";
+
+/// One element's target, for the checks across elements.
+struct Aimed {
+    /// Where the target is.
+    at: String,
+    /// Its type, as the registry spells it.
+    ty: String,
+    /// Its group or collection id, lower-cased.
+    id: String,
+    /// The whole element, canonical and case-folded (types, ids and enum members are
+    /// case-insensitive): the same element twice is redundant, two different ones conflict.
+    element: String,
+}
 
 /// What an object is, which decides the codes used for its findings.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -149,7 +162,7 @@ impl Walker<'_> {
             return;
         }
         let declared = self.types.get(element_type);
-        let mut targets: Vec<(String, String, String)> = Vec::new(); // (pointer, type, id)
+        let mut targets: Vec<Aimed> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let here = format!("{at}/{i}");
             let Value::Object(obj) = item else {
@@ -172,38 +185,64 @@ impl Walker<'_> {
                     .get("@odata.type")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                let ty = ty.trim_start_matches('#').to_ascii_lowercase();
+                let ty = ty.trim_start_matches('#');
+                // As the registry spells it, whatever case the body used.
+                let ty = self
+                    .types
+                    .get(ty)
+                    .map_or(ty, |t| t.name.as_str())
+                    .to_string();
                 let id = ["groupId", "collectionId"]
                     .iter()
                     .find_map(|k| target.get(*k).and_then(Value::as_str))
                     .unwrap_or("")
                     .to_ascii_lowercase();
-                targets.push((format!("{here}/target"), ty, id));
+                targets.push(Aimed {
+                    at: format!("{here}/target"),
+                    ty,
+                    id,
+                    element: crate::key::to_canonical_string(item).to_ascii_lowercase(),
+                });
             }
         }
         self.cross_element(&targets);
     }
 
-    fn cross_element(&mut self, targets: &[(String, String, String)]) {
-        let mut seen: HashMap<(&str, &str), &str> = HashMap::new();
-        for (at, ty, id) in targets {
-            if let Some(first) = seen.insert((ty.as_str(), id.as_str()), at.as_str()) {
-                self.out.push(Deviation::new(
-                    Code::DuplicateTarget,
-                    at,
-                    format!("the same target as {first} ({ty} {id}); one of them is redundant"),
-                ));
-            }
+    fn cross_element(&mut self, targets: &[Aimed]) {
+        let mut seen: HashMap<(String, &str), &Aimed> = HashMap::new();
+        for t in targets {
+            let kind = (t.ty.to_ascii_lowercase(), t.id.as_str());
+            let Some(first) = seen.get(&kind) else {
+                seen.insert(kind, t);
+                continue;
+            };
+            let what = if t.id.is_empty() {
+                t.ty.clone()
+            } else {
+                format!("{} {}", t.ty, t.id)
+            };
+            let message = if first.element == t.element {
+                format!("the same assignment as {} ({what}): send it once", first.at)
+            } else {
+                format!(
+                    "another assignment for the same target as {} ({what}) with other settings: \
+                     they conflict, and Intune keeps one of them",
+                    first.at
+                )
+            };
+            self.out
+                .push(Deviation::new(Code::DuplicateTarget, &t.at, message));
         }
-        let included: HashSet<&str> = targets
+        let is = |t: &Aimed, kind: &str| t.ty.eq_ignore_ascii_case(kind);
+        for excluded in targets
             .iter()
-            .filter(|(_, t, _)| t == GROUP)
-            .map(|(_, _, id)| id.as_str())
-            .collect();
-        for (at, ty, id) in targets {
-            if ty == EXCLUSION && !id.is_empty() && included.contains(id.as_str()) {
-                self.out.push(Deviation::new(Code::GroupIncludedAndExcluded, at,
-                    format!("group {id} is both included and excluded; Intune's result is not what either intends")));
+            .filter(|t| is(t, EXCLUSION) && !t.id.is_empty())
+        {
+            let included = targets.iter().find(|t| is(t, GROUP) && t.id == excluded.id);
+            if let Some(included) = included {
+                self.out.push(Deviation::new(Code::GroupIncludedAndExcluded, &excluded.at,
+                    format!("group {} is included at {} and excluded at {}; Intune's result is not what either intends",
+                        excluded.id, included.at, excluded.at)));
             }
         }
     }
@@ -229,20 +268,7 @@ impl Walker<'_> {
             let here = pointer(at, name);
             match actual.properties.get(name) {
                 Some(prop) => self.value(value, prop, &here, name),
-                None => self.out.push(Deviation::new(
-                    Code::UnknownProperty,
-                    &here,
-                    format!(
-                        "{name:?} is not a property of {} in {}{}",
-                        actual.name,
-                        self.version,
-                        if self.version == ApiVersion::V1 {
-                            " (assignment filters and source exist in beta only)"
-                        } else {
-                            ""
-                        }
-                    ),
-                )),
+                None => self.unknown_property(actual, name, &here),
             }
         }
         for name in &actual.required {
@@ -282,6 +308,29 @@ impl Walker<'_> {
         }
     }
 
+    /// A property the type does not declare: the service rejects it (these types are closed),
+    /// so an error; in beta, whose registry is partial, a warning.
+    fn unknown_property(&mut self, actual: &TypeInfo, name: &str, at: &str) {
+        let mut message = format!(
+            "{name:?} is not a property of {} in {}",
+            actual.name, self.version
+        );
+        if let Some(near) = did_you_mean(name, actual.properties.keys()) {
+            message.push_str(&format!("; did you mean {near:?}?"));
+        } else if self.version == ApiVersion::V1
+            && types(ApiVersion::Beta)
+                .get(&actual.name)
+                .is_some_and(|b| b.properties.contains_key(name))
+        {
+            message.push_str(" (it exists in beta only: send the call to /beta)");
+        }
+        let mut d = Deviation::new(Code::UnknownProperty, at, message);
+        if self.version == ApiVersion::Beta {
+            d = d.with_severity(Severity::Warning);
+        }
+        self.out.push(d);
+    }
+
     /// The type an object really has: its `@odata.type` if that is `declared` or a subtype.
     fn resolve(
         &mut self,
@@ -318,6 +367,24 @@ impl Walker<'_> {
             )));
         }
         let actual = self.types.get(name);
+        if let Some(a) = actual.filter(|a| a.is_abstract) {
+            // The SDKs build the base class from it and the service cannot make one.
+            let (code, what) = match role {
+                Role::Target => (Code::TargetTypeMissing, "target"),
+                Role::Element => (Code::ElementTypeUnknown, "element"),
+                Role::Nested => (Code::OdataTypeUnknown, "object"),
+            };
+            self.out.push(Deviation::new(
+                code,
+                &here,
+                format!(
+                    "the {what} names {}, which is abstract: name the kind ({})",
+                    a.name,
+                    self.concrete(declared)
+                ),
+            ));
+            return None;
+        }
         let allowed = actual.filter(|a| self.types.is_assignable(a, declared));
         if allowed.is_none() {
             let (code, why) = match (role, actual) {
@@ -338,7 +405,10 @@ impl Walker<'_> {
             let mut d = Deviation::new(
                 code,
                 &here,
-                format!("{name:?} {why} (expected {} or a subtype)", declared.name),
+                format!(
+                    "{name:?} {why} (expected one of: {})",
+                    self.concrete(declared)
+                ),
             );
             if self.version == ApiVersion::Beta && actual.is_none() {
                 // graph-vcr's beta registry is partial: an unknown name may be a new beta type.
@@ -347,6 +417,17 @@ impl Walker<'_> {
             self.out.push(d);
         }
         allowed
+    }
+
+    /// The concrete types that may stand where `declared` is, as a client writes them.
+    fn concrete(&self, declared: &TypeInfo) -> String {
+        let mut names: Vec<String> = std::iter::once(&declared.name)
+            .chain(declared.derived.iter())
+            .filter(|n| self.types.get(n).is_some_and(|t| !t.is_abstract))
+            .map(|n| format!("#{n}"))
+            .collect();
+        names.sort();
+        names.join(", ")
     }
 
     fn value(&mut self, value: &Value, prop: &Property, at: &str, name: &str) {
@@ -376,9 +457,26 @@ impl Walker<'_> {
             return;
         }
         match prop.ty.as_str() {
-            "Edm.String" | "Edm.DateTimeOffset" | "Edm.Duration" | "Edm.Guid" | "Edm.Date" => {
+            "Edm.String" => {
                 if !value.is_string() {
                     self.wrong(at, name, "a string", value);
+                }
+            }
+            ty @ ("Edm.DateTimeOffset" | "Edm.Duration" | "Edm.Guid" | "Edm.Date") => {
+                let (valid, example): (fn(&str) -> bool, &str) = match ty {
+                    "Edm.DateTimeOffset" => (is_date_time_offset, "\"2026-12-01T09:30:00Z\""),
+                    "Edm.Date" => (is_date, "\"2026-12-01\""),
+                    "Edm.Duration" => (is_duration, "\"PT1H30M\""),
+                    _ => (is_guid, "a GUID"),
+                };
+                match value.as_str() {
+                    None => self.wrong(at, name, "a string", value),
+                    Some(s) if !valid(s) => self.out.push(Deviation::new(
+                        Code::PropertyWrongType,
+                        at,
+                        format!("{name:?} is {s:?}, which is not an {ty}: the service rejects it (e.g. {example})"),
+                    )),
+                    Some(_) => {}
                 }
             }
             "Edm.Boolean" => {
@@ -386,9 +484,27 @@ impl Walker<'_> {
                     self.wrong(at, name, "true or false", value);
                 }
             }
-            "Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte" => {
-                if !(value.is_i64() || value.is_u64()) {
-                    self.wrong(at, name, "an integer", value);
+            ty @ ("Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte") => {
+                let (min, max): (i128, i128) = match ty {
+                    "Edm.Int32" => (i32::MIN.into(), i32::MAX.into()),
+                    "Edm.Int16" => (i16::MIN.into(), i16::MAX.into()),
+                    "Edm.Byte" => (0, 255),
+                    _ => (i64::MIN.into(), i64::MAX.into()),
+                };
+                let n = value
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| value.as_u64().map(i128::from));
+                match n {
+                    None => self.wrong(at, name, "an integer", value),
+                    Some(n) if n < min || n > max => self.out.push(Deviation::new(
+                        Code::PropertyWrongType,
+                        at,
+                        format!(
+                            "{name:?} is {n}, outside {ty} ({min} to {max}): the service rejects it"
+                        ),
+                    )),
+                    Some(_) => {}
                 }
             }
             "object" => {
@@ -400,21 +516,28 @@ impl Walker<'_> {
                 if let Some(members) = self.types.enum_members(ty) {
                     match value.as_str() {
                         None => self.wrong(at, name, "an enum member (a string)", value),
-                        Some(s) => {
-                            let known = s
-                                .split(',')
-                                .all(|m| members.iter().any(|k| k.eq_ignore_ascii_case(m.trim())));
-                            if !known {
-                                self.out.push(Deviation::new(
-                                    Code::UnknownEnumValue,
-                                    at,
-                                    format!(
-                                        "{s:?} is not a member of {ty} ({})",
-                                        members.join(", ")
-                                    ),
-                                ));
+                        // No enum of these contracts is a flags enum (the CSDL says
+                        // IsFlags=false): one member, never a comma-joined list.
+                        Some(s) if !members.iter().any(|k| k.eq_ignore_ascii_case(s.trim())) => {
+                            let why = if s.contains(',') {
+                                " and is not a flags enum, so it takes one member, not a list"
+                            } else {
+                                ""
+                            };
+                            let mut d = Deviation::new(
+                                Code::UnknownEnumValue,
+                                at,
+                                format!(
+                                    "{s:?} is not a member of {ty}{why} ({}); the service rejects it",
+                                    members.join(", ")
+                                ),
+                            );
+                            if self.version == ApiVersion::Beta {
+                                d = d.with_severity(Severity::Warning);
                             }
+                            self.out.push(d);
                         }
+                        Some(_) => {}
                     }
                 } else if let Some(complex) = self.types.get(ty) {
                     match value {
@@ -452,6 +575,112 @@ fn pointer(base: &str, token: &str) -> String {
         out.push_str(token);
     }
     out
+}
+
+/// The declared name `name` was probably meant as: the same but for case, or within two edits
+/// (`groupIds` for `groupId`).
+fn did_you_mean<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+/// Levenshtein distance over bytes (property names are ASCII), bounded to short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// `2026-12-01T09:30:00Z`, with optional seconds, fraction and a `Z` or `±hh:mm` offset.
+fn is_date_time_offset(s: &str) -> bool {
+    let Some((date, rest)) = s.split_once(['T', 't']) else {
+        return false;
+    };
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => rest.split_at(i),
+        None => return false,
+    };
+    let offset_ok = offset.eq_ignore_ascii_case("z")
+        || (offset.len() == 6
+            && offset.as_bytes()[3] == b':'
+            && digits(&offset[1..3], 2)
+            && digits(&offset[4..], 2));
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let parts: Vec<&str> = hms.split(':').collect();
+    let time_ok = matches!(parts.len(), 2 | 3)
+        && parts.iter().all(|p| digits(p, 2))
+        && parts[0] < "24"
+        && parts[1] < "60"
+        && parts.get(2).is_none_or(|sec| *sec < "61")
+        && !fraction.is_empty()
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    is_date(date) && time_ok && offset_ok
+}
+
+/// `2026-12-01`, with a real month and day of month.
+fn is_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return false;
+    };
+    let num = |t: &str, n: usize| {
+        (t.len() == n && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<u32>().ok())
+            .flatten()
+    };
+    match (num(y, 4), num(m, 2), num(d, 2)) {
+        (Some(_), Some(m), Some(d)) => (1..=12).contains(&m) && (1..=31).contains(&d),
+        _ => false,
+    }
+}
+
+/// An ISO 8601 duration as OData writes one: `P1D`, `PT1H30M`, `-P2DT0.5S`.
+fn is_duration(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let Some(rest) = s.strip_prefix('P') else {
+        return false;
+    };
+    let (days, time) = rest
+        .split_once('T')
+        .map_or((rest, None), |(d, t)| (d, Some(t)));
+    let unit_list = |text: &str, units: &[u8]| {
+        let mut number = false;
+        let mut next_unit = 0;
+        for b in text.bytes() {
+            if b.is_ascii_digit() || (b == b'.' && number) {
+                number = true;
+            } else if let Some(at) = units[next_unit..].iter().position(|u| *u == b) {
+                if !number {
+                    return None;
+                }
+                next_unit += at + 1;
+                number = false;
+            } else {
+                return None;
+            }
+        }
+        (!number).then_some(next_unit > 0)
+    };
+    let days_ok = days.is_empty() || unit_list(days, b"D") == Some(true);
+    let time_ok = time.is_none_or(|t| unit_list(t, b"HMS") == Some(true));
+    days_ok && time_ok && (!days.is_empty() || time.is_some())
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -105,8 +105,8 @@ codes! {
     RequiredPropertyMissing = "required-property-missing", Error;
     OdataTypeUnknown = "odata-type-unknown", Error;
     PropertyWrongType = "property-wrong-type", Error;
-    UnknownEnumValue = "unknown-enum-value", Warning;
-    UnknownProperty = "unknown-property", Warning;
+    UnknownEnumValue = "unknown-enum-value", Error;
+    UnknownProperty = "unknown-property", Error;
     OdataTypeWithoutHash = "odata-type-without-hash", Warning;
     GroupIdNotGuid = "group-id-not-guid", Warning;
     DuplicateTarget = "duplicate-target", Warning;

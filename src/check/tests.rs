@@ -308,7 +308,7 @@ fn every_v1_action_has_a_passing_and_a_failing_case() {
         );
         n += 1;
     }
-    assert_eq!(n, 10);
+    assert_eq!(n, 12);
 }
 
 #[test]
@@ -386,4 +386,148 @@ fn two_list_actions_accept_either_list_alone() {
         n += 1;
     }
     assert_eq!(n, 5, "the beta actions that take two lists");
+}
+
+/// Issue 16: what the v1.0 walk missed, each with a failing and a passing case.
+#[test]
+fn values_the_service_rejects_are_errors() {
+    let mobile = "/v1.0/deviceAppManagement/mobileApps/app-1/assign";
+    let app = |element: Value| req(json!({"mobileAppAssignments": [element]})).at(mobile);
+    let win32 = |extra: Value| {
+        let mut settings = json!({"@odata.type": "#microsoft.graph.win32LobAppAssignmentSettings", "notifications": "showAll"});
+        if let (Value::Object(s), Value::Object(e)) = (&mut settings, extra) {
+            s.extend(e);
+        }
+        app(json!({"intent": "required", "target": group(G1), "settings": settings}))
+    };
+    let cases: Vec<(Code, Req, Req)> = vec![
+        // A comma-joined value of an enum that is not a flags enum.
+        (
+            Code::UnknownEnumValue,
+            app(json!({"intent": "required,available", "target": group(G1)})),
+            app(json!({"intent": "required", "target": group(G1)})),
+        ),
+        // Int32 overflow.
+        (
+            Code::PropertyWrongType,
+            win32(
+                json!({"restartSettings": {"gracePeriodInMinutes": 4_294_967_296_i64, "countdownDisplayBeforeRestartInMinutes": 5}}),
+            ),
+            win32(
+                json!({"restartSettings": {"gracePeriodInMinutes": 2_147_483_647, "countdownDisplayBeforeRestartInMinutes": 5}}),
+            ),
+        ),
+        // A DateTimeOffset that is not one.
+        (
+            Code::PropertyWrongType,
+            win32(json!({"installTimeSettings": {"startDateTime": "next tuesday"}})),
+            win32(
+                json!({"installTimeSettings": {"startDateTime": "2026-12-01T09:30:00.5+01:00", "deadlineDateTime": "2026-12-08T09:30:00Z"}}),
+            ),
+        ),
+        // Abstract types named explicitly.
+        (
+            Code::TargetTypeMissing,
+            req(target(
+                json!({"@odata.type": "#microsoft.graph.deviceAndAppManagementAssignmentTarget"}),
+            )),
+            req(target(
+                json!({"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}),
+            )),
+        ),
+        (
+            Code::OdataTypeUnknown,
+            app(
+                json!({"intent": "required", "target": group(G1), "settings": {"@odata.type": "#microsoft.graph.mobileAppAssignmentSettings"}}),
+            ),
+            app(
+                json!({"intent": "required", "target": group(G1), "settings": {"@odata.type": "#microsoft.graph.iosLobAppAssignmentSettings"}}),
+            ),
+        ),
+    ];
+    for (code, trigger, near) in cases {
+        let got = trigger.check();
+        assert!(
+            got.iter()
+                .any(|d| d.code == code && d.severity == Severity::Error),
+            "{code}: {got:#?}"
+        );
+        let got = near.check();
+        assert!(!got.iter().any(|d| d.code == code), "{code} near: {got:#?}");
+    }
+    // Graph rejects both with 400, so they are errors (and `reject` stops them) in v1.0.
+    let unknown = req(target(json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": G1, "priority": 1}))).check();
+    assert!(
+        unknown
+            .iter()
+            .any(|d| d.code == Code::UnknownProperty && d.severity == Severity::Error),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn messages_say_what_to_send() {
+    let message = |r: Req, code: Code| {
+        r.check()
+            .into_iter()
+            .find(|d| d.code == code)
+            .map(|d| (d.at, d.message))
+            .unwrap_or_default()
+    };
+    let (_, m) = message(
+        req(target(
+            json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": G1, "priority": 1}),
+        )),
+        Code::UnknownProperty,
+    );
+    assert!(!m.contains("beta"), "priority exists nowhere: {m}");
+    let (_, m) = message(
+        req(target(
+            json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupIds": [G1]}),
+        )),
+        Code::UnknownProperty,
+    );
+    assert!(m.contains("did you mean \"groupId\"?"), "{m}");
+    let (_, m) = message(
+        req(target(
+            json!({"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": G1, "deviceAndAppManagementAssignmentFilterId": G2}),
+        )),
+        Code::UnknownProperty,
+    );
+    assert!(m.contains("exists in beta only"), "{m}");
+    let (_, m) = message(
+        req(target(
+            json!({"@odata.type": "#microsoft.graph.everyoneTarget"}),
+        )),
+        Code::TargetTypeUnknown,
+    );
+    assert!(
+        m.contains("#microsoft.graph.allDevicesAssignmentTarget")
+            && m.contains("#microsoft.graph.groupAssignmentTarget"),
+        "{m}"
+    );
+    let (at, m) = message(
+        req(targets(vec![group(G1), excl(G1)])),
+        Code::GroupIncludedAndExcluded,
+    );
+    assert!(
+        m.contains("/enrollmentConfigurationAssignments/0/target")
+            && m.contains("/enrollmentConfigurationAssignments/1/target"),
+        "{at}: {m}"
+    );
+    let same = json!({"enrollmentConfigurationAssignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}, {"target": {"@odata.type": "#Microsoft.Graph.AllDevicesAssignmentTarget"}}]});
+    let (_, m) = message(req(same), Code::DuplicateTarget);
+    assert!(
+        m.contains("(microsoft.graph.allDevicesAssignmentTarget)") && m.contains("send it once"),
+        "{m}"
+    );
+    let mobile = "/v1.0/deviceAppManagement/mobileApps/app-1/assign";
+    let conflict = json!({"mobileAppAssignments": [{"intent": "required", "target": group(G1)}, {"intent": "available", "target": group(G1)}]});
+    let (_, m) = message(req(conflict).at(mobile), Code::DuplicateTarget);
+    assert!(
+        m.contains(&format!("microsoft.graph.groupAssignmentTarget {G1}"))
+            && m.contains("conflict")
+            && !m.contains("redundant"),
+        "{m}"
+    );
 }

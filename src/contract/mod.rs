@@ -198,8 +198,23 @@ mod tests {
             .filter(|a| a.version == ApiVersion::V1)
             .collect();
         // Ten distinct v1.0 path templates in the reference data (managedAppPolicies is listed
-        // twice there, once per abstract binding type, with the same contract).
-        assert_eq!(v1.len(), 10, "{v1:#?}");
+        // twice there, once per abstract binding type, with the same contract), and the two
+        // documented alternate paths of managedAppPolicies' assign.
+        assert_eq!(v1.len(), 12, "{v1:#?}");
+        let alternate = [
+            "v1.0",
+            "deviceAppManagement",
+            "managedAppRegistrations",
+            "r-1",
+            "appliedPolicies",
+            "p-1",
+            "assign",
+        ];
+        assert!(
+            registry()
+                .find(ApiVersion::V1, &alternate[1..])
+                .is_some_and(|a| a.parameters[0].name == "assignments")
+        );
         assert!(registry().actions().any(|a| a.version == ApiVersion::Beta));
     }
 
