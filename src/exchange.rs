@@ -105,6 +105,15 @@ impl<'a> Exchange<'a> {
         self.deviations_omitted = findings.omitted();
     }
 
+    /// Adds deviations found later (the response's), keeping the exchange's total at the
+    /// per-call cap (`check::MAX_DEVIATIONS`) and counting the rest.
+    pub fn add_deviations(&mut self, found: Vec<Deviation>, omitted: usize) {
+        let room = crate::check::MAX_DEVIATIONS.saturating_sub(self.deviations.len());
+        let over = found.len().saturating_sub(room);
+        self.deviations.extend(found.into_iter().take(room));
+        self.deviations_omitted += over + omitted;
+    }
+
     /// Every secret value of this exchange: its credential headers and what the gate found.
     pub fn secrets(&mut self) -> &Secrets {
         if !self.headers_in_secrets {

@@ -282,3 +282,28 @@ fn the_check_command_exits_by_severity() -> TestResult {
     assert_eq!(e.status.code(), Some(2));
     Ok(())
 }
+
+/// A 204 whose body the HTTP layer drops unread is still flagged: its headers declare it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_with_a_body_is_flagged() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let ca = TestCa::new()?;
+    let ca_pem = ca.write_ca(tmp.path())?;
+    let upstream = FaultyUpstream::start(&ca, Fault::BodyOn204).await?;
+    let proxy = Proxy::start(&[
+        "audit",
+        "--upstream",
+        &upstream.url,
+        "--upstream-ca",
+        s(&ca_pem)?,
+        "--journal",
+        s(&tmp.path().join("j.jsonl"))?,
+    ])?;
+    let r = HttpClient::new()
+        .assign(&proxy.base, SEED_PATH, SDK_BODY, &[])
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(r.header("x-graph-vcr-deviations"), Some("body-on-204"));
+    proxy.signal("TERM")?;
+    Ok(())
+}

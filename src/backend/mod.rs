@@ -111,12 +111,13 @@ pub async fn forward(
         }
     };
     if classified.assign_shaped {
-        ex.deviations.extend(check::check_response(
+        let (found, omitted) = check::check_response_counted(
             classified.action,
             response.status,
             &response.headers,
             &response.body,
-        ));
+        );
+        ex.add_deviations(found, omitted);
     }
     Ok(response)
 }

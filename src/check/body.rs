@@ -147,6 +147,22 @@ pub(super) fn check(
     }
 }
 
+/// Checks the elements of a collection of `element_type` (a response's `value`), at `at`.
+pub(super) fn check_collection(
+    version: ApiVersion,
+    element_type: &str,
+    items: &[Value],
+    at: &str,
+    out: &mut Found,
+) {
+    let mut w = Walker {
+        version,
+        types: types(version),
+        out,
+    };
+    w.collection(items, element_type, at);
+}
+
 impl Walker<'_> {
     fn collection(&mut self, items: &[Value], element_type: &str, at: &str) {
         if element_type == "Edm.String" {

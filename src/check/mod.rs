@@ -10,7 +10,7 @@ mod body;
 mod duplicates;
 mod response;
 
-pub use response::check_response;
+pub use response::{check_response, check_response_counted};
 
 use crate::classify::Classified;
 use crate::contract::ApiVersion;

@@ -531,3 +531,28 @@ fn messages_say_what_to_send() {
         "{m}"
     );
 }
+
+/// The assignments a 200 says are in force are held to the element type (as warnings).
+#[test]
+fn a_200_value_is_checked_element_by_element() {
+    let config = "/v1.0/deviceManagement/deviceConfigurations/c-1/assign";
+    let check = |body: &'static str| {
+        Resp {
+            path: config,
+            ..resp(200, body)
+        }
+        .check()
+    };
+    let bad = check(r#"{"value":[{"id":"a","target":{"groupId":"G"}}]}"#);
+    let found = bad.iter().find(|d| d.code == Code::TargetTypeMissing);
+    assert!(
+        found.is_some_and(
+            |d| d.severity == Severity::Warning && d.at == "/value/0/target/@odata.type"
+        ),
+        "{bad:?}"
+    );
+    let good = check(
+        r##"{"value":[{"id":"a","target":{"@odata.type":"#microsoft.graph.allDevicesAssignmentTarget"}}]}"##,
+    );
+    assert_eq!(good, vec![]);
+}

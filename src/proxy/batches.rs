@@ -304,7 +304,7 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
         if analyzed.classified.assign_shaped {
-            let mut found = check::check_response(
+            let (mut found, omitted) = check::check_response_counted(
                 analyzed.classified.action,
                 response.status,
                 &response.headers,
@@ -312,7 +312,7 @@ impl Proxy {
             );
             // Graph's batch answers carry no request-id per item.
             found.retain(|d| d.code != Code::ResponseMissingRequestId);
-            ex.deviations.extend(found);
+            ex.add_deviations(found, omitted);
         }
         match &self.backend {
             Backend::Record(r) => r.keep(analyzed, taken, response, ex).await,

@@ -818,6 +818,8 @@ pub enum Fault {
     ResetMidResponse,
     /// Answers bytes that are not HTTP.
     Malformed,
+    /// Answers `204 No Content` that declares (and sends) a body.
+    BodyOn204,
 }
 
 /// A TLS server on loopback that accepts the handshake and then breaks the HTTP exchange.
@@ -868,6 +870,12 @@ impl FaultyUpstream {
                         }
                         Fault::Malformed => {
                             let _ = tls.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
+                            let _ = tls.shutdown().await;
+                        }
+                        Fault::BodyOn204 => {
+                            let _ = tls
+                                .write_all(b"HTTP/1.1 204 No Content\r\nrequest-id: r-204\r\ncontent-length: 2\r\n\r\n{}")
+                                .await;
                             let _ = tls.shutdown().await;
                         }
                     }
