@@ -97,6 +97,14 @@ def main(src, out_dir):
             "success_body": "value" if a["success_body"] else "none",
             "doc_page": a["doc_page"],
         }
+        # Least to most privileged, per permission type, as the docs list them; actions whose
+        # permissions the reference could not verify (Cloud PC) have none and are not judged.
+        perms = a.get("permissions")
+        if isinstance(perms, dict) and isinstance(perms.get("application"), list):
+            action["permissions"] = {
+                "delegated": perms.get("delegated_work_or_school") or [],
+                "application": perms["application"],
+            }
         out.append(action)
         # The docs name other paths to the same action (managedAppRegistrations/{id}/
         # appliedPolicies/{id}/assign): the same contract under another path.

@@ -276,6 +276,23 @@ struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also hold this bearer token's permissions (`scp` or `roles`) against the action's.
+    ///
+    /// Its claims are read, never verified, stored or printed. Prefer the environment
+    /// variable: a command line is visible to other users of the machine.
+    #[arg(
+        long,
+        value_name = "JWT",
+        env = "GRAPH_VCR_CHECK_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "scopes"
+    )]
+    token: Option<String>,
+    /// Also hold these delegated scopes (space- or comma-separated) against the action's.
+    ///
+    /// Example: `--scopes DeviceManagementConfiguration.ReadWrite.All`.
+    #[arg(long, value_name = "SCOPES")]
+    scopes: Option<String>,
     /// The request body to check, or `-` for standard input.
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -784,7 +801,19 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     if let Err(e) = read {
         return fail(&format!("cannot read {}: {e}", args.file.display()));
     }
-    let (action, deviations) = match check::check_offline(&args.action, &body) {
+    let granted = match (&args.token, &args.scopes) {
+        (Some(token), _) => match check::permissions::Granted::of_token(token.trim()) {
+            Some(g) => Some(g),
+            None => {
+                return fail(
+                    "--token: the token's claims cannot be read (not a JWT with scp or roles)",
+                );
+            }
+        },
+        (None, Some(scopes)) => Some(check::permissions::Granted::scopes(scopes)),
+        (None, None) => None,
+    };
+    let (action, deviations) = match check::check_offline(&args.action, &body, granted.as_ref()) {
         Ok(r) => r,
         Err(message) => return fail(&message),
     };

@@ -8,6 +8,7 @@
 
 mod body;
 mod duplicates;
+pub mod permissions;
 mod response;
 
 pub use response::{check_response, check_response_counted};
@@ -117,6 +118,7 @@ codes! {
     ErrorBodyNotGraphFormat = "error-body-not-graph-format", Warning;
     ResponseMissingRequestId = "response-missing-request-id", Warning;
     ThrottleMissingRetryAfter = "throttle-missing-retry-after", Warning;
+    InsufficientPermission = "insufficient-permission", Error;
     BatchMalformed = "batch-malformed", Error;
     BatchTooManyRequests = "batch-too-many-requests", Error;
     BatchDuplicateId = "batch-duplicate-id", Error;
@@ -288,6 +290,8 @@ pub struct Findings {
     headers_at: usize,
     /// How many more there were.
     omitted: usize,
+    /// The action's documented permissions, held against each request's token.
+    permissions: Option<&'static crate::contract::Permissions>,
 }
 
 /// `raw` is the body as sent (duplicate member names are visible only there), `body` the same
@@ -338,6 +342,7 @@ pub fn check_without_headers(
         deviations: out,
         headers_at,
         omitted,
+        permissions: classified.action.and_then(|a| a.permissions.as_ref()),
     }
 }
 
@@ -361,6 +366,12 @@ impl Findings {
         out.extend_from_slice(&self.deviations[..self.headers_at]);
         let before = out.len();
         check_headers(headers, &mut out);
+        if let (Some(p), Some(granted)) =
+            (self.permissions, permissions::Granted::of_headers(headers))
+            && let Some(d) = permissions::check(p, &granted)
+        {
+            out.push(d);
+        }
         gate(&mut out[before..]);
         out.extend_from_slice(&self.deviations[self.headers_at..]);
         errors_first(&mut out);
@@ -476,7 +487,11 @@ pub const SEED_ACTION: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurat
 /// Checks a body offline against the action at `action_path` (a template with `{id}`, or a
 /// real path; `/v1.0` is assumed when no version is given). Returns the action's label and the
 /// deviations, or a message naming the known actions.
-pub fn check_offline(action_path: &str, body: &[u8]) -> Result<(String, Vec<Deviation>), String> {
+pub fn check_offline(
+    action_path: &str,
+    body: &[u8],
+    granted: Option<&permissions::Granted>,
+) -> Result<(String, Vec<Deviation>), String> {
     let mut path: String = action_path
         .split('/')
         .map(|s| {
@@ -497,9 +512,12 @@ pub fn check_offline(action_path: &str, body: &[u8]) -> Result<(String, Vec<Devi
     }
     let classified = crate::classify::classify(&path, None);
     match (classified.version, classified.action) {
-        (Some(version), Some(_)) => {
+        (Some(version), Some(action)) => {
             let mut out = Vec::new();
             check_body(version, &classified, body, &mut out);
+            if let (Some(p), Some(g)) = (&action.permissions, granted) {
+                out.extend(permissions::check(p, g));
+            }
             errors_first(&mut out);
             Ok((classified.action_label(), out))
         }

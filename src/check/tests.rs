@@ -147,6 +147,18 @@ impl Case {
     }
 }
 
+/// `Bearer <a JWT with claims>`, for the permission cases (leaked: tests only).
+fn bearer(claims: Value) -> &'static str {
+    use base64::Engine;
+    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let token = format!(
+        "Bearer {}.{}.sig",
+        part(&json!({"typ": "JWT"})),
+        part(&claims)
+    );
+    Box::leak(token.into_boxed_str())
+}
+
 /// 21 items, one over Graph's limit.
 const BATCH_21: &str = r#"{"requests":[{"id":"1","method":"GET","url":"/me"},{"id":"2","method":"GET","url":"/me"},{"id":"3","method":"GET","url":"/me"},{"id":"4","method":"GET","url":"/me"},{"id":"5","method":"GET","url":"/me"},{"id":"6","method":"GET","url":"/me"},{"id":"7","method":"GET","url":"/me"},{"id":"8","method":"GET","url":"/me"},{"id":"9","method":"GET","url":"/me"},{"id":"10","method":"GET","url":"/me"},{"id":"11","method":"GET","url":"/me"},{"id":"12","method":"GET","url":"/me"},{"id":"13","method":"GET","url":"/me"},{"id":"14","method":"GET","url":"/me"},{"id":"15","method":"GET","url":"/me"},{"id":"16","method":"GET","url":"/me"},{"id":"17","method":"GET","url":"/me"},{"id":"18","method":"GET","url":"/me"},{"id":"19","method":"GET","url":"/me"},{"id":"20","method":"GET","url":"/me"},{"id":"21","method":"GET","url":"/me"}]}"#;
 
@@ -196,6 +208,8 @@ fn table() -> Vec<(Code, Case, Case)> {
         (Code::ResponseMissingRequestId, R(Resp { headers: vec![], ..resp(204, "") }), R(resp(204, ""))),
         (Code::ThrottleMissingRetryAfter, R(resp(429, r#"{"error":{"code":"TooManyRequests","message":"x"}}"#)),
             R(Resp { headers: vec![("request-id", "r"), ("retry-after", "2")], ..resp(429, r#"{"error":{"code":"TooManyRequests","message":"x"}}"#) })),
+        (Code::InsufficientPermission, Q(ok().header("authorization", bearer(json!({"scp": "DeviceManagementServiceConfig.Read.All"})))),
+            Q(ok().header("authorization", bearer(json!({"scp": "openid DeviceManagementServiceConfig.ReadWrite.All"}))))),
         (Code::BatchMalformed, B(r#"{"requests":[{"id":"1","url":"/me"}]}"#), B(r#"{"requests":[{"id":"1","method":"GET","url":"/me"}]}"#)),
         (Code::BatchTooManyRequests, B(BATCH_21), B(r#"{"requests":[]}"#)),
         (Code::BatchDuplicateId, B(r#"{"requests":[{"id":"a","method":"GET","url":"/me"},{"id":"A","method":"GET","url":"/me"}]}"#),

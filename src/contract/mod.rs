@@ -94,8 +94,21 @@ pub struct Action {
     pub success_status: u16,
     pub success_body: SuccessBody,
     pub doc_page: Option<String>,
+    /// The documented permissions, least privileged first; `None` where the reference could
+    /// not verify them (Cloud PC) and for beta (not documented per action there).
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
     #[serde(skip)]
     segments: Vec<Segment>,
+}
+
+/// The permissions an action accepts, per permission type, least privileged first.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+pub struct Permissions {
+    /// Delegated (work or school account): the token's `scp`.
+    pub delegated: Vec<String>,
+    /// Application: the token's `roles`.
+    pub application: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+pub mod needs;
 mod runlog;
 mod verdict;
 
@@ -244,6 +245,8 @@ pub struct Report {
     pub unplayed: Vec<Unplayed>,
     /// Why each damaged recording of the run's cassettes cannot be read.
     pub damaged: Vec<String>,
+    /// The least-privileged permissions that cover the run's calls, per action (`needs`).
+    pub needs: Vec<needs::Need>,
 }
 
 impl Report {
@@ -496,6 +499,19 @@ impl Report {
                 m.push('\n');
             }
         }
+        if !self.needs.is_empty() {
+            m.push_str("### Permissions this run needs\n\nThe least privileged permission that covers every call of each action (documented, per permission type).\n\n| action | delegated | application |\n| --- | --- | --- |\n");
+            for n in &self.needs {
+                let _ = writeln!(
+                    m,
+                    "| `{}` | {} | {} |",
+                    n.action,
+                    n.delegated.as_deref().unwrap_or("—"),
+                    n.application.as_deref().unwrap_or("—")
+                );
+            }
+            m.push('\n');
+        }
         if !self.unplayed.is_empty() {
             m.push_str("### Never played\n\nRecorded, but no request asked for them: a test stopped making these calls.\n\n");
             for u in &self.unplayed {
@@ -582,6 +598,7 @@ impl Report {
                 }
             ));
         }
+        lines.extend(needs::line(&self.needs));
         if self.totals.unplayed > 0 {
             lines.push(format!(
                 "{} recording(s) never played",

@@ -411,6 +411,7 @@ impl RunLog {
             mode: mode.to_string(),
             started: started.to_string(),
             totals: totals(&calls, unplayed.len(), damaged.len()),
+            needs: super::needs::of(&calls),
             calls,
             unplayed,
             damaged,

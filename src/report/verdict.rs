@@ -201,6 +201,7 @@ mod tests {
             calls: vec![],
             unplayed: vec![],
             damaged: vec![],
+            needs: vec![],
         }
     }
 
