@@ -570,3 +570,59 @@ fn a_200_value_is_checked_element_by_element() {
     );
     assert_eq!(good, vec![]);
 }
+
+/// Issue 16: beta actions whose element types only beta has (read from the beta SDK's models)
+/// get the element and target checks v1.0 actions get.
+#[test]
+fn beta_only_actions_get_element_and_target_checks() {
+    let actions = [
+        (
+            "/beta/deviceManagement/configurationPolicies/p-1/assign",
+            "assignments",
+        ),
+        (
+            "/beta/deviceManagement/deviceHealthScripts/s-1/assign",
+            "deviceHealthScriptAssignments",
+        ),
+        (
+            "/beta/deviceManagement/windowsFeatureUpdateProfiles/w-1/assign",
+            "assignments",
+        ),
+    ];
+    for (path, param) in actions {
+        let body = |elements: Value| req(json!({ param: elements })).at(path).check();
+        let cases = [
+            (
+                Code::TargetPropertyMissing,
+                json!([{"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget"}}]),
+            ),
+            (Code::TargetMissing, json!([{"id": "a"}])),
+            (
+                Code::GroupIncludedAndExcluded,
+                json!([{"target": group(G1)}, {"target": excl(G1)}]),
+            ),
+            (
+                Code::TargetTypeMissing,
+                json!([{"target": {"groupId": G1}}]),
+            ),
+        ];
+        for (code, elements) in cases {
+            let got = body(elements);
+            assert!(
+                got.iter()
+                    .any(|d| d.code == code && d.severity == Severity::Error),
+                "{path} {code}: {got:#?}"
+            );
+        }
+        let unknown = body(json!([{"target": {"@odata.type": "#microsoft.graph.everyoneTarget"}}]));
+        assert!(
+            unknown.iter().any(|d| d.code == Code::TargetTypeUnknown),
+            "{path}: {unknown:#?}"
+        );
+        let fine = body(
+            json!([{"target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": G1,
+            "deviceAndAppManagementAssignmentFilterId": G2, "deviceAndAppManagementAssignmentFilterType": "include"}}]),
+        );
+        assert_eq!(fine, vec![], "{path}");
+    }
+}

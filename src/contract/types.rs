@@ -1,8 +1,10 @@
 //! The OData types of assign bodies: assignment elements, targets and settings, per version.
 //!
 //! Built once from `contracts/types.json`. Beta is v1.0 plus what the beta SDK adds: extra
-//! properties (assignment filters on every target, `source`/`sourceId` on elements) and extra
-//! settings subtypes whose properties graph-vcr does not know (so it does not call them unknown).
+//! properties (assignment filters on every target, `source`/`sourceId` on elements), extra
+//! settings subtypes whose properties graph-vcr does not know (so it does not call them
+//! unknown), and the element types only beta actions take (`contracts/beta_types.json`, read
+//! from the beta SDK's models: the Settings Catalog's, health scripts', update profiles', ...).
 //! Names are looked up case-insensitively, as the Graph SDKs match discriminators.
 
 use super::ApiVersion;
@@ -93,13 +95,25 @@ struct BetaFile {
     enums: HashMap<String, Vec<String>>,
 }
 
+/// The element types only beta has, read from the beta SDK's models
+/// (`contracts/beta_sdk_types.py`).
+#[derive(Deserialize)]
+struct BetaOnlyFile {
+    types: HashMap<String, TypeInfo>,
+    enums: HashMap<String, Vec<String>>,
+}
+
 const TYPES_JSON: &str = include_str!("../../contracts/types.json");
+const BETA_TYPES_JSON: &str = include_str!("../../contracts/beta_types.json");
 
 static TYPES: LazyLock<(Types, Types)> = LazyLock::new(|| {
     // Compiled-in data, not input: the unit tests parse it, so a failure here is a build defect.
     #[allow(clippy::expect_used)]
     let file: File = serde_json::from_str(TYPES_JSON).expect("contracts/types.json is valid");
-    build(file)
+    #[allow(clippy::expect_used)]
+    let beta_only: BetaOnlyFile =
+        serde_json::from_str(BETA_TYPES_JSON).expect("contracts/beta_types.json is valid");
+    build(file, beta_only)
 });
 
 /// The types of `version`.
@@ -110,7 +124,7 @@ pub fn types(version: ApiVersion) -> &'static Types {
     }
 }
 
-fn build(file: File) -> (Types, Types) {
+fn build(file: File, beta_only: BetaOnlyFile) -> (Types, Types) {
     let mut v1: HashMap<String, TypeInfo> = file.v1.types;
     for (name, t) in v1.iter_mut() {
         t.name = name.clone();
@@ -151,8 +165,15 @@ fn build(file: File) -> (Types, Types) {
             });
         }
     }
+    for (name, mut t) in beta_only.types {
+        t.name = name.clone();
+        beta.entry(name).or_insert(t);
+    }
     let mut beta_enums = file.v1.enums.clone();
     beta_enums.extend(file.beta.enums);
+    for (name, members) in beta_only.enums {
+        beta_enums.entry(name).or_insert(members);
+    }
     let index = |m: HashMap<String, TypeInfo>| {
         m.into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
