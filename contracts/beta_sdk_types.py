@@ -120,6 +120,11 @@ def main(src, out_dir):
         for p in action["parameters"]:
             if p["sdk_element_class"] != "str":
                 reader.complex(p["sdk_element_class"])
+    # The settings subtypes beta adds (winGet and others), which the reference knows by name only.
+    for diff in ref["beta_differences"]["type_differences_from_beta_sdk"].values():
+        for d in diff.get("beta_sdk_discriminator_values_added", []):
+            short = d.lstrip("#").split(".")[-1]
+            reader.complex(short[0].upper() + short[1:])
     doc = {
         "source": "contracts/beta_sdk_types.py from msgraph-beta-sdk 1.66.0 models (get_field_deserializers, create_from_discriminator_value, enum classes)",
         "types": {k: v for k, v in sorted(reader.types.items()) if v is not None},

@@ -217,6 +217,23 @@ def beta_bodies(ref, corpus):
                 text = serialize(body)
                 note = f"{'+'.join(p['name'] for p in subset)}, target={t_cls}" + (", filter" if filtered else "")
                 corpus.append({"path": path, "made_with": note, "body": text})
+        if url.endswith("/mobileApps/{mobileApp%2Did}/assign"):
+            # Every settings subtype, v1.0's and those beta adds (winGet and others).
+            added = ref["beta_differences"]["type_differences_from_beta_sdk"]
+            names = concrete(ref["v1.0"]["types"], "microsoft.graph.mobileAppAssignmentSettings")
+            for diff in added.values():
+                names += [d.lstrip("#") for d in diff.get("beta_sdk_discriminator_values_added", [])]
+            for name in sorted(set(names)):
+                short = name.split(".")[-1]
+                settings = beta_model(short[0].upper() + short[1:])()
+                element = beta_model("MobileAppAssignment")(
+                    intent=beta_model("InstallIntent").Required,
+                    target=beta_model("AllDevicesAssignmentTarget")(),
+                    settings=settings,
+                )
+                body = body_cls()
+                body.mobile_app_assignments = [element]
+                corpus.append({"path": path, "made_with": f"settings={short}", "body": serialize(body)})
 
 
 if __name__ == "__main__":

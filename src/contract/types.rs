@@ -167,7 +167,18 @@ fn build(file: File, beta_only: BetaOnlyFile) -> (Types, Types) {
     }
     for (name, mut t) in beta_only.types {
         t.name = name.clone();
-        beta.entry(name).or_insert(t);
+        match beta.get_mut(&name) {
+            // Known by name only (an added settings subtype): now its properties are known;
+            // its place in the hierarchy stays the one the reference gives.
+            Some(known) if !known.properties_known => {
+                known.properties = t.properties;
+                known.properties_known = true;
+            }
+            Some(_) => {}
+            None => {
+                beta.insert(name, t);
+            }
+        }
     }
     let mut beta_enums = file.v1.enums.clone();
     beta_enums.extend(file.beta.enums);
@@ -229,14 +240,16 @@ mod tests {
     }
 
     #[test]
-    fn beta_settings_subtypes_are_known_by_name() {
+    fn beta_settings_subtypes_are_known_with_their_properties() {
         let t = types(ApiVersion::Beta);
         let settings = t.get("microsoft.graph.mobileAppAssignmentSettings");
         let winget = t.get("microsoft.graph.winGetAppAssignmentSettings");
         let (Some(settings), Some(winget)) = (settings, winget) else {
             panic!("types missing")
         };
-        assert!(t.is_assignable(winget, settings) && !winget.properties_known);
+        // Its properties come from the beta SDK's model (contracts/beta_types.json).
+        assert!(t.is_assignable(winget, settings) && winget.properties_known);
+        assert!(winget.properties.contains_key("notifications"));
         assert!(
             types(ApiVersion::V1)
                 .get("microsoft.graph.winGetAppAssignmentSettings")
