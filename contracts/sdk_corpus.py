@@ -20,6 +20,9 @@ import sys
 
 from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
 
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import beta_sdk_types as beta_types  # noqa: E402  (the beta models' property reader)
+
 GUID = "3f1c2a9e-6b1d-4c39-9a55-0f0d1c2b3a4d"
 
 
@@ -217,6 +220,34 @@ def beta_bodies(ref, corpus):
                 text = serialize(body)
                 note = f"{'+'.join(p['name'] for p in subset)}, target={t_cls}" + (", filter" if filtered else "")
                 corpus.append({"path": path, "made_with": note, "body": text})
+        # Every member of every enum an element or its target takes (source, intents, filter type).
+        reader = beta_types.Reader(set())
+        for p in params:
+            element_cls = beta_model(p["sdk_element_class"])
+            enum_props = {k: v["type"] for k, v in reader.properties(element_cls).items() if v["type"] in reader.enums}
+            enum_props["target.deviceAndAppManagementAssignmentFilterType"] = "microsoft.graph.deviceAndAppManagementAssignmentFilterType"
+            for key, ty in enum_props.items():
+                enum_cls = beta_model(ty.split(".")[-1][0].upper() + ty.split(".")[-1][1:])
+                for member in enum_cls:
+                    element = element_cls()
+                    if cloud:
+                        element.target = beta_model("CloudPcManagementGroupAssignmentTarget")(group_id=GUID)
+                    else:
+                        element.target = beta_model("GroupAssignmentTarget")(group_id=GUID)
+                    if key.startswith("target."):
+                        if cloud:
+                            continue
+                        element.target.device_and_app_management_assignment_filter_id = GUID
+                        element.target.device_and_app_management_assignment_filter_type = member
+                    else:
+                        setattr(element, snake(key), member)
+                    if hasattr(element, "intent") and getattr(element, "intent") is None and p["sdk_element_class"] == "MobileAppAssignment":
+                        element.intent = beta_model("InstallIntent").Required
+                    if hasattr(element, "install_intent") and element.install_intent is None:
+                        element.install_intent = beta_model("InstallIntent").Required
+                    body = body_cls()
+                    setattr(body, snake(p["name"]), [element])
+                    corpus.append({"path": path, "made_with": f"{p['name']}, {key}={member.value}", "body": serialize(body)})
         if url.endswith("/mobileApps/{mobileApp%2Did}/assign"):
             # Every settings subtype, v1.0's and those beta adds (winGet and others).
             added = ref["beta_differences"]["type_differences_from_beta_sdk"]
