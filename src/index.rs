@@ -20,8 +20,9 @@
 use crate::cassette::{Cassette, CassetteName, ClosedStore, Store, StoreError};
 use crate::graph_error::GraphError;
 use crate::interaction::Interaction;
-use crate::key::{Key, KeyOptions};
+use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::memo::Memo;
+use crate::nearest::{Candidates, Summary};
 use crate::respond::Prepared;
 use http::Method;
 use std::collections::{HashMap, HashSet};
@@ -121,6 +122,8 @@ impl Slot {
 struct Shared {
     calls: RwLock<Calls>,
     store: Mutex<Slot>,
+    /// Per cassette, its recordings summarised for misses (`nearest`), made on its first miss.
+    nearest: Mutex<HashMap<CassetteName, Arc<Candidates>>>,
     /// Set, with the store's lock held, once every recording is in `calls`.
     complete: AtomicBool,
     /// Set when the index is dropped: the scan stops at the next record.
@@ -168,6 +171,7 @@ impl Index {
             complete: AtomicBool::new(false),
             cancel: AtomicBool::new(false),
             actions: Mutex::new(HashSet::new()),
+            nearest: Mutex::new(HashMap::new()),
         });
         let scan = Arc::clone(&shared);
         let loader = std::thread::Builder::new()
@@ -255,6 +259,31 @@ impl Index {
     pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, StoreError> {
         let mut slot = self.shared.slot();
         Ok(f(slot.store()?))
+    }
+
+    /// The recordings of `name` a miss summarised as `probe` is compared with, closest first
+    /// (see `nearest`). The first miss of a cassette summarises it, reading it in chunks as the
+    /// scan does (sled reopened between chunks, closed at the end once the scan is done).
+    pub fn nearest(
+        &self,
+        name: &CassetteName,
+        probe: &Summary,
+    ) -> Result<Vec<(Key, u32)>, StoreError> {
+        let mut made = self
+            .shared
+            .nearest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let candidates = match made.get(name) {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = Arc::new(self.shared.summarise(name)?);
+                made.insert(name.clone(), Arc::clone(&c));
+                c
+            }
+        };
+        drop(made);
+        Ok(candidates.closest(probe))
     }
 
     /// Runs `f` on one cassette of the store (see [`Index::with_store`]).
@@ -391,6 +420,52 @@ impl Shared {
             // The next round's `store()` opens it again. Kept in the slot either way, so a
             // failure to reopen leaves the private copy in place for point lookups to retry.
             self.slot().close();
+        }
+    }
+
+    /// Every recording of `name`, summarised for misses.
+    fn summarise(&self, name: &CassetteName) -> Result<Candidates, StoreError> {
+        let mut candidates = Candidates::default();
+        let mut after = None;
+        loop {
+            let mut slot = self.slot();
+            let cassette = slot.store()?.cassette(name)?;
+            let mut read = 0;
+            for item in cassette.scan_after(after) {
+                let Ok((raw, i)) = item else { continue };
+                after = Some(raw);
+                read += 1;
+                let Some(key) = Key::from_hex(&i.key) else {
+                    continue;
+                };
+                let canonical = match &i.request.canonical_body {
+                    Some(c) => CanonicalBody::Json(c.clone()),
+                    None => CanonicalBody::Bytes(i.request.body.to_bytes().unwrap_or_default()),
+                };
+                let action = crate::classify::classify(&i.request.path, i.request.query.as_deref())
+                    .action_label();
+                let summary = Summary::of(
+                    &action,
+                    &i.request.method,
+                    &i.request.path,
+                    i.request.query.as_deref(),
+                    &canonical,
+                );
+                candidates.push(key, i.position, summary);
+                if read >= CHUNK {
+                    break;
+                }
+            }
+            drop(cassette);
+            let finished = read < CHUNK;
+            // Release what sled cached of the pages read; once the scan is done nothing else
+            // needs the store open.
+            if !finished || self.complete.load(Ordering::Acquire) {
+                slot.close();
+            }
+            if finished {
+                return Ok(candidates);
+            }
         }
     }
 

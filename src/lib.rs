@@ -33,6 +33,7 @@ pub mod links;
 pub mod listener;
 pub mod memo;
 pub mod mode;
+pub mod nearest;
 pub mod outcome;
 pub mod proxy;
 pub mod redact;

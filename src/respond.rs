@@ -19,9 +19,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-/// How many recordings a miss examines to find the nearest one.
-const NEAREST_SCAN_LIMIT: usize = 10_000;
-
 fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static(OUTCOME_HEADER),
@@ -220,6 +217,8 @@ pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 pub struct Miss {
     pub method: Method,
     pub path: String,
+    /// The query, redacted.
+    pub query: Option<String>,
     pub classified: Classified,
     pub key: Key,
     pub canonical: CanonicalBody,
@@ -230,8 +229,20 @@ pub struct Miss {
 }
 
 impl Miss {
-    /// The miss's Graph error, with the nearest recording of `cassette` when the key has none.
-    pub fn error(&self, cassette: &Cassette) -> GraphError {
+    /// How this request is summarised to find its nearest recordings (`nearest`).
+    pub fn summary(&self) -> crate::nearest::Summary {
+        crate::nearest::Summary::of(
+            &self.classified.action_label(),
+            self.method.as_str(),
+            &self.path,
+            self.query.as_deref(),
+            &self.canonical,
+        )
+    }
+
+    /// The miss's Graph error, with the nearest recording of `cassette` among `candidates`
+    /// (the closest by `nearest`'s summaries) when the key has none.
+    pub fn error(&self, cassette: &Cassette, candidates: &[(Key, u32)]) -> GraphError {
         let name = cassette.name();
         let target = format!("{} {}", self.method, self.path);
         let mut message = if self.recorded > 0 {
@@ -252,7 +263,7 @@ impl Miss {
             .with_detail("key", self.key.to_hex())
             .with_detail("occurrence", self.occurrence + 1);
         if self.recorded == 0 {
-            match self.nearest(cassette) {
+            match self.nearest(cassette, candidates) {
                 Some((near, lines)) => {
                     message.push_str(&format!(
                         ". Nearest recording of the same action (key {}, recorded {}) differs in:\n  {}",
@@ -276,14 +287,21 @@ impl Miss {
     }
 
     /// The recording of the same action and method nearest to the request, with the differences.
-    fn nearest(&self, cassette: &Cassette) -> Option<(Interaction, Vec<String>)> {
+    fn nearest(
+        &self,
+        cassette: &Cassette,
+        candidates: &[(Key, u32)],
+    ) -> Option<(Interaction, Vec<String>)> {
         let label = self.classified.action_label();
         let request_body = match &self.canonical {
             CanonicalBody::Json(s) => s.clone(),
             CanonicalBody::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         };
         let mut best: Option<(usize, Interaction, Vec<String>)> = None;
-        for recorded in cassette.iter().take(NEAREST_SCAN_LIMIT).flatten() {
+        let recordings = candidates
+            .iter()
+            .filter_map(|(key, position)| cassette.get_interaction(key, *position).ok().flatten());
+        for recorded in recordings {
             let same_method = recorded
                 .request
                 .method

@@ -117,15 +117,45 @@ async fn a_large_cassette_is_served_while_indexing_and_from_memory_after() -> Te
     assert_eq!(*status, 501, "{text}");
     assert!(text.contains("Nearest recording"), "{text}");
 
+    // The nearest recording wherever it is in the cassette (not only among the first
+    // 10,000 in key order, as a scan would find it): recording j differs from these requests
+    // in `id` alone, every other one in `id` and `collectionId`.
+    let near: Vec<usize> = (0..20).map(|k| 3 + k * 991).collect();
+    let changed: Vec<String> = near
+        .iter()
+        .map(|j| {
+            body(*j).replace(
+                "705b021c-021c-705b-1c02-5b701c025b70",
+                "00000000-0000-4000-8000-00000000000f",
+            )
+        })
+        .collect();
+    let answers = send_all(proxy.addr, &changed).await?;
+    for (j, (status, _, text)) in near.iter().zip(&answers) {
+        assert_eq!(*status, 501, "{text}");
+        let diff: serde_json::Value = serde_json::from_str(text)?;
+        let lines = &diff["error"]["innerError"]["nearest"]["differences"];
+        assert_eq!(
+            lines.as_array().map(Vec::len),
+            Some(1),
+            "request like recording {j}: {lines}"
+        );
+        assert!(
+            lines[0].as_str().unwrap_or("").contains("/id:"),
+            "{j}: {lines}"
+        );
+    }
+
     let exit = proxy.signal("TERM")?;
     assert!(exit.status.success(), "{}", exit.stderr);
     let played = early.len() + late.len() + 1;
     assert!(
         exit.stderr
-            .contains(&format!("{} requests in ", played + 1))
-            && exit
-                .stderr
-                .contains(&format!(": {played} replayed, 0 recorded, 1 miss;")),
+            .contains(&format!("{} requests in ", played + 1 + near.len()))
+            && exit.stderr.contains(&format!(
+                ": {played} replayed, 0 recorded, {} miss;",
+                1 + near.len()
+            )),
         "{}",
         exit.stderr
     );

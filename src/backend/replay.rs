@@ -184,6 +184,7 @@ impl Replay {
         let miss = Miss {
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
+            query: analyzed.query,
             classified: analyzed.classified,
             key: analyzed.key,
             canonical: analyzed.canonical,
@@ -193,7 +194,12 @@ impl Replay {
         let index = Arc::clone(&self.index);
         let name: CassetteName = ex.cassette.clone();
         let error = blocking(move || -> Result<_, StoreError> {
-            index.with_cassette(&name, |cassette| miss.error(cassette))
+            let candidates = if recorded == 0 {
+                index.nearest(&name, &miss.summary())?
+            } else {
+                Vec::new()
+            };
+            index.with_cassette(&name, |cassette| miss.error(cassette, &candidates))
         })
         .await?;
         Err(Refusal::new(Outcome::Miss, error))

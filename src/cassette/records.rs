@@ -37,6 +37,22 @@ impl Cassette {
         }
     }
 
+    /// The whole record of the `position`th request with `key` (a miss's nearest recording).
+    pub fn get_interaction(
+        &self,
+        key: &Key,
+        position: u32,
+    ) -> Result<Option<Interaction>, StoreError> {
+        match self
+            .tree
+            .get(record_key(key, position))
+            .map_err(|e| self.sled_err(e))?
+        {
+            Some(bytes) => self.decode_as(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Every response recorded with `key`, by position.
     pub fn all_recorded(&self, key: &Key) -> Result<Vec<Recorded>, StoreError> {
         self.tree
