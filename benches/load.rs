@@ -93,6 +93,28 @@ fn main() -> Result<(), Error> {
     // starts listening (see src/index.rs), which would otherwise share the first round's CPU.
     let indexed = wait_for_index(&vcr, started)?;
     let rss_indexed = common::rss(vcr.id());
+    let misses = arg("--misses", 0);
+    if misses > 0 {
+        // Distinct requests the cassette has no recording for: each explained with its
+        // nearest recording (src/nearest.rs); the first summarises the cassette.
+        let miss = |i: usize| Bytes::from(common::body(n + 1_000_000 + i));
+        let t = Instant::now();
+        let status = rt.block_on(first_response(vcr_addr, miss(0)))?;
+        let first_miss = t.elapsed();
+        let t = Instant::now();
+        for i in 1..=misses {
+            rt.block_on(first_response(vcr_addr, miss(i)))?;
+        }
+        let rest = t.elapsed();
+        println!(
+            "misses on {n} recordings: the first (status {status}) {first_miss:?}; then {misses} in {rest:?}: {:.0} misses/s; resident memory after: {}",
+            misses as f64 / rest.as_secs_f64(),
+            common::rss(vcr.id())
+        );
+        let _ = bare.kill();
+        let _ = vcr.kill();
+        return Ok(());
+    }
 
     // Alternate rounds (bare, then graph-vcr) and report the median ratio: this machine's
     // throughput drifts by ±15% over tens of seconds, which one pair of runs cannot separate
