@@ -25,7 +25,8 @@ pub struct GraphError {
     pub code: &'static str,
     pub message: String,
     /// Extra `innerError` members (diagnostics for people and tools).
-    pub details: Map<String, Value>,
+    /// Boxed: most errors have none, and a `Refusal` travels in every `Result` of the pipeline.
+    pub details: Box<Map<String, Value>>,
 }
 
 impl GraphError {
@@ -34,7 +35,7 @@ impl GraphError {
             status,
             code,
             message: message.into(),
-            details: Map::new(),
+            details: Box::default(),
         }
     }
 
@@ -52,7 +53,7 @@ impl GraphError {
         if let Some(id) = client_request_id.and_then(|v| v.to_str().ok()) {
             inner.insert("client-request-id".into(), Value::String(id.to_string()));
         }
-        inner.extend(self.details);
+        inner.extend(*self.details);
         let body =
             json!({"error": {"code": self.code, "message": self.message, "innerError": inner}});
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

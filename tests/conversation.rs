@@ -24,6 +24,14 @@ enum Transport {
     Proxied(Tunnel),
 }
 
+/// A client with `proxy` as its base URL.
+fn by_base_url(proxy: &Proxy) -> Transport {
+    Transport::Base {
+        client: Box::new(HttpClient::new()),
+        base: proxy.base.clone(),
+    }
+}
+
 impl Transport {
     /// Where links in answers must point for this client.
     fn origin(&self) -> String {
@@ -162,10 +170,7 @@ fn journal(path: &Path) -> Result<Vec<Value>, Error> {
 async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--cassette", "wf"]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let recorded = workflow(&mut t).await?;
     let exit = proxy.signal("TERM")?;
     assert!(
@@ -222,10 +227,7 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
         "--journal",
         s(&log)?,
     ])?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let replayed = workflow(&mut t).await?;
     assert_eq!(replayed, recorded, "replay answers as the service did");
     let exit = proxy.signal("TERM")?;
@@ -286,10 +288,7 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
 async fn batch_items_and_direct_calls_answer_each_other_and_are_checked_alike() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     // Recorded inside a batch: an assign (with an empty list, flagged as it would be directly)
     // and a read; recorded directly: the group.
     let empty = r#"{"assignments":[]}"#;
@@ -327,10 +326,7 @@ async fn batch_items_and_direct_calls_answer_each_other_and_are_checked_alike() 
     stand_in.stop().await;
 
     let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?])?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     // The batch's read answers a direct call; the direct group read answers a batch item.
     let direct = t
         .send(
@@ -402,10 +398,7 @@ async fn recorded_as_https_proxy_it_replays_by_base_url() -> TestResult {
     assert!(exit.status.success(), "{}", exit.stderr);
     stand_in.stop().await;
     let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?, "--cassette", "wf"])?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     assert_eq!(workflow(&mut t).await?, recorded);
     let exit = proxy.signal("TERM")?;
     assert!(
@@ -420,10 +413,7 @@ async fn recorded_as_https_proxy_it_replays_by_base_url() -> TestResult {
 async fn record_throttling_keeps_the_429_and_replay_throttles_where_recording_did() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--record-throttling"]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let first = t
         .send("POST", ASSIGN, &[(THROTTLE_ONCE, "1")], ASSIGN_BODY)
         .await?;
@@ -435,10 +425,7 @@ async fn record_throttling_keeps_the_429_and_replay_throttles_where_recording_di
     proxy.signal("TERM")?;
     stand_in.stop().await;
     let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?])?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let first = t.send("POST", ASSIGN, &[], ASSIGN_BODY).await?;
     assert_eq!(
         (first.status, first.header("retry-after")),
@@ -452,10 +439,7 @@ async fn record_throttling_keeps_the_429_and_replay_throttles_where_recording_di
 async fn auto_forwards_only_the_items_it_has_not_recorded() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (proxy, stand_in, dir) = forwarding("auto", tmp.path(), &[]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let read = "/deviceManagement/deviceConfigurations/dc-1/assignments";
     let once = t.send("GET", &format!("/v1.0{read}"), &[], "").await?;
     assert_eq!(once.header("x-graph-vcr-outcome"), Some("recorded"));
@@ -471,10 +455,7 @@ async fn auto_forwards_only_the_items_it_has_not_recorded() -> TestResult {
         "--upstream-ca",
         s(&ca)?,
     ])?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let batch = json!({"requests": [
         {"id": "old", "method": "GET", "url": read},
         {"id": "new", "method": "GET", "url": "/deviceManagement/deviceConfigurations/dc-2/assignments", "dependsOn": ["old"]},
@@ -511,10 +492,7 @@ async fn audit_checks_every_item_and_a_batch_graph_refuses_is_one_call() -> Test
     let tmp = tempfile::tempdir()?;
     let log = tmp.path().join("audit.jsonl");
     let (proxy, stand_in, _dir) = forwarding("audit", tmp.path(), &["--journal", s(&log)?]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let batch = json!({"requests": [
         {"id": "1", "method": "POST", "url": "/deviceManagement/deviceConfigurations/dc-1/assign",
          "headers": {"Content-Type": "application/json"}, "body": {"assignments": []}},
@@ -583,10 +561,7 @@ async fn audit_checks_every_item_and_a_batch_graph_refuses_is_one_call() -> Test
 async fn a_throttled_batch_item_is_passed_on_and_its_retry_recorded() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &[]).await?;
-    let mut t = Transport::Base {
-        client: Box::new(HttpClient::new()),
-        base: proxy.base.clone(),
-    };
+    let mut t = by_base_url(&proxy);
     let batch = json!({"requests": [
         {"id": "1", "method": "POST", "url": ASSIGN.trim_start_matches("/v1.0"),
          "headers": {"Content-Type": "application/json", THROTTLE_ONCE: "1"},

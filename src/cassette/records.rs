@@ -27,14 +27,7 @@ impl Cassette {
 
     /// The response recorded for the `position`th request with `key` (replay's lookup).
     pub fn get_recorded(&self, key: &Key, position: u32) -> Result<Option<Recorded>, StoreError> {
-        match self
-            .tree
-            .get(record_key(key, position))
-            .map_err(|e| self.sled_err(e))?
-        {
-            Some(bytes) => self.decode_as(key, &bytes).map(Some),
-            None => Ok(None),
-        }
+        self.get_as(key, position)
     }
 
     /// The whole record of the `position`th request with `key` (a miss's nearest recording).
@@ -43,6 +36,14 @@ impl Cassette {
         key: &Key,
         position: u32,
     ) -> Result<Option<Interaction>, StoreError> {
+        self.get_as(key, position)
+    }
+
+    fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+        position: u32,
+    ) -> Result<Option<T>, StoreError> {
         match self
             .tree
             .get(record_key(key, position))
