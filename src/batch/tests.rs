@@ -106,3 +106,49 @@ fn batch_paths_in_both_versions_and_nothing_else() {
     assert_eq!(is_batch(&Method::POST, "/v1.0/$batch/x"), None);
     assert_eq!(is_batch(&Method::POST, "/v2/$batch"), None);
 }
+
+/// 21 items, one over Graph's limit.
+fn batch_of_21() -> String {
+    let items: Vec<String> = (1..=21)
+        .map(|i| format!(r#"{{"id":"{i}","method":"GET","url":"/me"}}"#))
+        .collect();
+    format!(r#"{{"requests":[{}]}}"#, items.join(","))
+}
+
+/// Every `$batch` code has a case that triggers it and a close one that does not.
+#[test]
+fn every_batch_code_is_triggered_by_its_case_and_not_by_the_close_one() {
+    let get =
+        |id: &str, extra: &str| format!(r#"{{"id":"{id}","method":"GET","url":"/me"{extra}}}"#);
+    let batch = |items: &[String]| format!(r#"{{"requests":[{}]}}"#, items.join(","));
+    let cases: Vec<(Code, String, String)> = vec![
+        (Code::BatchMalformed, r#"{"requests":[{"id":"1","url":"/me"}]}"#.into(), batch(&[get("1", "")])),
+        (Code::BatchTooManyRequests, batch_of_21(), r#"{"requests":[]}"#.into()),
+        (Code::BatchDuplicateId, batch(&[get("a", ""), get("A", "")]), batch(&[get("a", ""), get("b", "")])),
+        (Code::BatchDependsOnUnknown, batch(&[get("1", r#","dependsOn":["1"]"#)]),
+            batch(&[get("1", ""), get("2", r#","dependsOn":["1"]"#)])),
+        (Code::BatchItemMissingContentType, r#"{"requests":[{"id":"1","method":"POST","url":"/a/assign","body":{}}]}"#.into(),
+            r#"{"requests":[{"id":"1","method":"POST","url":"/a/assign","headers":{"content-type":"application/json"},"body":{}}]}"#.into()),
+        (Code::BatchUnknownMember, batch(&[get("1", ""), get("2", r#","depends_on":["1"]"#)]),
+            batch(&[get("1", ""), get("2", r#","dependsOn":["1"]"#)])),
+    ];
+    for code in Code::ALL
+        .iter()
+        .filter(|c| c.as_str().starts_with("batch-"))
+    {
+        assert!(
+            cases.iter().any(|(c, _, _)| c == code),
+            "no case for {code}"
+        );
+    }
+    for (code, trigger, near) in &cases {
+        assert!(
+            codes(&parse_v1(trigger)).contains(&code.as_str()),
+            "{code}: {trigger}"
+        );
+        assert!(
+            !codes(&parse_v1(near)).contains(&code.as_str()),
+            "{code} near: {near}"
+        );
+    }
+}
