@@ -190,11 +190,37 @@ impl Answer {
 pub struct Refusal {
     pub outcome: Outcome,
     pub error: GraphError,
+    /// When the client may try again (`Retry-After`), for a throttled request.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
     pub fn new(outcome: Outcome, error: GraphError) -> Self {
-        Self { outcome, error }
+        Self {
+            outcome,
+            error,
+            retry_after: None,
+        }
+    }
+
+    /// Graph's `429 TooManyRequests`, as `--throttle` answers a request over a limit.
+    pub fn throttled(t: crate::throttle::Throttled) -> Self {
+        let error = GraphError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            format!(
+                "Too many requests: over Intune's limit of {} (graph-vcr --throttle); retry after {}",
+                t.limit,
+                crate::throttle::retry_after_value(t.retry_after)
+            ),
+        )
+        .with_detail("code", "429")
+        .with_detail("status", "429");
+        Self {
+            outcome: Outcome::Throttled,
+            error,
+            retry_after: Some(t.retry_after),
+        }
     }
 
     /// The Graph-format answer. A body that timed out also closes its connection: the rest
@@ -204,6 +230,11 @@ impl Refusal {
         client_request_id: Option<&http::HeaderValue>,
     ) -> Response<Full<Bytes>> {
         let mut response = self.error.into_response(client_request_id);
+        if let Some(after) = self.retry_after
+            && let Ok(v) = http::HeaderValue::from_str(&crate::throttle::retry_after_value(after))
+        {
+            response.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
         if self.outcome == Outcome::BodyTimeout {
             response.headers_mut().insert(
                 http::header::CONNECTION,

@@ -40,5 +40,6 @@ pub mod redact;
 pub mod report;
 pub mod respond;
 pub mod stats;
+pub mod throttle;
 pub mod upstream;
 pub mod wrap;

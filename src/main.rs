@@ -12,6 +12,7 @@ use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
 use graph_vcr::proxy::{CassetteOptions, Proxy, ProxyConfig, RequestLimits};
 use graph_vcr::report::ReportOptions;
+use graph_vcr::throttle::ThrottleOptions;
 use graph_vcr::upstream::UpstreamOptions;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -106,6 +107,8 @@ struct ForwardArgs {
     limits: RequestLimits,
     #[command(flatten, next_help_heading = "Forward proxy")]
     forward: ForwardOptions,
+    #[command(flatten, next_help_heading = "Throttling rehearsal")]
+    throttle: ThrottleOptions,
     /// Run this command under the proxy, then stop it (see `graph-vcr --help`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -129,6 +132,8 @@ struct ReplayArgs {
     limits: RequestLimits,
     #[command(flatten, next_help_heading = "Forward proxy")]
     forward: ForwardOptions,
+    #[command(flatten, next_help_heading = "Throttling rehearsal")]
+    throttle: ThrottleOptions,
     /// What to answer when a request is made more often than it was recorded.
     #[arg(long, env = "GRAPH_VCR_ON_EXHAUSTED", value_enum, default_value_t = OnExhausted::Repeat)]
     on_exhausted: OnExhausted,
@@ -333,6 +338,7 @@ fn main() -> ExitCode {
                 journal: a.journal,
                 limits: a.limits,
                 memo: !a.no_memo,
+                throttle: a.throttle,
             },
             reports: a.report,
             max_age: a.max_age.map(|age| (age, a.strict)),
@@ -371,6 +377,7 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
             journal: a.journal,
             limits: a.limits,
             memo: false,
+            throttle: a.throttle,
         },
         reports: a.report,
         max_age: None,

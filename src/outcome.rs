@@ -45,6 +45,7 @@ outcomes! {
     CorruptRecord = "corrupt-record": "The recording exists but cannot be served.",
     Batch = "batch": "A `$batch` answered item by item; each item is journaled as its own call.",
     FailedDependency = "failed-dependency": "A `$batch` item not run because an item it depends on failed: answered 424, as Graph does.",
+    Throttled = "throttled": "Over `--throttle`'s limits: answered 429 with `Retry-After`, neither replayed nor forwarded.",
 }
 
 impl Outcome {
@@ -67,12 +68,13 @@ impl Outcome {
                 | Self::Forwarded
                 | Self::Batch
                 | Self::FailedDependency
+                | Self::Throttled
         )
     }
 
     /// For one-word displays of a call with several outcomes: lower is worse.
     pub fn rank(self) -> usize {
-        const WORST_FIRST: [Outcome; 17] = [
+        const WORST_FIRST: [Outcome; 18] = [
             Outcome::Miss,
             Outcome::UnknownCassette,
             Outcome::Refused,
@@ -86,6 +88,7 @@ impl Outcome {
             Outcome::BodyTimeout,
             Outcome::BadRequest,
             Outcome::FailedDependency,
+            Outcome::Throttled,
             Outcome::Recorded,
             Outcome::Replayed,
             Outcome::Forwarded,

@@ -40,6 +40,7 @@ pub fn replay_config(
         journal: Default::default(),
         limits: Default::default(),
         memo: true,
+        throttle: Default::default(),
     })
 }
 

@@ -29,22 +29,15 @@ pub enum Granted {
 impl Granted {
     /// The grant of `Authorization: Bearer <JWT>`, if its claims can be read.
     pub fn of_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        Self::of_token(token.trim())
+        Self::of_claims(&claims(headers)?)
     }
 
     /// The grant of a JWT's claims, if they can be read.
     pub fn of_token(token: &str) -> Option<Self> {
-        if token.len() > MAX_TOKEN {
-            return None;
-        }
-        let payload = token.split('.').nth(1)?;
-        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        Self::of_claims(&token_claims(token)?)
+    }
+
+    fn of_claims(claims: &Value) -> Option<Self> {
         if let Some(roles) = claims.get("roles").and_then(Value::as_array) {
             let roles = roles.iter().filter_map(Value::as_str).map(str::to_string);
             return Some(Self::Application(roles.collect()));
@@ -77,6 +70,25 @@ impl Granted {
             Self::Delegated(n) | Self::Application(n) => n,
         }
     }
+}
+
+/// The claims of `Authorization: Bearer <JWT>`, read (never verified), if they can be.
+pub fn claims(headers: &HeaderMap) -> Option<Value> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    token_claims(token.trim())
+}
+
+fn token_claims(token: &str) -> Option<Value> {
+    if token.len() > MAX_TOKEN {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `insufficient-permission` when `granted` has none of the permissions the action accepts.

@@ -111,6 +111,8 @@ pub struct ProxyConfig {
     /// Replay: remember each distinct request's analysis (see `memo`). Off only to diagnose
     /// the memo (`--no-memo`): every request then takes the full analysis.
     pub memo: bool,
+    /// `--throttle`, `--time-scale` (replay, auto, audit).
+    pub throttle: crate::throttle::ThrottleOptions,
 }
 
 /// Why a proxy could not start.
@@ -122,6 +124,11 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("{0} mode needs an upstream")]
     NoUpstream(&'static str),
+    #[error(
+        "--throttle rehearses the service's limits offline (replay, auto, audit); record talks to \
+         the real service, which throttles for itself"
+    )]
+    ThrottleInRecord,
     #[error(
         "cassette {cassette} was recorded with key options {recorded}, and this run was given {given}; \
          replay keys each cassette as it was recorded, so drop --ordered-arrays/--ignore-field, \

@@ -56,6 +56,8 @@ pub struct Proxy {
     started: SystemTime,
     /// `$batch` requests so far, to number them in the journal.
     batches: std::sync::atomic::AtomicU64,
+    /// `--throttle`: Intune's limits, rehearsed.
+    throttle: Option<crate::throttle::Throttle>,
     pub stats: Stats,
 }
 
@@ -66,6 +68,9 @@ impl Proxy {
             Some(opts) => Ok(Upstream::new(opts)?),
             None => Err(ProxyError::NoUpstream(config.mode.as_str())),
         };
+        if config.mode == Mode::Record && config.throttle.throttle.is_some() {
+            return Err(ProxyError::ThrottleInRecord);
+        }
         let backend = match config.mode {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
@@ -114,6 +119,7 @@ impl Proxy {
             run: RunLog::default(),
             started: SystemTime::now(),
             batches: std::sync::atomic::AtomicU64::new(0),
+            throttle: crate::throttle::Throttle::new(&config.throttle),
             stats: Stats::default(),
         })
     }
@@ -220,6 +226,7 @@ impl Proxy {
 
     /// The pipeline from a read body placed in a cassette: a direct call, or one `$batch` item.
     async fn answer_body(&self, body: Bytes, ex: &mut Exchange<'_>) -> Result<Answer, Refusal> {
+        self.throttle(ex)?;
         match &self.backend {
             Backend::Replay(replay) => {
                 let digest = replay.digest(ex, &body);
@@ -243,6 +250,19 @@ impl Proxy {
                 let analyzed = self.analyze(&body, ex)?;
                 audit.answer(body.clone(), analyzed, ex).await
             }
+        }
+    }
+
+    /// `--throttle`: a request over the limits is answered 429 here, neither replayed nor
+    /// forwarded.
+    fn throttle(&self, ex: &Exchange<'_>) -> Result<(), Refusal> {
+        match &self.throttle {
+            Some(t) => t.admit(ex.parts).map_err(|over| {
+                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(), limit = %over.limit,
+                    "throttled (--throttle)");
+                Refusal::throttled(over)
+            }),
+            None => Ok(()),
         }
     }
 

@@ -1,0 +1,117 @@
+//! `--throttle intune`: Intune's documented limits rehearsed offline, through the real binary.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const ASSIGN: &str = "/v1.0/deviceManagement/deviceConfigurations/c-1/assign";
+const BODY: &str = r##"{"assignments":[{"target":{"@odata.type":"#microsoft.graph.allDevicesAssignmentTarget"}}]}"##;
+
+fn token(app: &str) -> String {
+    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({"tid": "tenant-1", "appid": app, "roles": ["DeviceManagementConfiguration.ReadWrite.All"]});
+    format!(
+        "Bearer {}.{}.c2ln",
+        part(&json!({"typ": "JWT"})),
+        part(&claims)
+    )
+}
+
+async fn assign(client: &HttpClient, base: &str, auth: &str) -> Result<Resp, Error> {
+    let headers = [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ];
+    client
+        .send("POST", &format!("{base}{ASSIGN}"), &headers, BODY)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_gets_a_hundred_answers_and_429s_with_retry_after() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, _dir) = forwarding(
+        "audit",
+        tmp.path(),
+        &["--throttle", "intune", "--time-scale", "0.25"],
+    )
+    .await?;
+    let client = std::sync::Arc::new(HttpClient::new());
+    let auth = token("app-1");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..150 {
+        let (client, base, auth) = (
+            std::sync::Arc::clone(&client),
+            proxy.base.clone(),
+            auth.clone(),
+        );
+        burst.spawn(async move { assign(&client, &base, &auth).await });
+    }
+    let mut answered = 0;
+    let mut throttled = Vec::new();
+    while let Some(r) = burst.join_next().await {
+        let r = r??;
+        match r.status {
+            200 => answered += 1,
+            429 => throttled.push(r),
+            other => return Err(format!("unexpected {other}: {}", r.text()).into()),
+        }
+    }
+    assert_eq!((answered, throttled.len()), (100, 50));
+    assert_eq!(
+        stand_in.received().len(),
+        100,
+        "a throttled request is never forwarded"
+    );
+    let first = &throttled[0];
+    assert_eq!(
+        first.json()["error"]["code"],
+        "TooManyRequests",
+        "{}",
+        first.text()
+    );
+    let wait: f64 = first
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .ok_or("no Retry-After")?;
+    assert!(
+        wait > 0.0 && wait <= 5.0,
+        "Retry-After {wait} within the scaled 5 s window"
+    );
+    // Another app of the tenant has its own 100 (the tenant's 200 is not reached).
+    assert_eq!(
+        assign(&client, &proxy.base, &token("app-2")).await?.status,
+        200
+    );
+    // Once the window has slid, the first app is answered again.
+    tokio::time::sleep(Duration::from_secs_f64(wait + 0.1)).await;
+    assert_eq!(assign(&client, &proxy.base, &auth).await?.status, 200);
+    let exit = proxy.signal("TERM")?;
+    assert!(exit.stderr.contains("50 throttled"), "{}", exit.stderr);
+    stand_in.stop().await;
+    Ok(())
+}
+
+#[test]
+fn record_refuses_to_throttle_and_the_factor_is_checked() -> TestResult {
+    let e = run_to_end(&[
+        "record",
+        "--throttle",
+        "intune",
+        "--upstream",
+        "http://127.0.0.1:9",
+    ])?;
+    assert_eq!(e.status.code(), Some(2), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("--throttle") && e.stderr.contains("record"),
+        "{}",
+        e.stderr
+    );
+    let e = run_to_end(&["replay", "--throttle", "intune", "--time-scale", "0"])?;
+    assert_eq!(e.status.code(), Some(2));
+    assert!(e.stderr.contains("--time-scale"), "{}", e.stderr);
+    Ok(())
+}
