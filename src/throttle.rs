@@ -13,6 +13,9 @@
 //! Windows slide: a bucket remembers when each request it admitted arrived, at most its limit,
 //! so memory is bounded per bucket, and the number of buckets is bounded too ([`MAX_BUCKETS`]).
 
+use crate::cassette::CassetteName;
+use crate::check::{Code, Deviation};
+use crate::key::Key;
 use http::Method;
 use http::request::Parts;
 use std::collections::{HashMap, VecDeque};
@@ -69,7 +72,20 @@ struct Bucket {
 pub struct Throttle {
     window: Duration,
     buckets: Mutex<HashMap<Bucket, VecDeque<Instant>>>,
+    /// Per throttled call (cassette, key): until when its retry is too early.
+    retry_after: Mutex<HashMap<(CassetteName, Key), Instant>>,
 }
+
+/// What [`Throttle::admit`] decided.
+#[derive(Debug)]
+pub struct Admitted {
+    pub result: Result<(), Throttled>,
+    /// A retry of a throttled call sent this long before its `Retry-After` elapsed.
+    pub early: Option<Duration>,
+}
+
+/// Most throttled calls whose `Retry-After` is remembered.
+const MAX_RETRIES_WATCHED: usize = 65_536;
 
 /// A request over a limit: which one, and when to retry.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,12 +99,35 @@ impl Throttle {
         options.throttle.map(|_| Self {
             window: WINDOW.mul_f64(options.time_scale),
             buckets: Mutex::new(HashMap::new()),
+            retry_after: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Counts a request, or says why it is over a limit (and counts nothing).
-    pub fn admit(&self, parts: &Parts) -> Result<(), Throttled> {
-        self.admit_at(parts, Instant::now())
+    /// Counts a request of `call` (its cassette and key, once analyzed), or says why it is
+    /// over a limit (and counts nothing); and whether it retries a throttled call too early.
+    pub fn admit(&self, parts: &Parts, call: Option<(CassetteName, Key)>) -> Admitted {
+        let now = Instant::now();
+        let mut waits = self.retry_after.lock().unwrap_or_else(|p| p.into_inner());
+        let early = call
+            .as_ref()
+            .and_then(|c| waits.get(c))
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero());
+        let result = self.admit_at(parts, now);
+        if let Some(call) = call {
+            match &result {
+                Err(t) => {
+                    if waits.len() >= MAX_RETRIES_WATCHED {
+                        waits.clear();
+                    }
+                    waits.insert(call, now + t.retry_after);
+                }
+                Ok(()) => {
+                    waits.remove(&call);
+                }
+            }
+        }
+        Admitted { result, early }
     }
 
     fn admit_at(&self, parts: &Parts, now: Instant) -> Result<(), Throttled> {
@@ -188,6 +227,19 @@ fn identity(parts: &Parts) -> (String, String) {
         .or_else(|| text("azp"))
         .unwrap_or_else(|| "(no app)".into());
     (tenant, app)
+}
+
+/// The deviation of a retry sent before the `Retry-After` it was given elapsed.
+pub fn retry_too_early(early: Duration) -> Deviation {
+    Deviation::new(
+        Code::RetryTooEarly,
+        "Retry-After",
+        format!(
+            "retried {} s before the Retry-After of the throttled try elapsed: the service throttles it again, \
+             and a client that does not wait keeps a tenant throttled",
+            retry_after_value(early)
+        ),
+    )
 }
 
 /// `Retry-After` as Graph writes it: seconds, fractional when under a few (the docs' example

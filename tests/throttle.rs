@@ -115,3 +115,72 @@ fn record_refuses_to_throttle_and_the_factor_is_checked() -> TestResult {
     assert!(e.stderr.contains("--time-scale"), "{}", e.stderr);
     Ok(())
 }
+
+/// Throttles one call: 100 identical writes fill the app's window, the 101st gets a 429.
+async fn throttle_one(client: &HttpClient, base: &str, auth: &str) -> Result<f64, Error> {
+    for _ in 0..100 {
+        assert_eq!(assign(client, base, auth).await?.status, 200);
+    }
+    let r = assign(client, base, auth).await?;
+    assert_eq!(r.status, 429, "{}", r.text());
+    r.header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "no Retry-After".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_says_how_the_client_coped() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let client = HttpClient::new();
+    let auth = token("app-1");
+    for client_kind in ["waits", "hammers", "gives-up"] {
+        let scratch = tmp.path().join(client_kind);
+        std::fs::create_dir_all(&scratch)?;
+        let (proxy, stand_in, _dir) = forwarding(
+            "audit",
+            &scratch,
+            &["--throttle", "intune", "--time-scale", "0.1"],
+        )
+        .await?;
+        let wait = throttle_one(&client, &proxy.base, &auth).await?;
+        match client_kind {
+            "waits" => {
+                tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
+                assert_eq!(assign(&client, &proxy.base, &auth).await?.status, 200);
+            }
+            "hammers" => {
+                let again = assign(&client, &proxy.base, &auth).await?;
+                assert_eq!(again.status, 429);
+                assert_eq!(
+                    again.header("x-graph-vcr-deviations"),
+                    Some("retry-too-early")
+                );
+                tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
+                assert_eq!(assign(&client, &proxy.base, &auth).await?.status, 200);
+            }
+            _ => {}
+        }
+        let exit = proxy.signal("TERM")?;
+        stand_in.stop().await;
+        match client_kind {
+            "waits" => assert!(
+                exit.status.success() && exit.stderr.contains("result: passed"),
+                "{}",
+                exit.stderr
+            ),
+            "hammers" => assert!(
+                !exit.status.success()
+                    && exit.stderr.contains("1 contract error(s)")
+                    && !exit.stderr.contains("abandoned"),
+                "{}",
+                exit.stderr
+            ),
+            _ => assert!(
+                !exit.status.success() && exit.stderr.contains("1 contract error(s)"),
+                "{}",
+                exit.stderr
+            ),
+        }
+    }
+    Ok(())
+}

@@ -119,6 +119,8 @@ codes! {
     ResponseMissingRequestId = "response-missing-request-id", Warning;
     ThrottleMissingRetryAfter = "throttle-missing-retry-after", Warning;
     InsufficientPermission = "insufficient-permission", Error;
+    RetryTooEarly = "retry-too-early", Error;
+    AbandonedAfterThrottle = "abandoned-after-throttle", Error;
     BatchMalformed = "batch-malformed", Error;
     BatchTooManyRequests = "batch-too-many-requests", Error;
     BatchDuplicateId = "batch-duplicate-id", Error;

@@ -131,13 +131,13 @@ impl Proxy {
         if let Backend::Replay(_) = &self.backend {
             return Local::Answered(self.answer_body(item.body.clone(), ex).await);
         }
-        if let Err(throttled) = self.throttle(ex) {
-            return Local::Answered(Err(throttled));
-        }
         let analyzed = match self.analyze(&item.body, ex) {
             Ok(a) => a,
             Err(refusal) => return Local::Answered(Err(refusal)),
         };
+        if let Err(throttled) = self.throttle(ex) {
+            return Local::Answered(Err(throttled));
+        }
         let recorded = match &self.backend {
             Backend::Record(r) if !forwarded_dependency => {
                 r.replay_recorded(&analyzed.key, ex).await

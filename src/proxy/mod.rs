@@ -226,28 +226,33 @@ impl Proxy {
 
     /// The pipeline from a read body placed in a cassette: a direct call, or one `$batch` item.
     async fn answer_body(&self, body: Bytes, ex: &mut Exchange<'_>) -> Result<Answer, Refusal> {
-        self.throttle(ex)?;
+        // `--throttle` comes after the analysis, so a throttled request is counted under its
+        // call (its key), and a retry is known as one.
         match &self.backend {
             Backend::Replay(replay) => {
                 let digest = replay.digest(ex, &body);
                 match replay.recall(digest) {
                     Some(known) => {
                         self.note_remembered(&known, ex)?;
+                        self.throttle(ex)?;
                         let analyze = |ex: &mut Exchange<'_>| self.analyze(&body, ex);
                         replay.answer_remembered(known.call, analyze, ex).await
                     }
                     None => {
                         let analyzed = self.analyze(&body, ex)?;
+                        self.throttle(ex)?;
                         replay.answer(analyzed, digest, ex).await
                     }
                 }
             }
             Backend::Record(record) => {
                 let analyzed = self.analyze(&body, ex)?;
+                self.throttle(ex)?;
                 record.answer(body.clone(), analyzed, ex).await
             }
             Backend::Audit(audit) => {
                 let analyzed = self.analyze(&body, ex)?;
+                self.throttle(ex)?;
                 audit.answer(body.clone(), analyzed, ex).await
             }
         }
@@ -255,15 +260,20 @@ impl Proxy {
 
     /// `--throttle`: a request over the limits is answered 429 here, neither replayed nor
     /// forwarded.
-    fn throttle(&self, ex: &Exchange<'_>) -> Result<(), Refusal> {
-        match &self.throttle {
-            Some(t) => t.admit(ex.parts).map_err(|over| {
-                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(), limit = %over.limit,
-                    "throttled (--throttle)");
-                Refusal::throttled(over)
-            }),
-            None => Ok(()),
+    fn throttle(&self, ex: &mut Exchange<'_>) -> Result<(), Refusal> {
+        let Some(t) = &self.throttle else {
+            return Ok(());
+        };
+        let call = ex.key.map(|k| (ex.cassette.clone(), k));
+        let admitted = t.admit(ex.parts, call);
+        if let Some(early) = admitted.early {
+            ex.add_deviations(vec![crate::throttle::retry_too_early(early)], 0);
         }
+        admitted.result.map_err(|over| {
+            tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(), limit = %over.limit,
+                "throttled (--throttle)");
+            Refusal::throttled(over)
+        })
     }
 
     /// The analyze stage: what the request is (see `analyze`), noted on the exchange, and

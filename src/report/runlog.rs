@@ -79,6 +79,9 @@ struct CallState {
 /// The rarer parts of a call's state.
 #[derive(Debug, Default)]
 struct Extra {
+    /// The call's latest request was throttled (`--throttle`): unless a later one is
+    /// answered, the client gave up after a 429.
+    last_throttled: bool,
     /// Outcomes this version does not know (an older journal), by name.
     other: Vec<(Box<str>, u64)>,
     /// Positions of 64 and above that were played.
@@ -286,7 +289,16 @@ impl RunLog {
             }
         };
         match e.outcome {
-            Ok(o) => call.counts.add(o.index()),
+            Ok(Outcome::Throttled) => {
+                call.counts.add(Outcome::Throttled.index());
+                call.extra().last_throttled = true;
+            }
+            Ok(o) => {
+                call.counts.add(o.index());
+                if let Some(x) = &mut call.extra {
+                    x.last_throttled = false;
+                }
+            }
             Err(name) => {
                 let other = &mut call.extra().other;
                 match other.iter_mut().find(|(o, _)| **o == *name) {
@@ -421,6 +433,37 @@ impl RunLog {
 
 /// One call of the report.
 fn call(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
+    let mut call = call_of(cassette, key, c);
+    abandoned(
+        &mut call,
+        c.extra.as_ref().is_some_and(|x| x.last_throttled),
+    );
+    call
+}
+
+/// A call whose latest request `--throttle` answered 429: the client gave up after the
+/// throttling (or never retried before the run ended), which a run must not pass in silence.
+fn abandoned(call: &mut Call, last_throttled: bool) {
+    let throttled = call
+        .outcomes
+        .get(Outcome::Throttled.as_str())
+        .copied()
+        .unwrap_or(0);
+    if last_throttled {
+        call.deviations.insert(
+            0,
+            Deviation::new(
+                crate::check::Code::AbandonedAfterThrottle,
+                "Retry-After",
+                format!(
+                    "its last request was throttled ({throttled} in all) and it was never retried to an answer before the run ended: the client gave up after a 429"
+                ),
+            ),
+        );
+    }
+}
+
+fn call_of(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
     Call {
         cassette: cassette.to_string(),
         action: c.name.action.to_string(),
