@@ -159,6 +159,15 @@ async fn workflow(t: &mut Transport) -> Result<Vec<(u16, Value)>, Error> {
     Ok(seen)
 }
 
+/// The run ended with exit status 0 and a passing verdict.
+fn assert_passed(exit: &Exit) {
+    assert!(
+        exit.status.success() && exit.stderr.contains("result: passed"),
+        "{}",
+        exit.stderr
+    );
+}
+
 fn journal(path: &Path) -> Result<Vec<Value>, Error> {
     Ok(std::fs::read_to_string(path)?
         .lines()
@@ -173,11 +182,7 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
     let mut t = by_base_url(&proxy);
     let recorded = workflow(&mut t).await?;
     let exit = proxy.signal("TERM")?;
-    assert!(
-        exit.status.success() && exit.stderr.contains("result: passed"),
-        "{}",
-        exit.stderr
-    );
+    assert_passed(&exit);
     assert!(
         exit.stderr.contains("not stored: 1 forwarded request(s)")
             && exit
@@ -231,11 +236,7 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
     let replayed = workflow(&mut t).await?;
     assert_eq!(replayed, recorded, "replay answers as the service did");
     let exit = proxy.signal("TERM")?;
-    assert!(
-        exit.status.success() && exit.stderr.contains("result: passed"),
-        "{}",
-        exit.stderr
-    );
+    assert_passed(&exit);
     let lines = journal(&log)?;
     assert!(lines.iter().all(|l| l["outcome"] != "miss"), "{lines:#?}");
     let items: Vec<&Value> = lines
@@ -276,11 +277,7 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
         "the base-URL recording replays through the forward proxy"
     );
     let exit = proxy.signal("TERM")?;
-    assert!(
-        exit.status.success() && exit.stderr.contains("result: passed"),
-        "{}",
-        exit.stderr
-    );
+    assert_passed(&exit);
     Ok(())
 }
 
@@ -401,11 +398,7 @@ async fn recorded_as_https_proxy_it_replays_by_base_url() -> TestResult {
     let mut t = by_base_url(&proxy);
     assert_eq!(workflow(&mut t).await?, recorded);
     let exit = proxy.signal("TERM")?;
-    assert!(
-        exit.status.success() && exit.stderr.contains("result: passed"),
-        "{}",
-        exit.stderr
-    );
+    assert_passed(&exit);
     Ok(())
 }
 
