@@ -191,6 +191,11 @@ def beta_bodies(ref, corpus):
             continue
         params = [p for p in action["parameters"] if p["sdk_element_class"] != "str"]
         if not params:
+            # A list of ids (windowsAutopilotDeploymentProfiles): one body, group ids.
+            body = body_cls()
+            for p in action["parameters"]:
+                setattr(body, snake(p["name"]), [GUID])
+            corpus.append({"path": path, "made_with": "a list of ids", "body": serialize(body)})
             continue
         cloud = "virtualEndpoint" in url
         targets = [("CloudPcManagementGroupAssignmentTarget", {"group_id": GUID})] if cloud else beta_targets(ref)
