@@ -21,6 +21,7 @@ pub mod contract;
 pub mod diff;
 pub mod exchange;
 pub mod export;
+pub mod faults;
 pub mod forward;
 pub mod graph_error;
 pub mod headers;

@@ -46,6 +46,7 @@ outcomes! {
     Batch = "batch": "A `$batch` answered item by item; each item is journaled as its own call.",
     FailedDependency = "failed-dependency": "A `$batch` item not run because an item it depends on failed: answered 424, as Graph does.",
     Throttled = "throttled": "Over `--throttle`'s limits: answered 429 with `Retry-After`, neither replayed nor forwarded.",
+    Fault = "fault": "Answered with a fault `--faults` injected (429, 503, 504), neither replayed nor forwarded.",
 }
 
 impl Outcome {
@@ -69,12 +70,13 @@ impl Outcome {
                 | Self::Batch
                 | Self::FailedDependency
                 | Self::Throttled
+                | Self::Fault
         )
     }
 
     /// For one-word displays of a call with several outcomes: lower is worse.
     pub fn rank(self) -> usize {
-        const WORST_FIRST: [Outcome; 18] = [
+        const WORST_FIRST: [Outcome; 19] = [
             Outcome::Miss,
             Outcome::UnknownCassette,
             Outcome::Refused,
@@ -89,6 +91,7 @@ impl Outcome {
             Outcome::BadRequest,
             Outcome::FailedDependency,
             Outcome::Throttled,
+            Outcome::Fault,
             Outcome::Recorded,
             Outcome::Replayed,
             Outcome::Forwarded,

@@ -28,7 +28,7 @@ const MAX_BUCKETS: usize = 10_000;
 const WINDOW: Duration = Duration::from_secs(20);
 
 /// `--throttle`, `--time-scale`.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ThrottleOptions {
     /// Answer over Intune's documented limits with Graph's 429 (replay, auto, audit).
     ///
@@ -40,6 +40,31 @@ pub struct ThrottleOptions {
     /// Scale the throttling windows and Retry-After by this factor (0.05: 20 s become 1 s).
     #[arg(long, env = "GRAPH_VCR_TIME_SCALE", value_name = "F", default_value_t = 1.0, value_parser = positive)]
     pub time_scale: f64,
+    /// Inject faults at these rates, chosen from the seed, the call and its occurrence (never
+    /// the clock): `429`, `429-no-retry-after`, `429-fractional`, `503`, `504`, `latency-DURATION`.
+    ///
+    /// Example: `--faults 429:0.1,503:0.05 --seed 7`. The same seed gives the same faults.
+    #[arg(long, env = "GRAPH_VCR_FAULTS", value_name = "SPEC", value_parser = fault_spec)]
+    pub faults: Option<crate::faults::Spec>,
+    /// The seed of `--faults`.
+    #[arg(long, env = "GRAPH_VCR_SEED", value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl Default for ThrottleOptions {
+    /// As the flags default: off, at the service's own time scale.
+    fn default() -> Self {
+        Self {
+            throttle: None,
+            time_scale: 1.0,
+            faults: None,
+            seed: 0,
+        }
+    }
+}
+
+fn fault_spec(s: &str) -> Result<crate::faults::Spec, String> {
+    s.parse()
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -70,6 +95,8 @@ struct Bucket {
 /// The running limits.
 #[derive(Debug)]
 pub struct Throttle {
+    /// `--throttle` given: the limits are enforced (otherwise only retries are watched).
+    limits: bool,
     window: Duration,
     buckets: Mutex<HashMap<Bucket, VecDeque<Instant>>>,
     /// Per throttled call (cassette, key): until when its retry is too early.
@@ -95,8 +122,11 @@ pub struct Throttled {
 }
 
 impl Throttle {
+    /// The limits (`--throttle`) and the watch on retries, when either limits or faults are on.
     pub fn new(options: &ThrottleOptions) -> Option<Self> {
-        options.throttle.map(|_| Self {
+        let on = options.throttle.is_some() || options.faults.is_some();
+        on.then(|| Self {
+            limits: options.throttle.is_some(),
             window: WINDOW.mul_f64(options.time_scale),
             buckets: Mutex::new(HashMap::new()),
             retry_after: Mutex::new(HashMap::new()),
@@ -113,7 +143,11 @@ impl Throttle {
             .and_then(|c| waits.get(c))
             .and_then(|until| until.checked_duration_since(now))
             .filter(|d| !d.is_zero());
-        let result = self.admit_at(parts, now);
+        let result = if self.limits {
+            self.admit_at(parts, now)
+        } else {
+            Ok(())
+        };
         if let Some(call) = call {
             match &result {
                 Err(t) => {
@@ -128,6 +162,16 @@ impl Throttle {
             }
         }
         Admitted { result, early }
+    }
+
+    /// A call answered with `Retry-After` by something else (an injected fault): its retry is
+    /// watched the same way.
+    pub fn watch_retry(&self, call: (CassetteName, Key), after: Duration) {
+        let mut waits = self.retry_after.lock().unwrap_or_else(|p| p.into_inner());
+        if waits.len() >= MAX_RETRIES_WATCHED {
+            waits.clear();
+        }
+        waits.insert(call, Instant::now() + after);
     }
 
     fn admit_at(&self, parts: &Parts, now: Instant) -> Result<(), Throttled> {
@@ -272,6 +316,7 @@ mod tests {
         let t = Throttle::new(&ThrottleOptions {
             throttle: Some(Limits::Intune),
             time_scale: 0.05,
+            ..Default::default()
         });
         let Some(t) = t else { panic!("no throttle") };
         let start = Instant::now();

@@ -184,3 +184,66 @@ async fn the_verdict_says_how_the_client_coped() -> TestResult {
     }
     Ok(())
 }
+
+/// The statuses `--faults` gives 40 requests (8 calls, 5 times each) under `seed`.
+async fn faulted(tmp: &std::path::Path, seed: &str) -> Result<Vec<u16>, Error> {
+    let scratch = tmp.join(format!("seed-{seed}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let args = [
+        "--faults",
+        "429:0.25,503:0.15,504:0.1,latency-5ms:0.1",
+        "--seed",
+        seed,
+    ];
+    let (proxy, stand_in, _dir) = forwarding("audit", &scratch, &args).await?;
+    let client = HttpClient::new();
+    let auth = token("app-1");
+    let mut statuses = Vec::new();
+    for round in 0..5 {
+        for call in 0..8 {
+            let path = format!("/v1.0/deviceManagement/deviceConfigurations/c-{call}/assign");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let r = client
+                .send("POST", &format!("{}{path}", proxy.base), &headers, BODY)
+                .await?;
+            if matches!(r.status, 429 | 503) && round == 0 && call == 0 {
+                assert!(
+                    r.json()["error"]["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("--faults")
+                );
+            }
+            statuses.push(r.status);
+        }
+    }
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    Ok(statuses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_gives_the_same_faults_and_another_seed_others() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let first = faulted(tmp.path(), "7").await?;
+    let again = faulted(tmp.path(), "7").await?;
+    let other = faulted(tmp.path(), "8").await?;
+    assert_eq!(first, again, "seed 7 twice");
+    assert_ne!(first, other, "seed 8");
+    let injected = first
+        .iter()
+        .filter(|s| matches!(s, 429 | 503 | 504))
+        .count();
+    assert!(
+        (8..=32).contains(&injected),
+        "{injected} of 40 at a 50% rate: {first:?}"
+    );
+    assert!(
+        first.iter().all(|s| matches!(s, 200 | 429 | 503 | 504)),
+        "{first:?}"
+    );
+    Ok(())
+}

@@ -135,7 +135,7 @@ impl Proxy {
             Ok(a) => a,
             Err(refusal) => return Local::Answered(Err(refusal)),
         };
-        if let Err(throttled) = self.throttle(ex) {
+        if let Err(throttled) = self.throttle(ex).await {
             return Local::Answered(Err(throttled));
         }
         let recorded = match &self.backend {

@@ -125,8 +125,8 @@ pub enum ProxyError {
     #[error("{0} mode needs an upstream")]
     NoUpstream(&'static str),
     #[error(
-        "--throttle rehearses the service's limits offline (replay, auto, audit); record talks to \
-         the real service, which throttles for itself"
+        "--throttle and --faults rehearse the service's limits and failures offline (replay, auto, \
+         audit); record talks to the real service, which throttles and fails for itself"
     )]
     ThrottleInRecord,
     #[error(

@@ -56,8 +56,10 @@ pub struct Proxy {
     started: SystemTime,
     /// `$batch` requests so far, to number them in the journal.
     batches: std::sync::atomic::AtomicU64,
-    /// `--throttle`: Intune's limits, rehearsed.
+    /// `--throttle`: Intune's limits, rehearsed, and the watch on retries.
     throttle: Option<crate::throttle::Throttle>,
+    /// `--faults`: injected failures.
+    faults: Option<crate::faults::Faults>,
     pub stats: Stats,
 }
 
@@ -68,7 +70,8 @@ impl Proxy {
             Some(opts) => Ok(Upstream::new(opts)?),
             None => Err(ProxyError::NoUpstream(config.mode.as_str())),
         };
-        if config.mode == Mode::Record && config.throttle.throttle.is_some() {
+        let rehearsing = config.throttle.throttle.is_some() || config.throttle.faults.is_some();
+        if config.mode == Mode::Record && rehearsing {
             return Err(ProxyError::ThrottleInRecord);
         }
         let backend = match config.mode {
@@ -120,6 +123,9 @@ impl Proxy {
             started: SystemTime::now(),
             batches: std::sync::atomic::AtomicU64::new(0),
             throttle: crate::throttle::Throttle::new(&config.throttle),
+            faults: config.throttle.faults.clone().and_then(|spec| {
+                crate::faults::Faults::new(spec, config.throttle.seed, config.throttle.time_scale)
+            }),
             stats: Stats::default(),
         })
     }
@@ -234,25 +240,25 @@ impl Proxy {
                 match replay.recall(digest) {
                     Some(known) => {
                         self.note_remembered(&known, ex)?;
-                        self.throttle(ex)?;
+                        self.throttle(ex).await?;
                         let analyze = |ex: &mut Exchange<'_>| self.analyze(&body, ex);
                         replay.answer_remembered(known.call, analyze, ex).await
                     }
                     None => {
                         let analyzed = self.analyze(&body, ex)?;
-                        self.throttle(ex)?;
+                        self.throttle(ex).await?;
                         replay.answer(analyzed, digest, ex).await
                     }
                 }
             }
             Backend::Record(record) => {
                 let analyzed = self.analyze(&body, ex)?;
-                self.throttle(ex)?;
+                self.throttle(ex).await?;
                 record.answer(body.clone(), analyzed, ex).await
             }
             Backend::Audit(audit) => {
                 let analyzed = self.analyze(&body, ex)?;
-                self.throttle(ex)?;
+                self.throttle(ex).await?;
                 audit.answer(body.clone(), analyzed, ex).await
             }
         }
@@ -260,12 +266,12 @@ impl Proxy {
 
     /// `--throttle`: a request over the limits is answered 429 here, neither replayed nor
     /// forwarded.
-    fn throttle(&self, ex: &mut Exchange<'_>) -> Result<(), Refusal> {
+    async fn throttle(&self, ex: &mut Exchange<'_>) -> Result<(), Refusal> {
         let Some(t) = &self.throttle else {
             return Ok(());
         };
         let call = ex.key.map(|k| (ex.cassette.clone(), k));
-        let admitted = t.admit(ex.parts, call);
+        let admitted = t.admit(ex.parts, call.clone());
         if let Some(early) = admitted.early {
             ex.add_deviations(vec![crate::throttle::retry_too_early(early)], 0);
         }
@@ -273,7 +279,27 @@ impl Proxy {
             tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(), limit = %over.limit,
                 "throttled (--throttle)");
             Refusal::throttled(over)
-        })
+        })?;
+        let (Some(faults), Some(call)) = (&self.faults, call) else {
+            return Ok(());
+        };
+        match faults.draw(call.clone()) {
+            None => Ok(()),
+            Some(crate::faults::Injected::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Some(crate::faults::Injected::Answer(error, retry_after)) => {
+                if let Some(after) = retry_after {
+                    t.watch_retry(call, after);
+                }
+                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(),
+                    status = error.status.as_u16(), "fault injected (--faults)");
+                let mut refusal = Refusal::new(Outcome::Fault, error);
+                refusal.retry_after = retry_after;
+                Err(refusal)
+            }
+        }
     }
 
     /// The analyze stage: what the request is (see `analyze`), noted on the exchange, and

@@ -289,8 +289,8 @@ impl RunLog {
             }
         };
         match e.outcome {
-            Ok(Outcome::Throttled) => {
-                call.counts.add(Outcome::Throttled.index());
+            Ok(o @ (Outcome::Throttled | Outcome::Fault)) => {
+                call.counts.add(o.index());
                 call.extra().last_throttled = true;
             }
             Ok(o) => {
@@ -444,11 +444,10 @@ fn call(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
 /// A call whose latest request `--throttle` answered 429: the client gave up after the
 /// throttling (or never retried before the run ended), which a run must not pass in silence.
 fn abandoned(call: &mut Call, last_throttled: bool) {
-    let throttled = call
-        .outcomes
-        .get(Outcome::Throttled.as_str())
-        .copied()
-        .unwrap_or(0);
+    let throttled: u64 = [Outcome::Throttled, Outcome::Fault]
+        .iter()
+        .filter_map(|o| call.outcomes.get(o.as_str()))
+        .sum();
     if last_throttled {
         call.deviations.insert(
             0,
