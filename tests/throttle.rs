@@ -247,3 +247,54 @@ async fn the_same_seed_gives_the_same_faults_and_another_seed_others() -> TestRe
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_items_are_throttled_one_by_one_inside_a_200() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, stand_in, _dir) = forwarding(
+        "audit",
+        tmp.path(),
+        &["--throttle", "intune", "--time-scale", "0.5"],
+    )
+    .await?;
+    let client = HttpClient::new();
+    let auth = token("app-1");
+    throttle_one(&client, &proxy.base, &auth).await?;
+    let batch = json!({"requests": [
+        {"id": "w", "method": "POST", "url": ASSIGN.trim_start_matches("/v1.0"),
+         "headers": {"Content-Type": "application/json"}, "body": serde_json::from_str::<Value>(BODY)?},
+        {"id": "r", "method": "GET", "url": "/deviceManagement/deviceConfigurations/c-1"},
+    ]});
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let b = client
+        .send(
+            "POST",
+            &format!("{}/v1.0/$batch", proxy.base),
+            &headers,
+            &batch.to_string(),
+        )
+        .await?;
+    assert_eq!(b.status, 200, "{}", b.text());
+    let responses = b.json()["responses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        responses[0]["status"],
+        429,
+        "the write is over the limit: {}",
+        b.text()
+    );
+    assert!(
+        responses[0]["headers"]["retry-after"].is_string(),
+        "{}",
+        b.text()
+    );
+    assert_eq!(responses[1]["status"], 200, "the read is not: {}", b.text());
+    proxy.signal("TERM")?;
+    stand_in.stop().await;
+    Ok(())
+}
