@@ -9,7 +9,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -105,7 +104,7 @@ impl ConnectionScope {
             let busy = scope.busy();
             async move {
                 let _busy = busy;
-                Ok::<_, Infallible>(handler(req).await)
+                answer(handler(req).await)
             }
         });
         let inner = &self.0;
@@ -238,5 +237,29 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Marks a response that must not be sent: its connection is closed instead (`--faults`
+/// `reset`), as a connection reset by the service would be.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset injected by --faults")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+/// What a service gives hyper for a response: the response, or, for one marked
+/// [`ResetConnection`], an error, on which hyper closes the connection without answering.
+pub fn answer(
+    response: http::Response<Full<Bytes>>,
+) -> Result<http::Response<Full<Bytes>>, ResetConnection> {
+    match response.extensions().get::<ResetConnection>() {
+        Some(reset) => Err(*reset),
+        None => Ok(response),
     }
 }

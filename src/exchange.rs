@@ -192,6 +192,8 @@ pub struct Refusal {
     pub error: GraphError,
     /// When the client may try again (`Retry-After`), for a throttled request.
     pub retry_after: Option<std::time::Duration>,
+    /// Close the connection instead of answering (`--faults reset`).
+    pub reset: bool,
 }
 
 impl Refusal {
@@ -200,6 +202,7 @@ impl Refusal {
             outcome,
             error,
             retry_after: None,
+            reset: false,
         }
     }
 
@@ -220,6 +223,7 @@ impl Refusal {
             outcome: Outcome::Throttled,
             error,
             retry_after: Some(t.retry_after),
+            reset: false,
         }
     }
 
@@ -234,6 +238,11 @@ impl Refusal {
             && let Ok(v) = http::HeaderValue::from_str(&crate::throttle::retry_after_value(after))
         {
             response.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        if self.reset {
+            response
+                .extensions_mut()
+                .insert(crate::connection::ResetConnection);
         }
         if self.outcome == Outcome::BodyTimeout {
             response.headers_mut().insert(

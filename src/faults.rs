@@ -3,7 +3,8 @@
 //! Each request of a call (its cassette and key) draws a number from its seed, call and
 //! occurrence — never from the clock — and a fault whose rate it falls under answers it instead
 //! of the backend: Graph's `429` with `Retry-After` (or without it, or fractional), `503` with
-//! `Retry-After`, `504`, or an added latency before the normal answer. The same seed gives the
+//! `Retry-After`, `504`, a connection closed without an answer, or an added latency before
+//! the normal answer. The same seed gives the
 //! same faults on every run and machine, whatever the timing; another seed others.
 
 use crate::cassette::CassetteName;
@@ -30,6 +31,8 @@ pub enum Kind {
     Unavailable,
     /// `504`.
     GatewayTimeout,
+    /// The connection closed without an answer, as a reset by the service.
+    Reset,
     /// The normal answer, this much later.
     Latency(Duration),
 }
@@ -60,6 +63,7 @@ impl std::str::FromStr for Spec {
                 "429-fractional" => Kind::TooManyFractional,
                 "503" => Kind::Unavailable,
                 "504" => Kind::GatewayTimeout,
+                "reset" => Kind::Reset,
                 k if k.starts_with("latency-") => Kind::Latency(
                     humantime::parse_duration(&k["latency-".len()..])
                         .ok()
@@ -68,7 +72,7 @@ impl std::str::FromStr for Spec {
                 ),
                 other => {
                     return Err(format!(
-                        "{other:?} is not a fault (429, 429-no-retry-after, 429-fractional, 503, 504, latency-DURATION)"
+                        "{other:?} is not a fault (429, 429-no-retry-after, 429-fractional, 503, 504, reset, latency-DURATION)"
                     ));
                 }
             };
@@ -98,6 +102,8 @@ pub enum Injected {
     Answer(GraphError, Option<Duration>),
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Close the connection without answering.
+    Reset,
 }
 
 impl Faults {
@@ -137,6 +143,7 @@ impl Faults {
         };
         Some(match kind {
             Kind::Latency(d) => Injected::Delay(d),
+            Kind::Reset => Injected::Reset,
             Kind::TooMany => Injected::Answer(
                 error(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -152,9 +151,9 @@ impl Listener {
                     async move {
                         let _busy = in_flight.begin();
                         if req.method() == http::Method::CONNECT {
-                            return Ok::<_, Infallible>(forward::not_forwarding(&req));
+                            return crate::connection::answer(forward::not_forwarding(&req));
                         }
-                        Ok::<_, Infallible>(proxy.handle(req).await)
+                        crate::connection::answer(proxy.handle(req).await)
                     }
                 });
                 let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
@@ -183,7 +182,7 @@ impl Listener {
                 async move {
                     let _busy = scope.busy();
                     req.extensions_mut().insert(scope.clone());
-                    Ok::<_, Infallible>(forwarder.handle(&proxy, req, &scope).await)
+                    crate::connection::answer(forwarder.handle(&proxy, req, &scope).await)
                 }
             });
             let conn = graceful.watch(

@@ -298,3 +298,39 @@ async fn batch_items_are_throttled_one_by_one_inside_a_200() -> TestResult {
     stand_in.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_fault_closes_the_connection_without_an_answer() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let log = tmp.path().join("j.jsonl");
+    let (proxy, stand_in, _dir) = forwarding(
+        "audit",
+        tmp.path(),
+        &["--faults", "reset:1", "--journal", s(&log)?],
+    )
+    .await?;
+    let auth = token("app-1");
+    let sent = assign(&HttpClient::new(), &proxy.base, &auth).await;
+    assert!(
+        sent.is_err(),
+        "the client got an answer: {:?}",
+        sent.map(|r| r.status)
+    );
+    // The proxy is still serving, and the reset is journaled as a fault.
+    let again = assign(&HttpClient::new(), &proxy.base, &auth).await;
+    assert!(again.is_err());
+    proxy.signal("TERM")?;
+    assert_eq!(
+        stand_in.received().len(),
+        0,
+        "a reset request is never forwarded"
+    );
+    stand_in.stop().await;
+    let journal = std::fs::read_to_string(&log)?;
+    assert_eq!(
+        journal.matches(r#""outcome":"fault""#).count(),
+        2,
+        "{journal}"
+    );
+    Ok(())
+}

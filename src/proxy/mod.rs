@@ -289,6 +289,20 @@ impl Proxy {
                 tokio::time::sleep(d).await;
                 Ok(())
             }
+            Some(crate::faults::Injected::Reset) => {
+                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(),
+                    "connection reset injected (--faults)");
+                let mut refusal = Refusal::new(
+                    Outcome::Fault,
+                    GraphError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "graphVcrConnectionReset",
+                        "the connection was reset without an answer (injected by graph-vcr --faults)",
+                    ),
+                );
+                refusal.reset = true;
+                Err(refusal)
+            }
             Some(crate::faults::Injected::Answer(error, retry_after)) => {
                 if let Some(after) = retry_after {
                     t.watch_retry(call, after);
