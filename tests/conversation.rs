@@ -33,6 +33,19 @@ fn by_base_url(proxy: &Proxy) -> Transport {
 }
 
 impl Transport {
+    /// Sends a `$batch`, expects Graph's 200, and returns it with its `responses`.
+    async fn batch(&mut self, batch: &Value) -> Result<(Resp, Vec<Value>), Error> {
+        let b = self
+            .send("POST", "/v1.0/$batch", &[], &batch.to_string())
+            .await?;
+        assert_eq!(b.status, 200, "{}", b.text());
+        let responses = b.json()["responses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((b, responses))
+    }
+
     /// Where links in answers must point for this client.
     fn origin(&self) -> String {
         match self {
@@ -347,14 +360,7 @@ async fn batch_items_and_direct_calls_answer_each_other_and_are_checked_alike() 
          "body": {"assignments": [{"target": {"@odata.type": "#microsoft.graph.allDevicesAssignmentTarget"}}]}},
         {"id": "after", "method": "GET", "url": "/deviceManagement/deviceConfigurations/dc-9/assignments", "dependsOn": ["changed"]},
     ]});
-    let b = t
-        .send("POST", "/v1.0/$batch", &[], &batch.to_string())
-        .await?;
-    assert_eq!(b.status, 200, "{}", b.text());
-    let responses = b.json()["responses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let (b, responses) = t.batch(&batch).await?;
     assert_eq!(responses.len(), 3, "{}", b.text());
     assert_eq!(responses[0]["status"], 200);
     assert_eq!(
@@ -453,14 +459,7 @@ async fn auto_forwards_only_the_items_it_has_not_recorded() -> TestResult {
         {"id": "old", "method": "GET", "url": read},
         {"id": "new", "method": "GET", "url": "/deviceManagement/deviceConfigurations/dc-2/assignments", "dependsOn": ["old"]},
     ]});
-    let b = t
-        .send("POST", "/v1.0/$batch", &[], &batch.to_string())
-        .await?;
-    assert_eq!(b.status, 200, "{}", b.text());
-    let responses = b.json()["responses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let (_, responses) = t.batch(&batch).await?;
     let ids: Vec<&str> = responses.iter().filter_map(|r| r["id"].as_str()).collect();
     assert_eq!(ids, ["old", "new"]);
     assert_eq!(
