@@ -120,12 +120,17 @@ pub fn to_client(response: &mut UpstreamResponse, from: &[String], to: &str) {
     }
 }
 
-/// A stored body and `Location` about to be served: links with the client's origin.
-pub fn served_body<'a>(body: &'a [u8], to: &str) -> std::borrow::Cow<'a, [u8]> {
-    if to == STORED_ORIGIN {
+/// A stored body about to be served: links with the client's origin. `origin` is asked only
+/// when the body has a link, so a replayed body without one (nearly all) costs one search.
+pub fn served_body<'a>(body: &'a [u8], origin: &dyn Fn() -> String) -> std::borrow::Cow<'a, [u8]> {
+    if find_link(body, 0).is_none() {
         return std::borrow::Cow::Borrowed(body);
     }
-    match rewrite_body(body, &[STORED_ORIGIN.to_string()], to) {
+    let to = origin();
+    match (to != STORED_ORIGIN)
+        .then(|| rewrite_body(body, &[STORED_ORIGIN], &to))
+        .flatten()
+    {
         Some(v) => std::borrow::Cow::Owned(v),
         None => std::borrow::Cow::Borrowed(body),
     }
@@ -134,21 +139,21 @@ pub fn served_body<'a>(body: &'a [u8], to: &str) -> std::borrow::Cow<'a, [u8]> {
 /// A stored `Location` value about to be served.
 pub fn served_location(value: &str, to: &str) -> Option<String> {
     (to != STORED_ORIGIN)
-        .then(|| rewrite_link(value, &[STORED_ORIGIN.to_string()], to))
+        .then(|| rewrite_link(value, &[STORED_ORIGIN], to))
         .flatten()
 }
 
 /// `link` with its origin replaced by `to`, when its origin is one of `from`.
-fn rewrite_link(link: &str, from: &[String], to: &str) -> Option<String> {
+fn rewrite_link(link: &str, from: &[impl AsRef<str>], to: &str) -> Option<String> {
     let len = origin_match(link.as_bytes(), from)?;
     Some(format!("{to}{}", &link[len..]))
 }
 
 /// The length of the origin of `from` that `text` starts with (case-insensitively, `/` also
 /// escaped as `\/`), ending where the origin ends: at `/`, `?`, `#`, `"` or the end.
-fn origin_match(text: &[u8], from: &[String]) -> Option<usize> {
+fn origin_match(text: &[u8], from: &[impl AsRef<str>]) -> Option<usize> {
     from.iter().find_map(|origin| {
-        let len = prefix_len(text, origin.as_bytes())?;
+        let len = prefix_len(text, origin.as_ref().as_bytes())?;
         match text.get(len) {
             None | Some(b'/' | b'?' | b'#' | b'"' | b'\\') => Some(len),
             _ => None,
@@ -171,7 +176,7 @@ fn prefix_len(text: &[u8], origin: &[u8]) -> Option<usize> {
 
 /// `body` with the origin of every link member's value that is one of `from` replaced by
 /// `to`; `None` when no link changed (the common case, found without allocating).
-pub fn rewrite_body(body: &[u8], from: &[String], to: &str) -> Option<Vec<u8>> {
+pub fn rewrite_body(body: &[u8], from: &[impl AsRef<str>], to: &str) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut at = 0;
@@ -264,13 +269,48 @@ mod tests {
     }
 
     #[test]
+    fn the_client_origin_is_its_host_or_what_forward_mode_says() {
+        let parts = |host: &str| {
+            let (mut p, ()) = http::Request::new(()).into_parts();
+            if let Ok(v) = http::HeaderValue::from_str(host) {
+                p.headers.insert(http::header::HOST, v);
+            }
+            p
+        };
+        assert_eq!(
+            client_origin(&parts("127.0.0.1:8080")),
+            "http://127.0.0.1:8080"
+        );
+        // A Host that is not a plain authority is not echoed into links.
+        assert_eq!(client_origin(&parts("evil.example/\"><x")), STORED_ORIGIN);
+        let mut forwarded = parts("ignored");
+        forwarded
+            .extensions
+            .insert(ClientOrigin("https://graph.microsoft.us".into()));
+        assert_eq!(client_origin(&forwarded), "https://graph.microsoft.us");
+    }
+
+    #[test]
     fn stored_links_are_served_with_the_client_origin() {
         let stored = br#"{"@odata.nextLink":"https://graph.microsoft.com/v1.0/x?$skiptoken=1"}"#;
         assert_eq!(
-            served_body(stored, "http://127.0.0.1:7").as_ref(),
+            served_body(stored, &|| "http://127.0.0.1:7".to_string()).as_ref(),
             br#"{"@odata.nextLink":"http://127.0.0.1:7/v1.0/x?$skiptoken=1"}"#
         );
-        assert_eq!(served_body(stored, STORED_ORIGIN).as_ref(), stored);
+        assert_eq!(
+            served_body(stored, &|| STORED_ORIGIN.to_string()).as_ref(),
+            stored
+        );
+        let asked = std::cell::Cell::new(false);
+        let plain = br#"{"value":[]}"#;
+        served_body(plain, &|| {
+            asked.set(true);
+            STORED_ORIGIN.to_string()
+        });
+        assert!(
+            !asked.get(),
+            "a body without links does not ask for the origin"
+        );
         assert_eq!(
             served_location("HTTPS://GRAPH.MICROSOFT.COM/v1.0/a/1", "http://h:1").as_deref(),
             Some("http://h:1/v1.0/a/1")

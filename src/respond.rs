@@ -127,8 +127,13 @@ impl Prepared {
     }
 
     /// The response, with `client-request-id` echoing this request, as the service would, and
-    /// its links pointing at `origin`, the address the client used (see `links`).
-    pub fn respond(&self, request_headers: &HeaderMap, origin: &str) -> Response<Full<Bytes>> {
+    /// its links pointing at `origin()`, the address the client used (see `links`; asked only
+    /// when there is a link).
+    pub fn respond(
+        &self,
+        request_headers: &HeaderMap,
+        origin: &dyn Fn() -> String,
+    ) -> Response<Full<Bytes>> {
         let mut headers = HeaderMap::with_capacity(usize::from(self.headers) + 2);
         let mut at = 0;
         // `of` wrote and validated every part, so reading it back cannot go out of bounds or
@@ -149,7 +154,7 @@ impl Prepared {
             };
             if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::from_bytes(value)) {
                 let value = match (&name, value.to_str()) {
-                    (&http::header::LOCATION, Ok(v)) => links::served_location(v, origin)
+                    (&http::header::LOCATION, Ok(v)) => links::served_location(v, &origin())
                         .and_then(|v| HeaderValue::from_str(&v).ok())
                         .unwrap_or(value),
                     _ => value,

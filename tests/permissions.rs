@@ -3,17 +3,11 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
 fn token(claims: Value) -> String {
-    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!(
-        "{}.{}.c2ln",
-        part(&json!({"typ": "JWT", "alg": "RS256"})),
-        part(&claims)
-    )
+    jwt_with(&claims)
 }
 
 const CONFIG: &str = "/v1.0/deviceManagement/deviceConfigurations/c-1/assign";

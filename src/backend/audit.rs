@@ -4,7 +4,6 @@
 use super::forward;
 use crate::analyze::Analyzed;
 use crate::exchange::{Answer, Exchange, Refusal};
-use crate::links;
 use crate::upstream::{Upstream, UpstreamResponse};
 use bytes::Bytes;
 
@@ -33,8 +32,7 @@ impl Audit {
 
     /// The upstream's answer passed on, its links pointing at the address the client used.
     pub fn keep(&self, mut response: UpstreamResponse, ex: &Exchange<'_>) -> Answer {
-        let from = links::service_origins(&super::upstream_url(&self.upstream, ex));
-        links::to_client(&mut response, &from, &ex.client_origin());
+        super::links_to_client(&self.upstream, &mut response, ex);
         Answer::forwarded(response)
     }
 }

@@ -80,6 +80,14 @@ pub fn upstream_url(upstream: &Upstream, ex: &Exchange<'_>) -> String {
     }
 }
 
+/// The upstream's answer about to be passed on: links to the service (the upstream's own or a
+/// Graph host's) pointed at the address the client used (see `links`). The one place record,
+/// auto, audit and a batch the upstream refused whole do it.
+pub fn links_to_client(upstream: &Upstream, response: &mut UpstreamResponse, ex: &Exchange<'_>) {
+    let from = crate::links::service_origins(&upstream_url(upstream, ex));
+    crate::links::to_client(response, &from, &ex.client_origin());
+}
+
 /// Sends the request on and checks the response of an assign call. The one way record, auto
 /// and audit reach the upstream.
 pub async fn forward(

@@ -134,7 +134,7 @@ impl Record {
             Some(found) => {
                 let prepared = Prepared::of(&found)
                     .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
-                let response = prepared.respond(&ex.parts.headers, &ex.client_origin());
+                let response = prepared.respond(&ex.parts.headers, &|| ex.client_origin());
                 Ok(Ok(Answer::new(
                     response,
                     Outcome::Replayed,
@@ -169,11 +169,7 @@ impl Record {
             if let Some(n) = taken {
                 self.occurrences.give_back(&ex.cassette, &key, n);
             }
-            links::to_client(
-                &mut response,
-                &self.service_origins(ex),
-                &ex.client_origin(),
-            );
+            super::links_to_client(&self.upstream, &mut response, ex);
             return Ok(Answer::forwarded(response).with_note(format!("not recorded: {why}")));
         }
         let n = taken.unwrap_or_else(|| self.occurrences.next(&ex.cassette, &key));
@@ -183,21 +179,12 @@ impl Record {
             .await?;
         tracing::info!(cassette = %ex.cassette, action = %interaction.action,
             status = interaction.response.status, key = %key, position = n, "recorded");
-        links::to_client(
-            &mut response,
-            &self.service_origins(ex),
-            &ex.client_origin(),
-        );
+        super::links_to_client(&self.upstream, &mut response, ex);
         Ok(Answer::new(
             respond::forwarded(response, "recorded"),
             Outcome::Recorded,
             Some(n),
         ))
-    }
-
-    /// The origins whose links in this call's answers are the service's own.
-    fn service_origins(&self, ex: &Exchange<'_>) -> Vec<String> {
-        links::service_origins(&upstream_url(&self.upstream, ex))
     }
 
     /// The record of a forwarded call: its request from what the gate let through, its

@@ -163,7 +163,7 @@ impl Replay {
         });
         Ok(chosen.ok().map(|prepared| {
             Answer::new(
-                prepared.respond(&ex.parts.headers, &ex.client_origin()),
+                prepared.respond(&ex.parts.headers, &|| ex.client_origin()),
                 Outcome::Replayed,
                 Some(prepared.position),
             )

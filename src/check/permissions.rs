@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Most bytes of a token graph-vcr reads claims from (real Entra tokens are a few KiB).
 const MAX_TOKEN: usize = 16 * 1024;
@@ -29,7 +30,7 @@ pub enum Granted {
 impl Granted {
     /// The grant of `Authorization: Bearer <JWT>`, if its claims can be read.
     pub fn of_headers(headers: &HeaderMap) -> Option<Self> {
-        Self::of_claims(&claims(headers)?)
+        Self::of_claims(&*claims(headers)?)
     }
 
     /// The grant of a JWT's claims, if they can be read.
@@ -73,8 +74,34 @@ impl Granted {
 }
 
 /// The claims of `Authorization: Bearer <JWT>`, read (never verified), if they can be.
-pub fn claims(headers: &HeaderMap) -> Option<Value> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+///
+/// Every assign request is checked against its token (and `--throttle` counts by it), while a
+/// run uses one or a few tokens: each worker thread keeps the last token it decoded, so a
+/// repeated token costs one comparison instead of a base64 decode and a JSON parse. (The kept
+/// value never leaves the process and is dropped with the thread.)
+pub fn claims(headers: &HeaderMap) -> Option<Arc<Value>> {
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Decoded>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        if let Some((seen, claims)) = last.borrow().as_ref()
+            && **seen == *value
+        {
+            return claims.clone();
+        }
+        let claims = decode_header(value).map(Arc::new);
+        *last.borrow_mut() = Some((value.into(), claims.clone()));
+        claims
+    })
+}
+
+/// An `Authorization` value and its claims (`None`: none readable).
+type Decoded = (Box<[u8]>, Option<Arc<Value>>);
+
+fn decode_header(value: &[u8]) -> Option<Value> {
+    let value = std::str::from_utf8(value).ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;

@@ -254,8 +254,7 @@ impl Proxy {
                         item_ex.settle(Ok(as_whole));
                         self.finish(item_ex, response.status);
                     }
-                    let from = crate::links::service_origins(&backend::upstream_url(upstream, ex));
-                    crate::links::to_client(&mut response, &from, &ex.client_origin());
+                    backend::links_to_client(upstream, &mut response, ex);
                     Ok(Some(Answer::forwarded(response)))
                 }
                 Err(refusal) => {

@@ -39,6 +39,14 @@ pub const SEED_PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfiguratio
 /// A JWT-shaped bearer token: what real Graph clients send.
 pub const JWT: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20iLCJ0aWQiOiJ0ZXN0In0.dGVzdC1zaWduYXR1cmUtYnl0ZXM";
 
+/// An unsigned JWT carrying `claims` (graph-vcr reads claims, never verifies them).
+pub fn jwt_with(claims: &Value) -> String {
+    use base64::Engine;
+    let part = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256"});
+    format!("{}.{}.c2ln", part(&header), part(claims))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test CA
 
