@@ -37,6 +37,18 @@ impl Analyzed<'_> {
     pub fn action_label(&self) -> String {
         self.classified.action_label()
     }
+
+    /// The same, holding its own stored body (for a body sanitized into a new buffer).
+    pub fn into_owned(self) -> Analyzed<'static> {
+        Analyzed {
+            classified: self.classified,
+            query: self.query,
+            stored_body: Cow::Owned(self.stored_body.into_owned()),
+            findings: self.findings,
+            canonical: self.canonical,
+            key: self.key,
+        }
+    }
 }
 
 /// The default of `--max-json-depth`: assign bodies nest five or six levels.

@@ -52,6 +52,9 @@ pub struct Exchange<'a> {
     pub started: Instant,
     /// Set on an item of a `$batch`: which batch and item it is.
     pub batch: Option<BatchRef>,
+    /// The cassette's sanitizing (rules, pseudonymisation), when it has any: what was
+    /// analyzed and stored passed it, and so does every text written about the exchange.
+    pub sanitizer: Option<Arc<crate::sanitize::Sanitizer>>,
 }
 
 /// Which `$batch` (numbered in the run) and which of its items an exchange is.
@@ -83,6 +86,7 @@ impl<'a> Exchange<'a> {
             headers_in_secrets: false,
             started: Instant::now(),
             batch: None,
+            sanitizer: None,
         }
     }
 

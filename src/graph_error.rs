@@ -39,6 +39,12 @@ impl GraphError {
         }
     }
 
+    /// The same error with more said at the end of its message.
+    pub fn with_message_suffix(mut self, more: &str) -> Self {
+        self.message.push_str(more);
+        self
+    }
+
     pub fn with_detail(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.details.insert(name.to_string(), value.into());
         self

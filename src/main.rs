@@ -10,7 +10,9 @@ use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
 use graph_vcr::listener::{ListenOptions, Listener};
 use graph_vcr::mode::{Mode, OnExhausted};
-use graph_vcr::proxy::{CassetteOptions, Proxy, ProxyConfig, RequestLimits};
+use graph_vcr::proxy::{
+    CassetteOptions, Proxy, ProxyConfig, PseudonymizeOption, RequestLimits, SanitizeConfig,
+};
 use graph_vcr::report::ReportOptions;
 use graph_vcr::throttle::ThrottleOptions;
 use graph_vcr::upstream::UpstreamOptions;
@@ -48,6 +50,14 @@ struct Cli {
         default_value = "info"
     )]
     log: tracing::Level,
+
+    /// The project config file: flags and `[[sanitize]]` rules (default: graph-vcr.toml in
+    /// the working directory, if there is one).
+    ///
+    /// A flag given on the command line or in its environment variable wins over the file.
+    /// See README "Project config file".
+    #[arg(long, global = true, env = "GRAPH_VCR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +119,8 @@ struct ForwardArgs {
     forward: ForwardOptions,
     #[command(flatten, next_help_heading = "Throttling rehearsal")]
     throttle: ThrottleOptions,
+    #[command(flatten)]
+    pseudonymize: PseudonymizeOption,
     /// Run this command under the proxy, then stop it (see `graph-vcr --help`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -228,6 +240,26 @@ enum CassetteCommand {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Apply the project's `[[sanitize]]` rules (and, with --pseudonymize, pseudonymisation)
+    /// to stored cassettes, without re-recording: every recording rewritten, re-keyed and
+    /// through the secret scan again.
+    ///
+    /// Example: graph-vcr cassette sanitize --all --pseudonymize
+    /// A cassette already pseudonymised stays so (with the key it was made with).
+    Sanitize {
+        /// The cassette (omit with --all).
+        #[arg(required_unless_present = "all")]
+        name: Option<CassetteName>,
+        /// Every cassette of the directory.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        /// Also pseudonymise identifiers (GUIDs, UPNs and e-mail addresses, tenant domains),
+        /// and remember it in the cassette.
+        #[arg(long)]
+        pseudonymize: bool,
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// For git's textconv: print the cassettes of a sled `db` file as JSON.
     ///
     /// git config diff.graph-vcr.textconv "graph-vcr cassette textconv"
@@ -310,7 +342,24 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let project = match graph_vcr::config::ProjectConfig::discover(&argv) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("project config: {e}")),
+    };
+    let argv = match project.merge_args(&Cli::command(), argv) {
+        Ok(a) => a,
+        Err(e) => return fail(&format!("project config: {e}")),
+    };
+    let cli = match Cli::command()
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let rules = std::sync::Arc::clone(&project.rules);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(cli.log)
@@ -321,11 +370,11 @@ fn main() -> ExitCode {
     let serve = match cli.command {
         Command::Check(a) => return run_check(&a),
         Command::Verify(a) => return run_verify(&a),
-        Command::Cassette(c) => return run_cassette(c),
+        Command::Cassette(c) => return run_cassette(c, &rules),
         Command::Ca(c) => return run_ca(c),
-        Command::Record(a) => forward_config(Mode::Record, a),
-        Command::Auto(a) => forward_config(Mode::Auto, a),
-        Command::Audit(a) => forward_config(Mode::Audit, a),
+        Command::Record(a) => forward_config(Mode::Record, a, rules),
+        Command::Auto(a) => forward_config(Mode::Auto, a, rules),
+        Command::Audit(a) => forward_config(Mode::Audit, a, rules),
         Command::Replay(a) => Serve {
             listen: a.listen,
             config: ProxyConfig {
@@ -339,6 +388,10 @@ fn main() -> ExitCode {
                 limits: a.limits,
                 memo: !a.no_memo,
                 throttle: a.throttle,
+                sanitize: SanitizeConfig {
+                    pseudonymize: false,
+                    rules,
+                },
             },
             reports: a.report,
             max_age: a.max_age.map(|age| (age, a.strict)),
@@ -364,7 +417,11 @@ struct Serve {
     command: Vec<String>,
 }
 
-fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
+fn forward_config(
+    mode: Mode,
+    a: ForwardArgs,
+    rules: std::sync::Arc<graph_vcr::sanitize::Rules>,
+) -> Serve {
     Serve {
         listen: a.listen,
         config: ProxyConfig {
@@ -378,6 +435,10 @@ fn forward_config(mode: Mode, a: ForwardArgs) -> Serve {
             limits: a.limits,
             memo: false,
             throttle: a.throttle,
+            sanitize: SanitizeConfig {
+                pseudonymize: a.pseudonymize.pseudonymize,
+                rules,
+            },
         },
         reports: a.report,
         max_age: None,
@@ -596,8 +657,11 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
     ExitCode::from(conclude(&report, &a.report))
 }
 
-fn run_cassette(command: CassetteCommand) -> ExitCode {
-    match cassette_command(command) {
+fn run_cassette(
+    command: CassetteCommand,
+    rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
+) -> ExitCode {
+    match cassette_command(command, rules) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CassetteFailure::Damaged) => ExitCode::from(1),
         Err(CassetteFailure::Error(message)) => fail(&message),
@@ -628,7 +692,10 @@ fn damaged_is_failure(damaged: &[String]) -> Result<(), CassetteFailure> {
     }
 }
 
-fn cassette_command(command: CassetteCommand) -> Result<(), CassetteFailure> {
+fn cassette_command(
+    command: CassetteCommand,
+    rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
+) -> Result<(), CassetteFailure> {
     use graph_vcr::{export, inspect};
     let open = |dir: &DirArg, access| {
         graph_vcr::export::open(&dir.cassettes, access).map_err(|e| e.to_string())
@@ -701,8 +768,14 @@ fn cassette_command(command: CassetteCommand) -> Result<(), CassetteFailure> {
                         std::fs::write(&path, &bytes)
                             .map_err(|e| format!("{}: {e}", path.display()))?;
                     }
-                    (Some(file), false) => std::fs::write(file, &bytes)
-                        .map_err(|e| format!("{}: {e}", file.display()))?,
+                    (Some(file), false) => {
+                        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                            std::fs::create_dir_all(parent)
+                                .map_err(|e| format!("{}: {e}", parent.display()))?;
+                        }
+                        std::fs::write(file, &bytes)
+                            .map_err(|e| format!("{}: {e}", file.display()))?
+                    }
                 }
             }
             Ok(())
@@ -730,8 +803,67 @@ fn cassette_command(command: CassetteCommand) -> Result<(), CassetteFailure> {
             }
             Ok(())
         }
+        CassetteCommand::Sanitize {
+            name,
+            all,
+            pseudonymize,
+            dir,
+        } => sanitize_cassettes(name, all, pseudonymize, &dir, rules),
         CassetteCommand::Textconv { file } => Ok(out(&export::textconv(&file)?)?),
     }
+}
+
+/// `cassette sanitize`: each named cassette rewritten through the rules and pseudonymisation.
+fn sanitize_cassettes(
+    name: Option<CassetteName>,
+    all: bool,
+    pseudonymize: bool,
+    dir: &DirArg,
+    rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
+) -> Result<(), CassetteFailure> {
+    let store =
+        graph_vcr::export::open(&dir.cassettes, Access::ReadWrite).map_err(|e| e.to_string())?;
+    let names = match (name, all) {
+        (Some(n), _) => {
+            require(&store, &n)?;
+            vec![n]
+        }
+        (None, _) => store.cassette_names(),
+    };
+    if rules.is_empty() && !pseudonymize {
+        eprintln!(
+            "graph-vcr: warning: no [[sanitize]] rules and no --pseudonymize: only cassettes already pseudonymised change"
+        );
+    }
+    let setup = graph_vcr::sanitize::Setup::for_recording(
+        std::sync::Arc::clone(rules),
+        pseudonymize,
+        &dir.cassettes,
+    )
+    .map_err(|e| e.to_string())?;
+    for n in names {
+        let done = graph_vcr::export::sanitize(&store, &n, &setup).map_err(|e| e.to_string())?;
+        eprintln!(
+            "graph-vcr: sanitized cassette {}: {} interaction(s), {} re-keyed",
+            done.name, done.interactions, done.rekeyed
+        );
+    }
+    let journal = dir.cassettes.join(graph_vcr::cassette::JOURNAL_FILE);
+    if journal.exists() {
+        eprintln!(
+            "graph-vcr: warning: {} is an earlier run's journal, written before these rules: \
+             remove it before sharing the directory",
+            journal.display()
+        );
+    }
+    // The old values are still in sled's log until it is rewritten.
+    let store = store.compact().map_err(|e| e.to_string())?;
+    store.flush_blocking().map_err(|e| e.to_string())?;
+    eprintln!(
+        "graph-vcr: rewrote {}: the values replaced are no longer on disk",
+        dir.cassettes.display()
+    );
+    Ok(())
 }
 
 fn run_ca(command: CaCommand) -> ExitCode {

@@ -222,10 +222,11 @@ async fn a_read_then_assign_workflow_records_by_default_and_replays_both_ways() 
         stored.iter().all(|i| i["response"]["status"] != 429),
         "a 429 was stored"
     );
-    let stored_link = stored
-        .iter()
-        .filter_map(|i| serde_json::from_str::<Value>(i["response"]["body"]["text"].as_str()?).ok())
-        .find_map(|b| b["@odata.nextLink"].as_str().map(str::to_string));
+    let stored_link = stored.iter().find_map(|i| {
+        i["response"]["json"]["@odata.nextLink"]
+            .as_str()
+            .map(str::to_string)
+    });
     assert_eq!(
         stored_link.as_deref(),
         Some(

@@ -245,10 +245,11 @@ async fn record_corpus(tmp: &Path) -> Result<(std::path::PathBuf, Vec<(String, S
         .iter()
         .map(|i| {
             let path = i["request"]["path"].as_str().unwrap_or("").to_string();
-            let body = i["request"]["body"]["text"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
+            // Format 2: a JSON body as JSON, written back compactly as it was sent.
+            let body = match &i["request"]["json"] {
+                serde_json::Value::Null => i["request"]["text"].as_str().unwrap_or("").to_string(),
+                json => json.to_string(),
+            };
             (path, body)
         })
         .collect();

@@ -325,19 +325,26 @@ async fn a_hand_edited_export_is_redacted_on_import_and_keyed_as_a_live_call() -
     let headers = i["request"]["headers"]
         .as_array_mut()
         .ok_or("no request headers")?;
-    headers.push(serde_json::json!([
-        "authorization",
-        format!("Basic {}", IMPORTED[0])
-    ]));
-    headers.push(serde_json::json!([
-        "cookie",
-        format!("sid={}", IMPORTED[1])
-    ]));
-    headers.push(serde_json::json!(["x-ms-client-secret", IMPORTED[2]]));
+    headers.push(serde_json::json!(format!(
+        "authorization: Basic {}",
+        IMPORTED[0]
+    )));
+    headers.push(serde_json::json!(format!("cookie: sid={}", IMPORTED[1])));
+    headers.push(serde_json::json!(format!(
+        "x-ms-client-secret: {}",
+        IMPORTED[2]
+    )));
+    // A JSON body edited as JSON, and a response body edited as text.
     let with_secret = body.replacen('{', &format!(r#"{{"client_secret":"{}","#, IMPORTED[3]), 1);
-    i["request"]["body"] = serde_json::json!({"text": with_secret});
-    i["response"]["body"] =
-        serde_json::json!({"text": format!(r#"{{"value":[],"refresh_token":"{}"}}"#, IMPORTED[4])});
+    i["request"]["json"] = serde_json::from_str(&with_secret)?;
+    i["response"]
+        .as_object_mut()
+        .ok_or("no response")?
+        .remove("json");
+    i["response"]["text"] = serde_json::json!(format!(
+        r#"{{"value":[],"refresh_token":"{}"}}"#,
+        IMPORTED[4]
+    ));
     let file = tmp.path().join("edited.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&doc)?)?;
 

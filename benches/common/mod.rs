@@ -41,6 +41,7 @@ pub fn replay_config(
         limits: Default::default(),
         memo: true,
         throttle: Default::default(),
+        sanitize: Default::default(),
     })
 }
 

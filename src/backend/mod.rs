@@ -113,7 +113,7 @@ pub async fn forward(
         Err(e) => {
             let error = e.graph_error(upstream_url(upstream, ex));
             let cause = ex.secrets().scrub_text(&e.to_string());
-            tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(), error = %cause,
+            tracing::warn!(cassette = %ex.cassette, path = %ex.path, error = %cause,
                 "upstream call failed; nothing recorded");
             return Err(Refusal::new(Outcome::UpstreamError, error));
         }

@@ -20,12 +20,13 @@ use crate::mode::Occurrences;
 use crate::outcome::Outcome;
 use crate::redact;
 use crate::respond::{self, Prepared};
+use crate::sanitize::{Sanitizer, Setup};
 use crate::upstream::{Upstream, UpstreamResponse};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Which forwarded calls record and auto store.
@@ -68,6 +69,9 @@ pub struct Record {
     scope: Scope,
     key: KeyOptions,
     cassettes: Mutex<HashMap<CassetteName, Cassette>>,
+    /// The project's rules and `--pseudonymize`, and each cassette's sanitizer once known.
+    sanitize: Setup,
+    sanitizers: Mutex<HashMap<CassetteName, Option<Arc<Sanitizer>>>>,
     occurrences: Occurrences,
 }
 
@@ -79,6 +83,7 @@ impl Record {
         auto: bool,
         scope: Scope,
         key: KeyOptions,
+        sanitize: Setup,
         default: &CassetteName,
     ) -> Result<Self, StoreError> {
         let record = Self {
@@ -88,6 +93,8 @@ impl Record {
             scope,
             key,
             cassettes: Mutex::new(HashMap::new()),
+            sanitize,
+            sanitizers: Mutex::new(HashMap::new()),
             occurrences: Occurrences::default(),
         };
         record.cassette(default)?;
@@ -208,9 +215,9 @@ impl Record {
             request: RecordedRequest {
                 method: parts.method.to_string(),
                 version: classified.version.map(|v| v.to_string()),
-                path: parts.uri.path().to_string(),
+                path: ex.path.to_string(),
                 query: analyzed.query.clone(),
-                headers: respond::stored_headers(&parts.headers),
+                headers: self.stored_headers(ex),
                 body: StoredBody::from_bytes(&analyzed.stored_body),
                 canonical_body: match &analyzed.canonical {
                     CanonicalBody::Json(s) => Some(s.clone()),
@@ -243,6 +250,9 @@ impl Record {
         redact::response(&mut interaction.response, &mut secrets);
         // After the gate, which has decoded a compressed body.
         links::to_stored(&mut interaction.response, &interaction.upstream);
+        if let Some(s) = &ex.sanitizer {
+            s.response(&mut interaction.response);
+        }
         let result = match redact::to_bytes(interaction, &secrets) {
             Ok(bytes) => {
                 self.store
@@ -289,6 +299,58 @@ impl Record {
         }
         open.insert(name.clone(), cassette.clone());
         Ok(cassette)
+    }
+
+    /// The request headers a recording keeps, sanitized as the request was.
+    fn stored_headers(&self, ex: &Exchange<'_>) -> Vec<(String, String)> {
+        let mut headers = respond::stored_headers(&ex.parts.headers);
+        if let Some(s) = &ex.sanitizer {
+            s.headers(&mut headers);
+        }
+        headers
+    }
+
+    /// What `name` sanitizes with (none: nothing), decided when the run first uses it: a new
+    /// cassette of a `--pseudonymize` run remembers that it is pseudonymised; one that was
+    /// already is stays so, flag or not.
+    pub fn sanitizer(&self, name: &CassetteName) -> Result<Option<Arc<Sanitizer>>, Refusal> {
+        if let Some(known) = self
+            .sanitizers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(known.clone());
+        }
+        let cassette = self.cassette(name).map_err(|e| store_failure(&e))?;
+        let meta = cassette.meta();
+        let recorded = crate::sanitize::recorded(meta.as_ref());
+        let refused = |e: &dyn std::fmt::Display| {
+            tracing::error!(cassette = %name, error = %e, "cannot record into this cassette");
+            Refusal::new(
+                Outcome::StoreError,
+                GraphError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "graphVcrPseudonymKey",
+                    e.to_string(),
+                ),
+            )
+        };
+        let (sanitizer, remember) = self
+            .sanitize
+            .for_cassette(name.as_str(), recorded.as_ref(), !cassette.is_empty(), true)
+            .map_err(|e| refused(&e))?;
+        if let Some(p) = remember {
+            let mut meta = meta.unwrap_or_else(|| json!({"key_options": self.key.to_json()}));
+            meta[crate::sanitize::META_FIELD] = serde_json::to_value(p).unwrap_or_default();
+            cassette.set_meta(&meta).map_err(|e| refused(&e))?;
+        }
+        let found = (!sanitizer.is_noop()).then(|| Arc::new(sanitizer));
+        self.sanitizers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), found.clone());
+        Ok(found)
     }
 
     /// The cassettes this run opened, for the report's unplayed list.

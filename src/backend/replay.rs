@@ -16,6 +16,7 @@ use crate::memo::{Analysis, Digest};
 use crate::mode::{self, Occurrences, OnExhausted};
 use crate::outcome::Outcome;
 use crate::respond::Miss;
+use crate::sanitize::Sanitizer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct Replay {
     /// The cassettes there are, and the key options each was recorded with (replay keys a
     /// request as its cassette was keyed).
     cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
+    /// The cassettes that sanitize incoming requests (pseudonymised ones, or with rules).
+    sanitizers: HashMap<CassetteName, Arc<Sanitizer>>,
     names: Vec<CassetteName>,
     /// `None` with `--no-memo`: every request is analyzed afresh.
     memo: Option<Arc<CallMemo>>,
@@ -42,6 +45,7 @@ impl Replay {
     pub fn new(
         index: Index,
         cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
+        sanitizers: HashMap<CassetteName, Arc<Sanitizer>>,
         memo: Option<Arc<CallMemo>>,
         on_exhausted: OnExhausted,
     ) -> Self {
@@ -50,6 +54,7 @@ impl Replay {
         Self {
             index: Arc::new(index),
             cassettes,
+            sanitizers,
             names,
             memo,
             occurrences: Occurrences::default(),
@@ -64,6 +69,11 @@ impl Replay {
     /// The key options `cassette` was recorded with (`None`: no such cassette).
     pub fn key_options(&self, cassette: &CassetteName) -> Option<&KeyOptions> {
         self.cassettes.get(cassette)
+    }
+
+    /// What `cassette` sanitizes incoming requests with (none: nothing).
+    pub fn sanitizer(&self, cassette: &CassetteName) -> Option<&Arc<Sanitizer>> {
+        self.sanitizers.get(cassette)
     }
 
     /// A request for a cassette there is none of: named, with the ones there are.
@@ -179,11 +189,11 @@ impl Replay {
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
         let parts = ex.parts;
-        tracing::warn!(cassette = %ex.cassette, method = %parts.method, path = parts.uri.path(),
+        tracing::warn!(cassette = %ex.cassette, method = %parts.method, path = %ex.path,
             key = %analyzed.key, "replay miss");
         let miss = Miss {
             method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
+            path: ex.path.to_string(),
             query: analyzed.query,
             classified: analyzed.classified,
             key: analyzed.key,
@@ -202,6 +212,16 @@ impl Replay {
             index.with_cassette(&name, |cassette| miss.error(cassette, &candidates))
         })
         .await?;
+        let error = match &ex.sanitizer {
+            Some(s) if s.lacks_key() => error.with_message_suffix(&format!(
+                " The cassette is pseudonymised and its key is not here ({} or {} in the cassette \
+                 directory), so identifiers sent as they are in the tenant cannot be matched; \
+                 ids read from replayed answers can.",
+                crate::sanitize::KEY_ENV,
+                crate::sanitize::KEY_FILE
+            )),
+            _ => error,
+        };
         Err(Refusal::new(Outcome::Miss, error))
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! Record mode writes through the store's [`recorder`] thread, which group-commits.
 
+mod compact;
 mod files;
 pub mod manifest;
 mod recorder;
@@ -133,8 +134,8 @@ pub fn closest<'a>(name: &str, names: &'a [CassetteName]) -> Vec<&'a CassetteNam
     ranked.into_iter().map(|(_, n)| n).collect()
 }
 
-/// Levenshtein distance over characters; names are at most 100 of them.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over characters, for short names (at most 100 characters or so).
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

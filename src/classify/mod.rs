@@ -9,7 +9,7 @@
 
 use crate::contract::{self, Action, ApiVersion};
 
-mod query;
+pub mod query;
 
 /// What the classifier knows about a request.
 #[derive(Debug, Clone)]

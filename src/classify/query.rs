@@ -119,7 +119,7 @@ fn collapse_whitespace(value: &str) -> String {
 
 /// Percent-decoding, `+` as a space; an invalid escape is kept as written, and bytes that are
 /// not UTF-8 are replaced (the key only needs a stable form).
-fn decode(text: &str) -> String {
+pub fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

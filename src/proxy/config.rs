@@ -113,6 +113,29 @@ pub struct ProxyConfig {
     pub memo: bool,
     /// `--throttle`, `--time-scale` (replay, auto, audit).
     pub throttle: crate::throttle::ThrottleOptions,
+    /// `--pseudonymize` (record, auto) and the project's `[[sanitize]]` rules.
+    pub sanitize: SanitizeConfig,
+}
+
+/// What is sanitized before anything is keyed or stored (see `sanitize`).
+#[derive(Debug, Clone, Default)]
+pub struct SanitizeConfig {
+    pub pseudonymize: bool,
+    pub rules: std::sync::Arc<crate::sanitize::Rules>,
+}
+
+/// `--pseudonymize`, for record and auto.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PseudonymizeOption {
+    /// Replace the tenant's identifiers (GUIDs, UPNs and e-mail addresses, *.onmicrosoft.com
+    /// domains) by deterministic aliases in everything stored, keyed and journaled.
+    ///
+    /// Remembered in each new cassette, so replay aliases incoming requests the same way: a
+    /// request carrying the real ids and one carrying ids read from a replayed response both
+    /// match. The key is GRAPH_VCR_PSEUDONYM_KEY, else DIR/graph-vcr.pseudonym-key (made on
+    /// first use; keep it out of version control). What is forwarded is never changed.
+    #[arg(long, env = "GRAPH_VCR_PSEUDONYMIZE")]
+    pub pseudonymize: bool,
 }
 
 /// Why a proxy could not start.
@@ -122,6 +145,10 @@ pub enum ProxyError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Sanitize(#[from] crate::sanitize::SanitizeError),
+    #[error("--pseudonymize applies to what record and auto store; audit stores nothing")]
+    PseudonymizeInAudit,
     #[error("{0} mode needs an upstream")]
     NoUpstream(&'static str),
     #[error(

@@ -38,7 +38,9 @@ mod batches;
 mod config;
 mod pass_on;
 
-pub use config::{CassetteOptions, ProxyConfig, ProxyError, RequestLimits};
+pub use config::{
+    CassetteOptions, ProxyConfig, ProxyError, PseudonymizeOption, RequestLimits, SanitizeConfig,
+};
 
 /// Response header listing the contract deviations of the call.
 pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
@@ -74,6 +76,10 @@ impl Proxy {
         if config.mode == Mode::Record && rehearsing {
             return Err(ProxyError::ThrottleInRecord);
         }
+        if config.mode == Mode::Audit && config.sanitize.pseudonymize {
+            return Err(ProxyError::PseudonymizeInAudit);
+        }
+        let rules = Arc::clone(&config.sanitize.rules);
         let backend = match config.mode {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
@@ -86,8 +92,16 @@ impl Proxy {
                     keys: Arc::clone(&keys),
                     max_json_depth: config.limits.max_json_depth,
                 };
+                let setup = crate::sanitize::Setup::for_reading(rules, dir)?;
+                let sanitizers = replay_sanitizers(&store, &setup)?;
                 let index = Index::start(store, prefill)?;
-                Backend::Replay(Replay::new(index, keys, memo, config.on_exhausted))
+                Backend::Replay(Replay::new(
+                    index,
+                    keys,
+                    sanitizers,
+                    memo,
+                    config.on_exhausted,
+                ))
             }
             Mode::Record | Mode::Auto => Backend::Record(Box::new(Record::new(
                 Store::open(dir, Access::ReadWrite)?,
@@ -98,6 +112,7 @@ impl Proxy {
                     throttling: config.cassettes.record_throttling,
                 },
                 config.key.clone(),
+                crate::sanitize::Setup::for_recording(rules, config.sanitize.pseudonymize, dir)?,
                 &config.cassettes.cassette,
             )?)),
             Mode::Audit => Backend::Audit(Box::new(Audit::new(upstream()?))),
@@ -276,7 +291,7 @@ impl Proxy {
             ex.add_deviations(vec![crate::throttle::retry_too_early(early)], 0);
         }
         admitted.result.map_err(|over| {
-            tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(), limit = %over.limit,
+            tracing::info!(cassette = %ex.cassette, path = %ex.path, limit = %over.limit,
                 "throttled (--throttle)");
             Refusal::throttled(over)
         })?;
@@ -290,7 +305,7 @@ impl Proxy {
                 Ok(())
             }
             Some(crate::faults::Injected::Reset) => {
-                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(),
+                tracing::info!(cassette = %ex.cassette, path = %ex.path,
                     "connection reset injected (--faults)");
                 let mut refusal = Refusal::new(
                     Outcome::Fault,
@@ -307,7 +322,7 @@ impl Proxy {
                 if let Some(after) = retry_after {
                     t.watch_retry(call, after);
                 }
-                tracing::info!(cassette = %ex.cassette, path = ex.parts.uri.path(),
+                tracing::info!(cassette = %ex.cassette, path = %ex.path,
                     status = error.status.as_u16(), "fault injected (--faults)");
                 let mut refusal = Refusal::new(Outcome::Fault, error);
                 refusal.retry_after = retry_after;
@@ -325,16 +340,39 @@ impl Proxy {
             Backend::Replay(r) => r.key_options(&ex.cassette).unwrap_or(&self.key),
             _ => &self.key,
         };
-        let analyzed = analyze::analyze(
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            body,
-            key,
-            self.limits.max_json_depth,
-            ex.secrets_mut(),
-        )
-        .map_err(|TooDeep(limit)| too_deep(limit, parts.uri.path()))?;
+        let depth = self.limits.max_json_depth;
+        let too_deep = |TooDeep(limit)| too_deep(limit, parts.uri.path());
+        let analyzed = match self.sanitizer(ex)? {
+            None => analyze::analyze(
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                body,
+                key,
+                depth,
+                ex.secrets_mut(),
+            )
+            .map_err(too_deep)?,
+            // Keyed, checked and stored as sanitized; forwarded as sent.
+            Some(s) => {
+                let query = parts.uri.query().map(|q| s.query(q));
+                let clean = s.body(body);
+                let path = s.text(parts.uri.path()).into_owned();
+                let analyzed = analyze::analyze(
+                    &parts.method,
+                    &path,
+                    query.as_deref(),
+                    &clean,
+                    key,
+                    depth,
+                    ex.secrets_mut(),
+                )
+                .map_err(too_deep)?
+                .into_owned();
+                ex.path = Cow::Owned(path);
+                analyzed
+            }
+        };
         ex.analyzed(
             Arc::from(analyzed.action_label()),
             analyzed.key,
@@ -344,6 +382,21 @@ impl Proxy {
         Ok(analyzed)
     }
 
+    /// The sanitizer of the exchange's cassette (none when it changes nothing), noted on the
+    /// exchange so that everything written about it passes it too.
+    fn sanitizer(
+        &self,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Option<Arc<crate::sanitize::Sanitizer>>, Refusal> {
+        let found = match &self.backend {
+            Backend::Replay(r) => r.sanitizer(&ex.cassette).cloned(),
+            Backend::Record(r) => r.sanitizer(&ex.cassette)?,
+            Backend::Audit(_) => None,
+        };
+        ex.sanitizer.clone_from(&found);
+        Ok(found)
+    }
+
     /// What the memo knew, noted on the exchange exactly as `analyze` would note it.
     fn note_remembered(
         &self,
@@ -351,6 +404,11 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
         Stats::bump(&self.stats.remembered);
+        if let Some(s) = self.sanitizer(ex)?
+            && let Cow::Owned(path) = s.text(ex.parts.uri.path())
+        {
+            ex.path = Cow::Owned(path);
+        }
         ex.analyzed(
             Arc::clone(&known.call.action),
             known.call.key,
@@ -374,12 +432,15 @@ impl Proxy {
         Stats::bump(self.stats.outcome(ex.outcome));
         let elapsed = ex.started.elapsed();
         let parts = ex.parts;
+        if let Some(s) = ex.sanitizer.clone() {
+            sanitize_texts(&s, &mut ex);
+        }
         for d in &ex.deviations {
             tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
-                cassette = %ex.cassette, path = parts.uri.path(), "contract deviation: {}", d.message);
+                cassette = %ex.cassette, path = %ex.path, "contract deviation: {}", d.message);
         }
         if ex.deviations_omitted > 0 {
-            tracing::warn!(cassette = %ex.cassette, path = parts.uri.path(),
+            tracing::warn!(cassette = %ex.cassette, path = %ex.path,
                 omitted = ex.deviations_omitted, "more contract deviations than are listed");
         }
         if let Some(journal) = &self.journal {
@@ -586,6 +647,49 @@ fn warn_if_missing(
             crate::cassette::listing(cassette.as_str(), &names)
         );
     }
+}
+
+/// The texts written about a sanitized exchange (its message, its deviations) sanitized too:
+/// a response's deviation can quote a value the upstream sent.
+fn sanitize_texts(s: &crate::sanitize::Sanitizer, ex: &mut Exchange<'_>) {
+    if let Some(m) = &ex.message
+        && let Cow::Owned(clean) = s.text(m)
+    {
+        ex.message = Some(clean);
+    }
+    for d in &mut ex.deviations {
+        if let Cow::Owned(clean) = s.text(&d.message) {
+            d.message = clean;
+        }
+        if let Cow::Owned(clean) = s.text(&d.at) {
+            d.at = clean;
+        }
+    }
+}
+
+/// Replay: the sanitizer of each cassette that has one (its pseudonymisation, remembered in
+/// it, and the project's rules). A pseudonymised cassette without its key still replays
+/// requests carrying aliases; the warning says why others miss.
+fn replay_sanitizers(
+    store: &Store,
+    setup: &crate::sanitize::Setup,
+) -> Result<std::collections::HashMap<CassetteName, Arc<crate::sanitize::Sanitizer>>, ProxyError> {
+    let mut found = std::collections::HashMap::new();
+    for name in store.cassette_names() {
+        let meta = store.cassette(&name)?.meta();
+        let recorded = crate::sanitize::recorded(meta.as_ref());
+        let (sanitizer, _) = setup.for_cassette(name.as_str(), recorded.as_ref(), true, false)?;
+        if sanitizer.lacks_key() {
+            tracing::warn!(cassette = %name,
+                "cassette is pseudonymised but its key is not here ({} or {} in the cassette directory): \
+                 requests carrying aliases replay, requests carrying the original values will miss",
+                crate::sanitize::KEY_ENV, crate::sanitize::KEY_FILE);
+        }
+        if !sanitizer.is_noop() {
+            found.insert(name, Arc::new(sanitizer));
+        }
+    }
+    Ok(found)
 }
 
 /// A body at least this large leaves enough freed memory behind to be worth returning.

@@ -386,6 +386,63 @@ async fn respond(parts: &http::request::Parts, body: Bytes, ctx: &Ctx) -> Respon
     response
 }
 
+/// A tenant's identifiers, as the stand-in's directory answers give them: what
+/// `--pseudonymize` must keep out of every file.
+pub mod tenant {
+    pub const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    pub const USER_ID: &str = "e3b0c442-98fc-4c14-9afb-f4c8996fb924";
+    pub const GROUP_ID: &str = "5d41402a-bc4b-4a76-b971-9d911017c592";
+    pub const CONFIG_ID: &str = "9e107d9d-372b-4b68-9b2d-6c4f0c5e1a3b";
+    pub const UPN: &str = "alice.wong@contoso.onmicrosoft.com";
+    pub const MAIL: &str = "alice.wong@contoso.com";
+    pub const DOMAIN: &str = "contoso.onmicrosoft.com";
+    /// Every identifier above, and the parts of one a leak would show. (The organization's
+    /// and the user's display names are names, not identifiers: a `[[sanitize]]` rule covers
+    /// them.)
+    pub const ALL: [&str; 10] = [
+        TENANT_ID,
+        USER_ID,
+        GROUP_ID,
+        CONFIG_ID,
+        UPN,
+        MAIL,
+        DOMAIN,
+        "alice.wong",
+        "contoso.com",
+        "contoso%2e",
+    ];
+}
+
+/// The directory part of the stand-in: `/v1.0/organization` (the tenant id and its domain),
+/// `/v1.0/users/{id or UPN}` and `/v1.0/me`, `GET /v1.0/groups` (one group) and
+/// `POST /v1.0/groups` (echoing the body with the group's id).
+fn tenant_answer(parts: &http::request::Parts, lower: &str, body: &Bytes) -> Option<Value> {
+    use tenant::*;
+    let user = || {
+        serde_json::json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            "id": USER_ID, "userPrincipalName": UPN, "mail": MAIL, "displayName": "Alice Wong",
+        })
+    };
+    match (parts.method.as_str(), lower) {
+        ("GET", "/v1.0/organization") => Some(serde_json::json!({"value": [{
+            "id": TENANT_ID, "displayName": "Contoso",
+            "verifiedDomains": [{"name": DOMAIN, "isDefault": true, "isInitial": true}],
+        }]})),
+        ("GET", "/v1.0/me") => Some(user()),
+        ("GET", p) if p.starts_with("/v1.0/users/") => Some(user()),
+        ("GET", "/v1.0/groups") => Some(serde_json::json!({"value": [
+            {"id": GROUP_ID, "displayName": "Finance team", "mail": format!("finance@{DOMAIN}")},
+        ]})),
+        ("POST", "/v1.0/groups") => {
+            let mut v: Value = serde_json::from_slice(body).ok()?;
+            v["id"] = Value::String(GROUP_ID.into());
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
 /// The parts of the stand-in that behave like Graph's collections, batches and throttling:
 /// `deviceConfigurations` in two pages with an absolute `@odata.nextLink`; `POST /{v}/$batch`
 /// answering every item as it would be answered directly (in reverse order, as Graph may),
@@ -441,6 +498,9 @@ async fn graph_like(
         return Some(json(200, page));
     }
     let lower = parts.uri.path().to_ascii_lowercase();
+    if let Some(r) = tenant_answer(parts, &lower, body) {
+        return Some(json(200, r));
+    }
     if parts.method == Method::GET && lower.ends_with("/assignments") {
         let id = lower.split('/').nth_back(1).unwrap_or("x").to_string();
         return Some(json(
@@ -559,14 +619,30 @@ impl Proxy {
         Self::spawn(args, &[])
     }
 
+    /// [`Proxy::start_with_env`] in working directory `cwd` (where `graph-vcr.toml` is looked for).
+    pub fn start_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self, Error> {
+        Self::spawn_in(Some(cwd), args, env)
+            .map_err(|e| format!("graph-vcr did not start: {e:?}").into())
+    }
+
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Self, Exit> {
+        Self::spawn_in(None, args, env)
+    }
+
+    fn spawn_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Result<Self, Exit> {
         let scratch = tempfile::tempdir().map_err(io_exit)?;
         let stderr_path = scratch.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(io_exit)?;
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env_remove("GRAPH_VCR_CASSETTE")
+            .env_remove("GRAPH_VCR_CONFIG")
+            .env_remove("GRAPH_VCR_PSEUDONYM_KEY")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -658,7 +734,17 @@ impl Drop for Proxy {
 
 /// Runs `graph-vcr ARGS` to completion (for commands that do not serve).
 pub fn run_to_end(args: &[&str]) -> Result<Exit, Error> {
-    let out = Command::new(binary()).args(args).output()?;
+    run_to_end_with_env(args, &[])
+}
+
+/// [`run_to_end`] with extra environment variables.
+pub fn run_to_end_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Exit, Error> {
+    let out = Command::new(binary())
+        .args(args)
+        .env_remove("GRAPH_VCR_CONFIG")
+        .env_remove("GRAPH_VCR_PSEUDONYM_KEY")
+        .envs(env.iter().copied())
+        .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     Ok(Exit {
         status: out.status,
@@ -912,6 +998,16 @@ pub async fn forwarding(
     tmp: &Path,
     extra: &[&str],
 ) -> Result<(Proxy, StandIn, PathBuf), Error> {
+    forwarding_with_env(mode, tmp, extra, &[]).await
+}
+
+/// [`forwarding`] with extra environment variables for graph-vcr.
+pub async fn forwarding_with_env(
+    mode: &str,
+    tmp: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(Proxy, StandIn, PathBuf), Error> {
     let ca = TestCa::new()?;
     let ca_pem = ca.write_ca(tmp)?;
     let dir = tmp.join("cassettes");
@@ -930,7 +1026,7 @@ pub async fn forwarding(
         ca_s,
     ];
     args.extend_from_slice(extra);
-    let proxy = Proxy::start(&args)?;
+    let proxy = Proxy::start_with_env(&args, env)?;
     Ok((proxy, stand_in, dir))
 }
 

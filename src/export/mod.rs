@@ -1,9 +1,9 @@
 //! Export: cassettes as deterministic, reviewable JSON, and back into sled.
 //!
-//! An export is the same bytes for the same cassette on every machine: interactions in key
-//! order (the sled order), fields in declaration order, pretty-printed, newline-terminated, and
-//! nothing volatile beyond what was recorded; every interaction passes the redaction gate on
-//! the way out. Import checks the document, puts every interaction through the gate and then
+//! An export is the same bytes for the same cassette on every machine: format 2
+//! (`format2`: JSON bodies as JSON, nothing derived), interactions in recording order,
+//! pretty-printed, newline-terminated, and nothing volatile beyond what was recorded; every
+//! interaction passes the redaction gate on the way out. Import checks the document, puts every interaction through the gate and then
 //! `analyze`, exactly as a live request (so a hand-edited body still replays, and a secret in
 //! it never lands), and writes durably. Replay can also read a directory of exports directly, which is the
 //! recommended way to keep cassettes in git (see `docs/DECISIONS.md`).
@@ -13,17 +13,21 @@ use crate::classify::classify;
 use crate::interaction::{FORMAT, Interaction};
 use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::redact;
+use crate::sanitize::Pseudonymized;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+mod format2;
+
 /// The `format` field of every export.
 pub const FORMAT_NAME: &str = "graph-vcr-cassette";
-/// The version of the export document (the record format inside has its own).
-pub const DOCUMENT_VERSION: u32 = 1;
+/// The version of the export document written (format 1, the stored records verbatim, is
+/// still read).
+pub const DOCUMENT_VERSION: u32 = 2;
 
-/// One exported cassette.
+/// One cassette, as import takes it and as format 1 wrote it (the stored records verbatim).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub format: String,
@@ -31,7 +35,29 @@ pub struct Document {
     pub name: String,
     /// The key options the cassette was recorded with.
     pub key_options: KeyOptions,
+    /// How its identifiers were pseudonymised (`--pseudonymize`), if they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonymized: Option<Pseudonymized>,
     pub interactions: Vec<Interaction>,
+}
+
+/// One cassette as format 2 writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Document2 {
+    format: String,
+    version: u32,
+    name: String,
+    key_options: KeyOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pseudonymized: Option<Pseudonymized>,
+    interactions: Vec<format2::Entry>,
+}
+
+/// Just enough of a document to tell which format it is.
+#[derive(Deserialize)]
+struct Head {
+    format: String,
+    version: u32,
 }
 
 /// Why an import failed. Nothing is written unless the whole document is valid.
@@ -54,55 +80,124 @@ pub struct Imported {
     pub rekeyed: usize,
 }
 
-/// The export of `cassette`.
+/// The export of `cassette`, its interactions in recording order (by time; requests recorded
+/// in the same millisecond by key and position, so the order is the same on every machine).
 pub fn export(cassette: &Cassette) -> Result<Document, StoreError> {
-    let key_options = cassette
-        .meta()
-        .and_then(|m| serde_json::from_value(m.get("key_options")?.clone()).ok())
-        .unwrap_or_default();
+    let meta = cassette.meta();
+    let field = |name: &str| meta.as_ref().and_then(|m| m.get(name)).cloned();
+    let mut interactions: Vec<Interaction> = cassette
+        .iter()
+        .map(|i| i.map(redact::gated))
+        .collect::<Result<_, _>>()?;
+    interactions.sort_by(|a, b| {
+        (&a.recorded_at, &a.key, a.position).cmp(&(&b.recorded_at, &b.key, b.position))
+    });
     Ok(Document {
         format: FORMAT_NAME.into(),
-        version: DOCUMENT_VERSION,
+        version: 1,
         name: cassette.name().to_string(),
-        key_options,
-        interactions: cassette
-            .iter()
-            .map(|i| i.map(redact::gated))
-            .collect::<Result<_, _>>()?,
+        key_options: field("key_options")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        pseudonymized: field(crate::sanitize::META_FIELD)
+            .and_then(|v| serde_json::from_value(v).ok()),
+        interactions,
     })
 }
 
-/// The bytes of an export: pretty JSON and a final newline.
+/// The bytes of an export: format 2, pretty JSON and a final newline.
 pub fn to_bytes(doc: &Document) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    let doc = Document2 {
+        format: FORMAT_NAME.into(),
+        version: DOCUMENT_VERSION,
+        name: doc.name.clone(),
+        key_options: doc.key_options.clone(),
+        pseudonymized: doc.pseudonymized.clone(),
+        interactions: doc.interactions.iter().map(format2::Entry::of).collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     bytes.push(b'\n');
     bytes
 }
 
-/// Parses an export; `file` names it in errors.
+/// Parses an export of format 1 or 2; `file` names it in errors.
 pub fn parse(bytes: &[u8], file: &str) -> Result<Document, ImportError> {
     let invalid = |message: String| ImportError::Invalid {
         file: file.to_string(),
         message,
     };
-    let doc: Document = serde_json::from_slice(bytes)
-        .map_err(|e| invalid(format!("not a graph-vcr export: {e}")))?;
-    if doc.format != FORMAT_NAME || doc.version != DOCUMENT_VERSION {
+    let not_export = |e: serde_json::Error| invalid(format!("not a graph-vcr export: {e}"));
+    let head: Head = serde_json::from_slice(bytes).map_err(not_export)?;
+    if head.format != FORMAT_NAME || !(1..=DOCUMENT_VERSION).contains(&head.version) {
         return Err(invalid(format!(
-            "format {:?} version {} is not {FORMAT_NAME:?} version {DOCUMENT_VERSION}",
-            doc.format, doc.version
+            "format {:?} version {} is not {FORMAT_NAME:?} version 1 to {DOCUMENT_VERSION}",
+            head.format, head.version
         )));
     }
-    Ok(doc)
+    if head.version == 1 {
+        return serde_json::from_slice(bytes).map_err(not_export);
+    }
+    let doc: Document2 = serde_json::from_slice(bytes).map_err(not_export)?;
+    let interactions = doc
+        .interactions
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.into_interaction()
+                .map_err(|m| invalid(format!("interaction {i}: {m}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Document {
+        format: doc.format,
+        version: 1,
+        name: doc.name,
+        key_options: doc.key_options,
+        pseudonymized: doc.pseudonymized,
+        interactions,
+    })
 }
 
 /// Writes `doc` into `store` as cassette `name` (default: the document's own name).
 pub fn import(
     store: &Store,
+    doc: Document,
+    name: Option<CassetteName>,
+    replace: bool,
+    file: &str,
+) -> Result<Imported, ImportError> {
+    import_with(store, doc, name, replace, file, false)
+}
+
+/// `cassette sanitize`: the cassette's recordings through `setup`'s rules and
+/// pseudonymisation (with `setup.pseudonymize`, turned on for it), re-keyed, through the gate
+/// again, and written back whole. Recordings that become the same request are numbered in
+/// recording order.
+pub fn sanitize(
+    store: &Store,
+    name: &CassetteName,
+    setup: &crate::sanitize::Setup,
+) -> Result<Imported, ImportError> {
+    let mut doc = export(&store.cassette(name)?)?;
+    let (sanitizer, remember) = setup
+        .for_sanitizing(name.as_str(), doc.pseudonymized.as_ref())
+        .map_err(|e| ImportError::Invalid {
+            file: name.to_string(),
+            message: e.to_string(),
+        })?;
+    for interaction in &mut doc.interactions {
+        sanitizer.interaction(interaction);
+    }
+    doc.pseudonymized = remember;
+    import_with(store, doc, Some(name.clone()), true, name.as_str(), true)
+}
+
+fn import_with(
+    store: &Store,
     mut doc: Document,
     name: Option<CassetteName>,
     replace: bool,
     file: &str,
+    renumber: bool,
 ) -> Result<Imported, ImportError> {
     let invalid = |message: String| ImportError::Invalid {
         file: file.to_string(),
@@ -113,6 +208,7 @@ pub fn import(
         None => CassetteName::new(&doc.name).map_err(|e| invalid(e.to_string()))?,
     };
     let mut seen = HashSet::new();
+    let mut next_position: std::collections::HashMap<Key, u32> = Default::default();
     let mut rekeyed = 0;
     let mut records = Vec::with_capacity(doc.interactions.len());
     for (i, interaction) in doc.interactions.iter_mut().enumerate() {
@@ -124,9 +220,15 @@ pub fn import(
         }
         let (key, secrets) = rekey(interaction, &doc.key_options)
             .map_err(|m| invalid(format!("interaction {i}: {m}")))?;
-        if key.to_hex() != interaction.key {
+        // Format 2 stores no key (import derives it); format 1's is checked.
+        if !interaction.key.is_empty() && key.to_hex() != interaction.key {
             rekeyed += 1;
-            interaction.key = key.to_hex();
+        }
+        interaction.key = key.to_hex();
+        if renumber {
+            let n = next_position.entry(key).or_default();
+            interaction.position = *n;
+            *n += 1;
         }
         if !seen.insert((key, interaction.position)) {
             return Err(invalid(format!(
@@ -142,10 +244,11 @@ pub fn import(
         return Err(ImportError::Exists(name.to_string()));
     }
     // All or nothing: the old cassette stays whole until the new one is written whole.
-    cassette.replace_all(
-        &serde_json::json!({"key_options": doc.key_options}),
-        records,
-    )?;
+    let mut meta = serde_json::json!({"key_options": doc.key_options});
+    if let Some(p) = &doc.pseudonymized {
+        meta[crate::sanitize::META_FIELD] = serde_json::to_value(p).unwrap_or_default();
+    }
+    cassette.replace_all(&meta, records)?;
     store.flush_blocking()?;
     store.write_manifest()?;
     Ok(Imported {
@@ -226,10 +329,51 @@ pub fn synthetic(name: &str, path: &str, n: usize, body: impl Fn(usize) -> Strin
         .collect();
     Document {
         format: FORMAT_NAME.into(),
-        version: DOCUMENT_VERSION,
+        version: 1,
         name: name.into(),
         key_options: opts,
+        pseudonymized: None,
         interactions,
+    }
+}
+
+/// The bundled `example` cassette (`cassettes/example.json`): the seed reference page's
+/// example call, verbatim, answered `204 No Content` with the `request-id` and
+/// `client-request-id` headers Graph documents on every response (fixed, illustrative values).
+pub fn bundled_example() -> Document {
+    use crate::interaction::{Body, RecordedResponse};
+    const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign";
+    const REQUEST_ID: &str = "6f1b8a52-3c1e-4f4e-9d0b-7a2c5e9d1f30";
+    let opts = KeyOptions::default();
+    let response = RecordedResponse {
+        status: 204,
+        headers: vec![
+            ("request-id".into(), REQUEST_ID.into()),
+            ("client-request-id".into(), REQUEST_ID.into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: Body::Empty,
+    };
+    let mut interaction = made_up(
+        "POST",
+        PATH,
+        crate::contract::SEED_EXAMPLE_BODY,
+        response,
+        "2026-11-28T00:00:00.000Z",
+        &opts,
+    );
+    interaction.request.headers = vec![
+        ("authorization".into(), "Bearer REDACTED".into()),
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json".into()),
+    ];
+    Document {
+        format: FORMAT_NAME.into(),
+        version: 1,
+        name: "example".into(),
+        key_options: opts,
+        pseudonymized: None,
+        interactions: vec![interaction],
     }
 }
 

@@ -1,0 +1,132 @@
+//! Compacting a cassette directory: its database rewritten into a new file that holds only
+//! what is live, so that values overwritten or removed (a sanitized recording, a removed
+//! cassette) are gone from the disk and not just from the database. sled 0.34 keeps old
+//! values in its log until it happens to reuse the space, and `cassette sanitize` promises a
+//! clean directory.
+//!
+//! The new database is written whole beside the old one, under the directory's lock, and only
+//! then moved in: old snapshots first (sled rebuilds from the log alone), then the log, then
+//! the new snapshots. At every step the directory opens as the old database or the new one.
+
+use super::files::open_sled;
+use super::{Store, StoreError};
+use std::fs;
+use std::path::Path;
+
+/// Where the new database is written, inside the cassette directory.
+const NEW_DIR: &str = ".graph-vcr-compacting";
+
+impl Store {
+    /// Rewrites the database into a new file with only its live data and reopens it. Only a
+    /// store that owns its directory (opened read-write) can be compacted.
+    pub fn compact(mut self) -> Result<Store, StoreError> {
+        let dir = self.dir.clone();
+        let io = |source| StoreError::Io {
+            dir: dir.clone(),
+            source,
+        };
+        if self._lock.is_none() {
+            return Err(io(std::io::Error::other(
+                "a read-only store cannot be compacted",
+            )));
+        }
+        let new = dir.join(NEW_DIR);
+        if new.exists() {
+            fs::remove_dir_all(&new).map_err(io)?;
+        }
+        {
+            let fresh = open_sled(&new, &dir)?;
+            copy_trees(&self.db, &fresh).map_err(|source| StoreError::Sled {
+                dir: dir.clone(),
+                source,
+            })?;
+            fresh.flush().map_err(|source| StoreError::Sled {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
+        // Every queued record is durable before the old database goes.
+        if let Some(recorder) = self.recorder.take() {
+            recorder.stop();
+        }
+        self.db.flush().map_err(|source| StoreError::Sled {
+            dir: dir.clone(),
+            source,
+        })?;
+        swap_in(&new, &dir).map_err(io)?;
+        let lock = self._lock.take();
+        drop(self);
+        let db = reopen(&dir)?;
+        let recorder = super::Recorder::start(db.clone(), dir.clone()).map_err(io)?;
+        Ok(Store {
+            recorder: Some(recorder),
+            ..Store::assemble(db, &dir, lock, None)
+        })
+    }
+}
+
+fn copy_trees(from: &sled::Db, to: &sled::Db) -> Result<(), sled::Error> {
+    for kv in from.iter() {
+        let (k, v) = kv?;
+        to.insert(k, v)?;
+    }
+    for name in from.tree_names() {
+        if name == from.name() {
+            continue;
+        }
+        let (source, target) = (from.open_tree(&name)?, to.open_tree(&name)?);
+        for kv in source.iter() {
+            let (k, v) = kv?;
+            target.insert(k, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// sled's files in a database directory other than its log: its snapshots.
+fn snapshots(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    Ok(fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snap."))
+        })
+        .collect())
+}
+
+fn swap_in(new: &Path, dir: &Path) -> std::io::Result<()> {
+    for old in snapshots(dir)? {
+        fs::remove_file(old)?;
+    }
+    fs::rename(new.join("db"), dir.join("db"))?;
+    for snap in snapshots(new)? {
+        if let Some(name) = snap.file_name() {
+            fs::rename(&snap, dir.join(name))?;
+        }
+    }
+    if new.join("conf").exists() {
+        fs::rename(new.join("conf"), dir.join("conf"))?;
+    }
+    if dir.join("blobs").exists() {
+        fs::remove_dir_all(dir.join("blobs"))?;
+    }
+    if new.join("blobs").exists() {
+        fs::rename(new.join("blobs"), dir.join("blobs"))?;
+    }
+    fs::remove_dir_all(new)
+}
+
+/// Opens the swapped-in database, waiting out the moment in which sled's threads of the
+/// databases just dropped still hold its file lock.
+fn reopen(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open_sled(dir, dir) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
