@@ -348,16 +348,32 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(&format!("project config: {e}")),
     };
+    let given = argv.len();
     let argv = match project.merge_args(&Cli::command(), argv) {
         Ok(a) => a,
         Err(e) => return fail(&format!("project config: {e}")),
     };
+    let from_file = argv.len() - given;
     let cli = match Cli::command()
-        .try_get_matches_from(argv)
+        .try_get_matches_from(&argv)
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(c) => c,
-        Err(e) => e.exit(),
+        Err(e) => {
+            if from_file > 0
+                && e.use_stderr()
+                && let Some(path) = &project.path
+            {
+                let _ = e.print();
+                eprintln!(
+                    "graph-vcr: {} flag(s) came from the project config {}",
+                    from_file,
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
     };
     let rules = std::sync::Arc::clone(&project.rules);
     tracing_subscriber::fmt()
