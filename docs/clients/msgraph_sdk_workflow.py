@@ -18,6 +18,13 @@
 #   "7 replayed, 0 miss, 1 batch", result passed, exit 0.
 # - replay --forward: next link "https://graph.microsoft.com/v1.0/...", the same output and
 #   summary, result passed.
+# Run by hand again on 2026-12-02 with --pseudonymize (issue 17), GRAPH_VCR_PSEUDONYM_KEY set:
+# - record --pseudonymize: the same output, "7 recorded, 1 forwarded … 1 batch", result
+#   passed; the group GUID this script hard-codes is in no file of the cassette directory.
+# - replay (key set), by base URL and with --forward: the same output, "7 replayed, 0 miss, 1
+#   batch", result passed: the SDK sends the real group id, which is aliased before keying.
+# - replay without the key: every request up to the group read replays; GET /groups/{real id}
+#   misses (501) with "The cassette is pseudonymised and its key is not here …", exit 1.
 # (What issue 15 saw before: default record kept only the assign call, and PageIterator
 # followed the absolute link straight to the host behind the proxy.) msgraph-core writes
 # "depends_on": [] on every item; an empty one is not flagged, a non-empty one is

@@ -71,6 +71,11 @@ impl Replay {
         self.cassettes.get(cassette)
     }
 
+    /// Whether any cassette sanitizes incoming requests.
+    pub fn sanitizes(&self) -> bool {
+        !self.sanitizers.is_empty()
+    }
+
     /// What `cassette` sanitizes incoming requests with (none: nothing).
     pub fn sanitizer(&self, cassette: &CassetteName) -> Option<&Arc<Sanitizer>> {
         self.sanitizers.get(cassette)

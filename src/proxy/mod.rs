@@ -404,11 +404,6 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
         Stats::bump(&self.stats.remembered);
-        if let Some(s) = self.sanitizer(ex)?
-            && let Cow::Owned(path) = s.text(ex.parts.uri.path())
-        {
-            ex.path = Cow::Owned(path);
-        }
         ex.analyzed(
             Arc::clone(&known.call.action),
             known.call.key,
@@ -432,6 +427,18 @@ impl Proxy {
         Stats::bump(self.stats.outcome(ex.outcome));
         let elapsed = ex.started.elapsed();
         let parts = ex.parts;
+        // An exchange answered without analysis (a memo hit, a batch item whose dependency
+        // failed) has not met its cassette's sanitizer yet.
+        let may_sanitize = match &self.backend {
+            Backend::Replay(r) => r.sanitizes(),
+            Backend::Record(_) => true,
+            Backend::Audit(_) => false,
+        };
+        // Not for a request turned away before it was placed (it may name no real cassette).
+        let placed = ex.action.is_some() || ex.batch.is_some();
+        if ex.sanitizer.is_none() && may_sanitize && placed {
+            let _ = self.sanitizer(&mut ex);
+        }
         if let Some(s) = ex.sanitizer.clone() {
             sanitize_texts(&s, &mut ex);
         }
@@ -652,6 +659,9 @@ fn warn_if_missing(
 /// The texts written about a sanitized exchange (its message, its deviations) sanitized too:
 /// a response's deviation can quote a value the upstream sent.
 fn sanitize_texts(s: &crate::sanitize::Sanitizer, ex: &mut Exchange<'_>) {
+    if let Cow::Owned(clean) = s.text(&ex.path) {
+        ex.path = Cow::Owned(clean);
+    }
     if let Some(m) = &ex.message
         && let Cow::Owned(clean) = s.text(m)
     {
