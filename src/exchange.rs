@@ -55,6 +55,9 @@ pub struct Exchange<'a> {
     /// The cassette's sanitizing (rules, pseudonymisation), when it has any: what was
     /// analyzed and stored passed it, and so does every text written about the exchange.
     pub sanitizer: Option<Arc<crate::sanitize::Sanitizer>>,
+    /// Its analysis came from the memo: the same request was analyzed (and its deviations
+    /// logged) before in this run.
+    pub remembered: bool,
 }
 
 /// Which `$batch` (numbered in the run) and which of its items an exchange is.
@@ -87,6 +90,7 @@ impl<'a> Exchange<'a> {
             started: Instant::now(),
             batch: None,
             sanitizer: None,
+            remembered: false,
         }
     }
 

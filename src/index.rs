@@ -89,7 +89,7 @@ impl Call {
     }
 }
 
-type Calls = HashMap<CassetteName, HashMap<Key, Arc<Call>>>;
+type Calls = HashMap<CassetteName, HashMap<Key, Arc<Call>, crate::key::PrehashedState>>;
 
 /// Where the store is: open (during the scan, and after something needed it again), or
 /// closed with its private copy kept.

@@ -20,7 +20,7 @@
 use crate::check::Findings;
 use http::Method;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 /// Most distinct calls remembered from requests (about 100 bytes each, plus their
@@ -49,7 +49,7 @@ pub struct Memo<C> {
 #[derive(Debug)]
 struct Remembered<C> {
     /// Keyed by the digest, which is already a keyed hash: no second hashing.
-    analyses: HashMap<u128, Analysis<C>, BuildHasherDefault<Prehashed>>,
+    analyses: HashMap<u128, Analysis<C>, crate::key::PrehashedState>,
     /// How many of them were learned from requests (see [`LIMIT`]).
     learned: usize,
     findings: HashSet<Arc<Findings>>,
@@ -71,29 +71,6 @@ impl<C> Default for Memo<C> {
             hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
             map: RwLock::new(Remembered::default()),
         }
-    }
-}
-
-/// A hasher for keys that are already uniformly distributed keyed hashes.
-#[derive(Debug, Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u128 digests are hashed with this; fold anything else in anyway.
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 ^= n as u64;
     }
 }
 

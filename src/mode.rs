@@ -48,7 +48,9 @@ pub enum OnExhausted {
 
 /// Counts identical requests per cassette in this run.
 #[derive(Debug, Default)]
-pub struct Occurrences(Mutex<HashMap<CassetteName, HashMap<Key, Counter>>>);
+pub struct Occurrences(
+    Mutex<HashMap<CassetteName, HashMap<Key, Counter, crate::key::PrehashedState>>>,
+);
 
 /// The occurrence counter of one (cassette, key). Shared, so replay's memo can count a
 /// repeated call without taking the map's lock.

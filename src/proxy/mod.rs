@@ -404,6 +404,7 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
         Stats::bump(&self.stats.remembered);
+        ex.remembered = true;
         ex.analyzed(
             Arc::clone(&known.call.action),
             known.call.key,
@@ -442,11 +443,16 @@ impl Proxy {
         if let Some(s) = ex.sanitizer.clone() {
             sanitize_texts(&s, &mut ex);
         }
-        for d in &ex.deviations {
-            tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
-                cassette = %ex.cassette, path = %ex.path, "contract deviation: {}", d.message);
+        // The log names a distinct request's deviations once (when it was analyzed); the
+        // journal and the reports have every occurrence. A line per repeated request would
+        // make the log, not the proxy, the cost of a fast client.
+        if !ex.remembered {
+            for d in &ex.deviations {
+                tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
+                    cassette = %ex.cassette, path = %ex.path, "contract deviation: {}", d.message);
+            }
         }
-        if ex.deviations_omitted > 0 {
+        if ex.deviations_omitted > 0 && !ex.remembered {
             tracing::warn!(cassette = %ex.cassette, path = %ex.path,
                 omitted = ex.deviations_omitted, "more contract deviations than are listed");
         }
@@ -555,7 +561,17 @@ impl Proxy {
     {
         let limit = self.limits.max_body_size;
         let timeout = self.limits.body_timeout;
-        let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
+        // Most bodies came in with their head: a first poll takes them without arming a
+        // timer, which would otherwise be registered and cleared on every request.
+        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(collect.as_mut(), cx))
+        })
+        .await;
+        let collected = match first {
+            std::task::Poll::Ready(done) => Ok(done),
+            std::task::Poll::Pending => tokio::time::timeout(timeout, collect).await,
+        };
         let Ok(collected) = collected else {
             tracing::warn!(?timeout, "request body too slow; answered 408 and closing");
             return Err(Refusal::new(

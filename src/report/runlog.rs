@@ -55,7 +55,7 @@ struct CallName {
 #[derive(Debug, Default)]
 struct CassetteCalls {
     /// Keyed calls (the key determines the action and path).
-    keyed: HashMap<[u8; 32], CallState>,
+    keyed: HashMap<[u8; 32], CallState, crate::key::PrehashedState>,
     /// Requests turned away before keying, grouped by action, method and path.
     unkeyed: HashMap<Arc<CallName>, CallState>,
 }
