@@ -21,7 +21,7 @@ mod common;
 use bytes::Bytes;
 use graph_vcr::cassette::{Access, Store};
 use graph_vcr::export;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::io::{BufRead, BufReader};
@@ -42,7 +42,7 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn main() -> Result<(), Error> {
     if std::env::args().any(|a| a == "--bare-server") {
-        return bare_server();
+        return common::bare_server("127.0.0.1:0");
     }
     if let Some(upstream) = std::env::args().skip_while(|a| a != "--bare-proxy").nth(1) {
         return bare_proxy(upstream);
@@ -420,30 +420,6 @@ async fn run(
         errors += e;
     }
     Ok((all, errors))
-}
-
-/// A bare hyper server answering 204 to everything, for comparison.
-fn bare_server() -> Result<(), Error> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("listening on http://{}", listener.local_addr()?);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    let mut r = http::Response::new(Empty::<Bytes>::new());
-                    *r.status_mut() = http::StatusCode::NO_CONTENT;
-                    Ok::<_, std::convert::Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    })
 }
 
 /// A bare forwarding proxy: hyper's server, hyper-util's pooled client, each request passed

@@ -56,3 +56,31 @@ pub fn rss(pid: u32) -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// The bare server the load benchmarks measure graph-vcr against: hyper 1's HTTP/1.1 server
+/// on tokio's multi-threaded runtime, reading each request's body and answering `204 No
+/// Content`, and nothing else. Prints `listening on http://ADDR` and serves until killed.
+pub fn bare_server(addr: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use http_body_util::{BodyExt, Empty};
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        let mut r = http::Response::new(Empty::<bytes::Bytes>::new());
+                        *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
