@@ -837,6 +837,34 @@ fn sanitize_cassettes(
     dir: &DirArg,
     rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
 ) -> Result<(), CassetteFailure> {
+    let setup = graph_vcr::sanitize::Setup::for_recording(
+        std::sync::Arc::clone(rules),
+        pseudonymize,
+        &dir.cassettes,
+    )
+    .map_err(|e| e.to_string())?;
+    let exports_only = dir.cassettes.is_dir()
+        && !dir.cassettes.join("db").exists()
+        && graph_vcr::export::export_files(&dir.cassettes).is_ok_and(|f| !f.is_empty());
+    if exports_only {
+        let done = graph_vcr::export::sanitize_exports(&dir.cassettes, name.as_ref(), &setup)
+            .map_err(|e| e.to_string())?;
+        if done.is_empty() {
+            return Err(
+                format!("no export of that cassette in {}", dir.cassettes.display()).into(),
+            );
+        }
+        for (file, d) in done {
+            eprintln!(
+                "graph-vcr: sanitized cassette {} in {}: {} interaction(s), {} re-keyed",
+                d.name,
+                file.display(),
+                d.interactions,
+                d.rekeyed
+            );
+        }
+        return Ok(());
+    }
     let store =
         graph_vcr::export::open(&dir.cassettes, Access::ReadWrite).map_err(|e| e.to_string())?;
     let names = match (name, all) {
@@ -851,12 +879,6 @@ fn sanitize_cassettes(
             "graph-vcr: warning: no [[sanitize]] rules and no --pseudonymize: only cassettes already pseudonymised change"
         );
     }
-    let setup = graph_vcr::sanitize::Setup::for_recording(
-        std::sync::Arc::clone(rules),
-        pseudonymize,
-        &dir.cassettes,
-    )
-    .map_err(|e| e.to_string())?;
     for n in names {
         let done = graph_vcr::export::sanitize(&store, &n, &setup).map_err(|e| e.to_string())?;
         eprintln!(

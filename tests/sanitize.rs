@@ -315,6 +315,44 @@ async fn a_config_rule_applies_at_record_in_replay_and_in_cassette_sanitize() ->
         2,
         "the unsanitized recording should hold both values"
     );
+    // The committed form, a directory of exports, is cleaned in place the same way.
+    let exports = tmp.path().join("exports");
+    let e = run_to_end(&[
+        "cassette",
+        "export",
+        "--all",
+        "--cassettes",
+        s(&plain)?,
+        "-o",
+        s(&exports)?,
+    ])?;
+    assert!(e.status.success(), "{}", e.stderr);
+    assert_eq!(holds(&exports), 2);
+    let e = run_to_end(&[
+        "cassette",
+        "sanitize",
+        "rules",
+        "--cassettes",
+        s(&exports)?,
+        "--config",
+        s(&config)?,
+    ])?;
+    assert!(e.status.success(), "{}", e.stderr);
+    assert_eq!(
+        holds(&exports),
+        0,
+        "the exports still hold a value: {}",
+        e.stderr
+    );
+    assert_eq!(
+        files_under(&exports).len(),
+        1,
+        "sanitize left more than the export behind"
+    );
+    let proxy = Proxy::start_in(&project, &["replay", "--cassettes", s(&exports)?], &[])?;
+    let r = create_group(&proxy.base).await?;
+    proxy.signal("TERM")?;
+    assert_eq!(r.status, 200, "{}", r.text());
     let e = run_to_end(&[
         "cassette",
         "sanitize",

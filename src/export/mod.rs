@@ -191,6 +191,39 @@ pub fn sanitize(
     import_with(store, doc, Some(name.clone()), true, name.as_str(), true)
 }
 
+/// `cassette sanitize` on a directory of exports (what the README has teams commit): each
+/// export of `name` (every one without) read into a private database, sanitized there as a
+/// stored cassette is, and written back in place (a new file renamed over the old, so an
+/// interrupted run leaves the old one whole). Returns the files rewritten.
+pub fn sanitize_exports(
+    dir: &Path,
+    name: Option<&CassetteName>,
+    setup: &crate::sanitize::Setup,
+) -> Result<Vec<(PathBuf, Imported)>, ImportError> {
+    let io = |file: &Path, e: std::io::Error| ImportError::Invalid {
+        file: file.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut done = Vec::new();
+    for file in export_files(dir).map_err(|e| io(dir, e))? {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
+        let doc = parse(&bytes, &shown)?;
+        if name.is_some_and(|n| n.as_str() != doc.name) {
+            continue;
+        }
+        let store = Store::private(dir)?;
+        let imported = import(&store, doc, None, false, &shown)?;
+        let sanitized = sanitize(&store, &imported.name, setup)?;
+        let out = to_bytes(&export(&store.cassette(&imported.name)?)?);
+        let tmp = file.with_extension("json.sanitizing");
+        std::fs::write(&tmp, out).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &file).map_err(|e| io(&file, e))?;
+        done.push((file, sanitized));
+    }
+    Ok(done)
+}
+
 fn import_with(
     store: &Store,
     mut doc: Document,
