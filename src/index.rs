@@ -179,11 +179,16 @@ impl Index {
             .spawn(move || {
                 let started = std::time::Instant::now();
                 match scan.load(&prefill) {
-                    Ok(Some(count)) => tracing::info!(
-                        recordings = count,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "cassettes indexed; replay no longer reads the store"
-                    ),
+                    Ok(Some(count)) => {
+                        // sled's pages, read and dropped by the scan, go back to the system
+                        // before the run's own state (the run log) grows.
+                        crate::memory::give_back();
+                        tracing::info!(
+                            recordings = count,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "cassettes indexed; replay no longer reads the store"
+                        )
+                    }
                     Ok(None) => {}
                     // The store stays open: requests go on with point lookups.
                     Err(e) => tracing::error!(error = %e,

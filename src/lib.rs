@@ -34,6 +34,7 @@ pub mod key;
 pub mod links;
 pub mod listener;
 pub mod memo;
+pub mod memory;
 pub mod mode;
 pub mod nearest;
 pub mod outcome;

@@ -80,6 +80,7 @@ impl Proxy {
             return Err(ProxyError::PseudonymizeInAudit);
         }
         let rules = Arc::clone(&config.sanitize.rules);
+        let mut run_log = RunLog::default();
         let backend = match config.mode {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
@@ -92,6 +93,7 @@ impl Proxy {
                     keys: Arc::clone(&keys),
                     max_json_depth: config.limits.max_json_depth,
                 };
+                run_log = RunLog::sized(store.expected().clone());
                 let setup = crate::sanitize::Setup::for_reading(rules, dir)?;
                 let sanitizers = replay_sanitizers(&store, &setup)?;
                 let index = Index::start(store, prefill)?;
@@ -134,7 +136,7 @@ impl Proxy {
             on_deviation: config.check.on_deviation,
             journal,
             limits: config.limits,
-            run: RunLog::default(),
+            run: run_log,
             started: SystemTime::now(),
             batches: std::sync::atomic::AtomicU64::new(0),
             throttle: crate::throttle::Throttle::new(&config.throttle),
@@ -216,7 +218,7 @@ impl Proxy {
         let large = ex.body_len >= LARGE_BODY;
         self.finish(ex, response.status());
         if large {
-            give_memory_back();
+            crate::memory::give_back();
         }
         response
     }
@@ -720,18 +722,6 @@ fn replay_sanitizers(
 
 /// A body at least this large leaves enough freed memory behind to be worth returning.
 const LARGE_BODY: usize = 1024 * 1024;
-
-/// Returns memory freed by a large request to the system. glibc's allocator keeps freed
-/// memory in its arenas, so after one 15 MB body (a few hundred MB of parsed JSON) the process
-/// would stay that large for the rest of the run; `malloc_trim` hands it back.
-fn give_memory_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps and arenas;
-    // it touches no memory in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 fn too_deep(limit: usize, path: &str) -> Refusal {
     tracing::warn!(limit, path, "request body nests too deep; rejected");
