@@ -837,6 +837,10 @@ fn sanitize_cassettes(
     dir: &DirArg,
     rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
 ) -> Result<(), CassetteFailure> {
+    // Sanitizing changes what is there; it never makes a directory of its own.
+    if !dir.cassettes.is_dir() {
+        return Err(format!("no cassette directory {}", dir.cassettes.display()).into());
+    }
     let setup = graph_vcr::sanitize::Setup::for_recording(
         std::sync::Arc::clone(rules),
         pseudonymize,
@@ -865,6 +869,13 @@ fn sanitize_cassettes(
         }
         return Ok(());
     }
+    if !dir.cassettes.join("db").exists() {
+        return Err(format!(
+            "no cassettes in {} (no sled database, no exports)",
+            dir.cassettes.display()
+        )
+        .into());
+    }
     let store =
         graph_vcr::export::open(&dir.cassettes, Access::ReadWrite).map_err(|e| e.to_string())?;
     let names = match (name, all) {
@@ -874,6 +885,9 @@ fn sanitize_cassettes(
         }
         (None, _) => store.cassette_names(),
     };
+    if names.is_empty() {
+        return Err(format!("no cassettes in {}", dir.cassettes.display()).into());
+    }
     if rules.is_empty() && !pseudonymize {
         eprintln!(
             "graph-vcr: warning: no [[sanitize]] rules and no --pseudonymize: only cassettes already pseudonymised change"

@@ -437,3 +437,23 @@ async fn cassette_sanitize_pseudonymises_an_old_recording() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn cassette_sanitize_never_makes_a_directory_or_a_database_of_its_own() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let missing = tmp.path().join("missing");
+    let e = run_to_end(&["cassette", "sanitize", "--all", "--cassettes", s(&missing)?])?;
+    assert_eq!(e.status.code(), Some(2), "{}", e.stderr);
+    assert!(e.stderr.contains("no cassette directory"), "{}", e.stderr);
+    assert!(!missing.exists(), "sanitize made the directory");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty)?;
+    let e = run_to_end(&["cassette", "sanitize", "--all", "--cassettes", s(&empty)?])?;
+    assert_eq!(e.status.code(), Some(2), "{}", e.stderr);
+    assert!(e.stderr.contains("no cassettes in"), "{}", e.stderr);
+    assert!(
+        files_under(&empty).is_empty(),
+        "sanitize wrote into an empty directory"
+    );
+    Ok(())
+}
