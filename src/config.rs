@@ -123,10 +123,20 @@ impl ProjectConfig {
                     return Err(invalid(format!("[{key}] is not a graph-vcr command")));
                 }
                 if *key == section {
+                    // `[cassette]` serves every cassette tool: a flag only some of them have
+                    // is left to those.
+                    let table_cmd = chain.get(1).copied().unwrap_or(cmd);
                     for (k, v) in table {
-                        let arg = find_arg(cmd, k)
-                            .ok_or_else(|| invalid(format!("[{key}] {k}: {}", unknown(cmd, k))))?;
-                        push_flag(&mut inserted, arg, k, v, &argv).map_err(&invalid)?;
+                        match find_arg(cmd, k) {
+                            Some(arg) => {
+                                push_flag(&mut inserted, arg, k, v, &argv).map_err(&invalid)?
+                            }
+                            None if any_command_has(table_cmd, k) => {}
+                            None => {
+                                let why = unknown(table_cmd, k);
+                                return Err(invalid(format!("[{key}] {k}: {why}")));
+                            }
+                        }
                     }
                 }
                 continue;
@@ -356,6 +366,74 @@ mod tests {
             .map(String::from)
             .to_vec())
         );
+    }
+
+    #[test]
+    fn a_command_table_serves_its_subcommands() {
+        let root = clap::Command::new("graph-vcr").subcommand(
+            clap::Command::new("cassette")
+                .subcommand(
+                    clap::Command::new("list").arg(clap::Arg::new("cassettes").long("cassettes")),
+                )
+                .subcommand(
+                    clap::Command::new("import")
+                        .arg(clap::Arg::new("cassettes").long("cassettes"))
+                        .arg(
+                            clap::Arg::new("replace")
+                                .long("replace")
+                                .action(clap::ArgAction::SetTrue),
+                        ),
+                ),
+        );
+        let dir = tempfile::tempdir().ok();
+        let Some(path) = dir.as_ref().map(|d| d.path().join(FILE_NAME)) else {
+            return;
+        };
+        let written = std::fs::write(
+            &path,
+            "[cassette]\ncassettes = \"c\"\nreplace = true\nrplace = 1\n",
+        );
+        assert!(written.is_ok());
+        let config = ProjectConfig::read(&path).unwrap_or_default();
+        let args = |argv: &[&str]| {
+            config
+                .merge_args(&root, argv.iter().map(OsString::from).collect())
+                .map(|v| {
+                    v.iter()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        };
+        let e = args(&["gv", "cassette", "list"]).err().unwrap_or_default();
+        assert!(e.contains("[cassette] rplace"), "{e}");
+        let fixed = std::fs::write(&path, "[cassette]\ncassettes = \"c\"\nreplace = true\n");
+        assert!(fixed.is_ok());
+        let config = ProjectConfig::read(&path).unwrap_or_default();
+        let merged = config
+            .merge_args(
+                &root,
+                ["gv", "cassette", "list"]
+                    .iter()
+                    .map(OsString::from)
+                    .collect(),
+            )
+            .map(|v| v.len());
+        assert_eq!(
+            merged.ok(),
+            Some(4),
+            "list takes cassettes and leaves replace to import"
+        );
+        let merged = config
+            .merge_args(
+                &root,
+                ["gv", "cassette", "import"]
+                    .iter()
+                    .map(OsString::from)
+                    .collect(),
+            )
+            .map(|v| v.len());
+        assert_eq!(merged.ok(), Some(5));
     }
 
     #[test]
