@@ -118,14 +118,14 @@ mod tests {
         let mut out = Vec::new();
         check(br#"{"assignments":[{"a":1}],"assignments":[]}"#, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].at, "/assignments");
+        assert_eq!(&*out[0].at, "/assignments");
         let mut out = Vec::new();
         check(
             br#"{"x":[{"target":{"groupId":"a","groupId":"b"}}]}"#,
             &mut out,
         );
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].at, "/x/0/target/groupId");
+        assert_eq!(&*out[0].at, "/x/0/target/groupId");
         let mut out = Vec::new();
         check(br#"{"a":1,"b":{"a":2}}"#, &mut out);
         check(b"not json", &mut out);

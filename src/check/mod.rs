@@ -18,6 +18,7 @@ use crate::contract::ApiVersion;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 use std::fmt;
+use std::sync::Arc;
 
 /// What to do with a request that has an `error` deviation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -158,17 +159,18 @@ pub struct Deviation {
     pub code: Code,
     pub severity: Severity,
     /// A JSON pointer into the body (`/assignments/0/target`), or a header name.
-    pub at: String,
-    pub message: String,
+    /// Shared text: a replayed call's deviations are copied onto every one of its requests.
+    pub at: Arc<str>,
+    pub message: Arc<str>,
 }
 
 impl Deviation {
-    pub fn new(code: Code, at: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, at: impl AsRef<str>, message: impl AsRef<str>) -> Self {
         Self {
             code,
             severity: code.severity(),
-            at: at.into(),
-            message: message.into(),
+            at: Arc::from(at.as_ref()),
+            message: Arc::from(message.as_ref()),
         }
     }
 
@@ -241,10 +243,10 @@ pub(crate) fn gate(deviations: &mut [Deviation]) {
     use std::borrow::Cow;
     for d in deviations {
         if let Cow::Owned(clean) = crate::redact::text(&d.message) {
-            d.message = clean;
+            d.message = clean.into();
         }
         if let Cow::Owned(clean) = crate::redact::text(&d.at) {
-            d.at = clean;
+            d.at = clean.into();
         }
     }
 }

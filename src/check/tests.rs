@@ -330,7 +330,7 @@ fn pointers_name_the_place() {
     .check();
     let missing = d.iter().find(|d| d.code == Code::TargetPropertyMissing);
     assert_eq!(
-        missing.map(|d| d.at.as_str()),
+        missing.map(|d| &*d.at),
         Some("/enrollmentConfigurationAssignments/1/target/groupId")
     );
 }
@@ -547,7 +547,7 @@ fn a_200_value_is_checked_element_by_element() {
     let found = bad.iter().find(|d| d.code == Code::TargetTypeMissing);
     assert!(
         found.is_some_and(
-            |d| d.severity == Severity::Warning && d.at == "/value/0/target/@odata.type"
+            |d| d.severity == Severity::Warning && &*d.at == "/value/0/target/@odata.type"
         ),
         "{bad:?}"
     );

@@ -687,10 +687,10 @@ fn sanitize_texts(s: &crate::sanitize::Sanitizer, ex: &mut Exchange<'_>) {
     }
     for d in &mut ex.deviations {
         if let Cow::Owned(clean) = s.text(&d.message) {
-            d.message = clean;
+            d.message = clean.into();
         }
         if let Cow::Owned(clean) = s.text(&d.at) {
-            d.at = clean;
+            d.at = clean.into();
         }
     }
 }
