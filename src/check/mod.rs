@@ -258,11 +258,31 @@ pub fn has_error(deviations: &[Deviation]) -> bool {
 
 /// `code1,code2`: the distinct codes, for the `x-graph-vcr-deviations` header.
 pub fn header_value(deviations: &[Deviation]) -> String {
-    let mut codes: Vec<&str> = deviations.iter().map(|d| d.code.as_str()).collect();
-    codes.dedup();
-    let mut seen = std::collections::HashSet::new();
-    codes.retain(|c| seen.insert(*c));
-    codes.join(",")
+    distinct_codes(deviations).join(",")
+}
+
+/// The codes of `deviations`, each once, in order (at most a hundred deviations: a linear
+/// search beats hashing them).
+fn distinct_codes(deviations: &[Deviation]) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = Vec::with_capacity(deviations.len().min(8));
+    for d in deviations {
+        let code = d.code.as_str();
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    codes
+}
+
+/// [`header_value`] as a header; a single code (the usual case) without an allocation.
+pub fn header(deviations: &[Deviation]) -> Option<http::HeaderValue> {
+    match deviations {
+        [] => None,
+        [first, rest @ ..] if rest.iter().all(|d| d.code == first.code) => {
+            Some(http::HeaderValue::from_static(first.code.as_str()))
+        }
+        _ => http::HeaderValue::from_str(&header_value(deviations)).ok(),
+    }
 }
 
 /// Checks a request to an assign-shaped path: method, headers, and body.

@@ -612,3 +612,38 @@ fn beta_only_actions_get_element_and_target_checks() {
         assert_eq!(fine, vec![], "{path}");
     }
 }
+
+#[test]
+fn the_deviations_header_names_each_code_once_in_order() {
+    use super::{Code, Deviation, header};
+    let d = |c| Deviation::new(c, "/x", "m");
+    assert_eq!(header(&[]), None);
+    assert_eq!(
+        header(&[d(Code::AuthMissing), d(Code::AuthMissing)])
+            .as_ref()
+            .map(|v| v.as_bytes()),
+        Some(Code::AuthMissing.as_str().as_bytes())
+    );
+    let mixed = [
+        d(Code::EmptyAssignments),
+        d(Code::AuthMissing),
+        d(Code::EmptyAssignments),
+    ];
+    let expected = format!(
+        "{},{}",
+        Code::EmptyAssignments.as_str(),
+        Code::AuthMissing.as_str()
+    );
+    assert_eq!(
+        header(&mixed).as_ref().map(|v| v.as_bytes()),
+        Some(expected.as_bytes())
+    );
+    // Every code is a valid header value on its own.
+    for c in Code::ALL {
+        assert!(
+            http::HeaderValue::from_str(c.as_str()).is_ok(),
+            "{}",
+            c.as_str()
+        );
+    }
+}

@@ -27,7 +27,7 @@ use crate::report::{Event, Report, RunLog};
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use std::borrow::Cow;
@@ -211,7 +211,7 @@ impl Proxy {
         // A batch has set its own, naming its items' deviations too.
         if !ex.deviations.is_empty()
             && !response.headers().contains_key(DEVIATIONS_HEADER)
-            && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
+            && let Some(v) = check::header(&ex.deviations)
         {
             response.headers_mut().insert(DEVIATIONS_HEADER, v);
         }
