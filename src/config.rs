@@ -332,6 +332,22 @@ mod tests {
             .subcommand(
                 clap::Command::new("record").arg(clap::Arg::new("upstream").long("upstream")),
             )
+            .subcommand(
+                clap::Command::new("cassette")
+                    .subcommand(
+                        clap::Command::new("list")
+                            .arg(clap::Arg::new("cassettes").long("cassettes")),
+                    )
+                    .subcommand(
+                        clap::Command::new("import")
+                            .arg(clap::Arg::new("cassettes").long("cassettes"))
+                            .arg(
+                                clap::Arg::new("replace")
+                                    .long("replace")
+                                    .action(clap::ArgAction::SetTrue),
+                            ),
+                    ),
+            )
     }
 
     fn merged(toml_text: &str, argv: &[&str]) -> Result<Vec<String>, String> {
@@ -370,70 +386,27 @@ mod tests {
 
     #[test]
     fn a_command_table_serves_its_subcommands() {
-        let root = clap::Command::new("graph-vcr").subcommand(
-            clap::Command::new("cassette")
-                .subcommand(
-                    clap::Command::new("list").arg(clap::Arg::new("cassettes").long("cassettes")),
-                )
-                .subcommand(
-                    clap::Command::new("import")
-                        .arg(clap::Arg::new("cassettes").long("cassettes"))
-                        .arg(
-                            clap::Arg::new("replace")
-                                .long("replace")
-                                .action(clap::ArgAction::SetTrue),
-                        ),
-                ),
-        );
-        let dir = tempfile::tempdir().ok();
-        let Some(path) = dir.as_ref().map(|d| d.path().join(FILE_NAME)) else {
-            return;
-        };
-        let written = std::fs::write(
-            &path,
-            "[cassette]\ncassettes = \"c\"\nreplace = true\nrplace = 1\n",
-        );
-        assert!(written.is_ok());
-        let config = ProjectConfig::read(&path).unwrap_or_default();
-        let args = |argv: &[&str]| {
-            config
-                .merge_args(&root, argv.iter().map(OsString::from).collect())
-                .map(|v| {
-                    v.iter()
-                        .map(|a| a.to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|e| e.to_string())
-        };
-        let e = args(&["gv", "cassette", "list"]).err().unwrap_or_default();
-        assert!(e.contains("[cassette] rplace"), "{e}");
-        let fixed = std::fs::write(&path, "[cassette]\ncassettes = \"c\"\nreplace = true\n");
-        assert!(fixed.is_ok());
-        let config = ProjectConfig::read(&path).unwrap_or_default();
-        let merged = config
-            .merge_args(
-                &root,
-                ["gv", "cassette", "list"]
-                    .iter()
-                    .map(OsString::from)
-                    .collect(),
-            )
-            .map(|v| v.len());
+        let owned = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let text = "[cassette]\ncassettes = \"c\"\nreplace = true\n";
+        // `list` takes the directory and leaves `replace` to `import`.
         assert_eq!(
-            merged.ok(),
-            Some(4),
-            "list takes cassettes and leaves replace to import"
+            merged(text, &["gv", "cassette", "list"]),
+            Ok(owned(&["gv", "cassette", "list", "--cassettes=c"]))
         );
-        let merged = config
-            .merge_args(
-                &root,
-                ["gv", "cassette", "import"]
-                    .iter()
-                    .map(OsString::from)
-                    .collect(),
-            )
-            .map(|v| v.len());
-        assert_eq!(merged.ok(), Some(5));
+        assert_eq!(
+            merged(text, &["gv", "cassette", "import"]),
+            Ok(owned(&[
+                "gv",
+                "cassette",
+                "import",
+                "--cassettes=c",
+                "--replace"
+            ]))
+        );
+        let e = merged("[cassette]\nrplace = 1\n", &["gv", "cassette", "list"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("[cassette] rplace"), "{e}");
     }
 
     #[test]

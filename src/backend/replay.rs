@@ -78,6 +78,10 @@ impl Replay {
 
     /// What `cassette` sanitizes incoming requests with (none: nothing).
     pub fn sanitizer(&self, cassette: &CassetteName) -> Option<&Arc<Sanitizer>> {
+        // The usual run sanitizes nothing: no hashing of the cassette name per request then.
+        if self.sanitizers.is_empty() {
+            return None;
+        }
         self.sanitizers.get(cassette)
     }
 

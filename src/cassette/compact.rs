@@ -6,7 +6,8 @@
 //!
 //! The new database is written whole beside the old one, under the directory's lock, and only
 //! then moved in: old snapshots first (sled rebuilds from the log alone), then the log, then
-//! the new snapshots. At every step the directory opens as the old database or the new one.
+//! the new snapshots, so that an interruption between steps leaves a log sled can open (this
+//! order is reasoned; no test kills a compaction midway).
 
 use super::files::open_sled;
 use super::{Store, StoreError};

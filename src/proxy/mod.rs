@@ -85,7 +85,13 @@ impl Proxy {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
                 let store = crate::export::open(dir, Access::ReadOnly)?;
-                let keys = Arc::new(recorded_key_options(&store, &config.key)?);
+                // Each cassette's meta read once: its key options and its sanitizing.
+                let metas = store
+                    .cassette_names()
+                    .into_iter()
+                    .map(|name| Ok((store.cassette(&name)?.meta(), name)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let keys = Arc::new(recorded_key_options(&metas, &config.key)?);
                 warn_if_missing(&config.cassettes.cassette, &keys);
                 let memo = config.memo.then(|| Arc::new(CallMemo::default()));
                 let prefill = index::Prefill {
@@ -95,7 +101,7 @@ impl Proxy {
                 };
                 run_log = RunLog::sized(store.expected().clone());
                 let setup = crate::sanitize::Setup::for_reading(rules, dir)?;
-                let sanitizers = replay_sanitizers(&store, &setup)?;
+                let sanitizers = replay_sanitizers(&metas, &setup)?;
                 let index = Index::start(store, prefill)?;
                 Backend::Replay(Replay::new(
                     index,
@@ -343,38 +349,34 @@ impl Proxy {
             _ => &self.key,
         };
         let depth = self.limits.max_json_depth;
-        let too_deep = |TooDeep(limit)| too_deep(limit, parts.uri.path());
-        let analyzed = match self.sanitizer(ex)? {
-            None => analyze::analyze(
-                &parts.method,
-                parts.uri.path(),
-                parts.uri.query(),
-                body,
-                key,
-                depth,
-                ex.secrets_mut(),
-            )
-            .map_err(too_deep)?,
-            // Keyed, checked and stored as sanitized; forwarded as sent.
-            Some(s) => {
-                let query = parts.uri.query().map(|q| s.query(q));
-                let clean = s.body(body);
-                let path = s.text(parts.uri.path()).into_owned();
-                let analyzed = analyze::analyze(
-                    &parts.method,
-                    &path,
-                    query.as_deref(),
-                    &clean,
-                    key,
-                    depth,
-                    ex.secrets_mut(),
-                )
-                .map_err(too_deep)?
-                .into_owned();
-                ex.path = Cow::Owned(path);
-                analyzed
-            }
+        // Keyed, checked and stored as sanitized; forwarded as sent. A sanitizer that changes
+        // nothing leaves every part borrowed.
+        let (path, query, clean) = match self.sanitizer(ex)? {
+            None => (
+                Cow::Borrowed(parts.uri.path()),
+                parts.uri.query().map(Cow::Borrowed),
+                Cow::Borrowed(&body[..]),
+            ),
+            Some(s) => (
+                s.text(parts.uri.path()),
+                parts.uri.query().map(|q| s.query(q)),
+                s.body(body),
+            ),
         };
+        let (method, query_str) = (&parts.method, query.as_deref());
+        let analyzed = match clean {
+            Cow::Borrowed(b) => {
+                analyze::analyze(method, &path, query_str, b, key, depth, ex.secrets_mut())
+            }
+            Cow::Owned(b) => {
+                analyze::analyze(method, &path, query_str, &b, key, depth, ex.secrets_mut())
+                    .map(Analyzed::into_owned)
+            }
+        }
+        .map_err(|TooDeep(limit)| too_deep(limit, parts.uri.path()))?;
+        if let Cow::Owned(p) = path {
+            ex.path = Cow::Owned(p);
+        }
         ex.analyzed(
             Arc::from(analyzed.action_label()),
             analyzed.key,
@@ -633,17 +635,19 @@ impl Proxy {
     }
 }
 
+/// A replay store's cassette, with what its meta says (read once at start).
+type CassetteMeta = (Option<serde_json::Value>, CassetteName);
+
 /// The key options of every cassette of a replay store: those it was recorded with. Options
 /// given on the command line must agree with them (none given: each cassette's own apply).
 fn recorded_key_options(
-    store: &Store,
+    metas: &[CassetteMeta],
     given: &KeyOptions,
 ) -> Result<std::collections::HashMap<CassetteName, KeyOptions>, ProxyError> {
     let mut keys = std::collections::HashMap::new();
-    for name in store.cassette_names() {
-        let recorded: KeyOptions = store
-            .cassette(&name)?
-            .meta()
+    for (meta, name) in metas {
+        let recorded: KeyOptions = meta
+            .as_ref()
             .and_then(|m| serde_json::from_value(m.get("key_options")?.clone()).ok())
             .unwrap_or_default();
         if *given != KeyOptions::default() && recorded != *given {
@@ -653,7 +657,7 @@ fn recorded_key_options(
                 given: given.describe(),
             });
         }
-        keys.insert(name, recorded);
+        keys.insert(name.clone(), recorded);
     }
     Ok(keys)
 }
@@ -699,12 +703,11 @@ fn sanitize_texts(s: &crate::sanitize::Sanitizer, ex: &mut Exchange<'_>) {
 /// it, and the project's rules). A pseudonymised cassette without its key still replays
 /// requests carrying aliases; the warning says why others miss.
 fn replay_sanitizers(
-    store: &Store,
+    metas: &[CassetteMeta],
     setup: &crate::sanitize::Setup,
 ) -> Result<std::collections::HashMap<CassetteName, Arc<crate::sanitize::Sanitizer>>, ProxyError> {
     let mut found = std::collections::HashMap::new();
-    for name in store.cassette_names() {
-        let meta = store.cassette(&name)?.meta();
+    for (meta, name) in metas {
         let recorded = crate::sanitize::recorded(meta.as_ref());
         let (sanitizer, _) = setup.for_cassette(name.as_str(), recorded.as_ref(), true, false)?;
         if sanitizer.lacks_key() {
@@ -714,7 +717,7 @@ fn replay_sanitizers(
                 crate::sanitize::KEY_ENV, crate::sanitize::KEY_FILE);
         }
         if !sanitizer.is_noop() {
-            found.insert(name, Arc::new(sanitizer));
+            found.insert(name.clone(), Arc::new(sanitizer));
         }
     }
     Ok(found)
