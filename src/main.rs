@@ -837,84 +837,41 @@ fn sanitize_cassettes(
     dir: &DirArg,
     rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
 ) -> Result<(), CassetteFailure> {
-    // Sanitizing changes what is there; it never makes a directory of its own.
-    if !dir.cassettes.is_dir() {
-        return Err(format!("no cassette directory {}", dir.cassettes.display()).into());
-    }
-    let setup = graph_vcr::sanitize::Setup::for_recording(
-        std::sync::Arc::clone(rules),
-        pseudonymize,
-        &dir.cassettes,
-    )
-    .map_err(|e| e.to_string())?;
-    let exports_only = dir.cassettes.is_dir()
-        && !dir.cassettes.join("db").exists()
-        && graph_vcr::export::export_files(&dir.cassettes).is_ok_and(|f| !f.is_empty());
-    if exports_only {
-        let done = graph_vcr::export::sanitize_exports(&dir.cassettes, name.as_ref(), &setup)
-            .map_err(|e| e.to_string())?;
-        if done.is_empty() {
-            return Err(
-                format!("no export of that cassette in {}", dir.cassettes.display()).into(),
-            );
-        }
-        for (file, d) in done {
-            eprintln!(
-                "graph-vcr: sanitized cassette {} in {}: {} interaction(s), {} re-keyed",
-                d.name,
-                file.display(),
-                d.interactions,
-                d.rekeyed
-            );
-        }
-        return Ok(());
-    }
-    if !dir.cassettes.join("db").exists() {
-        return Err(format!(
-            "no cassettes in {} (no sled database, no exports)",
-            dir.cassettes.display()
-        )
-        .into());
-    }
-    let store =
-        graph_vcr::export::open(&dir.cassettes, Access::ReadWrite).map_err(|e| e.to_string())?;
-    let names = match (name, all) {
-        (Some(n), _) => {
-            require(&store, &n)?;
-            vec![n]
-        }
-        (None, _) => store.cassette_names(),
-    };
-    if names.is_empty() {
-        return Err(format!("no cassettes in {}", dir.cassettes.display()).into());
-    }
+    let name = if all { None } else { name };
     if rules.is_empty() && !pseudonymize {
         eprintln!(
             "graph-vcr: warning: no [[sanitize]] rules and no --pseudonymize: only cassettes already pseudonymised change"
         );
     }
-    for n in names {
-        let done = graph_vcr::export::sanitize(&store, &n, &setup).map_err(|e| e.to_string())?;
+    let done = graph_vcr::export::sanitize_dir(
+        &dir.cassettes,
+        name.as_ref(),
+        std::sync::Arc::clone(rules),
+        pseudonymize,
+    )
+    .map_err(|e| e.to_string())?;
+    for (file, d) in &done.cassettes {
+        let place = file
+            .as_ref()
+            .map_or(String::new(), |f| format!(" in {}", f.display()));
         eprintln!(
-            "graph-vcr: sanitized cassette {}: {} interaction(s), {} re-keyed",
-            done.name, done.interactions, done.rekeyed
+            "graph-vcr: sanitized cassette {}{place}: {} interaction(s), {} re-keyed",
+            d.name, d.interactions, d.rekeyed
         );
     }
-    let journal = dir.cassettes.join(graph_vcr::cassette::JOURNAL_FILE);
-    if journal.exists() {
+    if let Some(journal) = &done.old_journal {
         eprintln!(
             "graph-vcr: warning: {} is an earlier run's journal, written before these rules: \
              remove it before sharing the directory",
             journal.display()
         );
     }
-    // The old values are still in sled's log until it is rewritten.
-    let store = store.compact().map_err(|e| e.to_string())?;
-    store.flush_blocking().map_err(|e| e.to_string())?;
-    eprintln!(
-        "graph-vcr: rewrote {}: the values replaced are no longer on disk",
-        dir.cassettes.display()
-    );
+    if done.compacted {
+        eprintln!(
+            "graph-vcr: rewrote {}: the values replaced are no longer on disk",
+            dir.cassettes.display()
+        );
+    }
     Ok(())
 }
 

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 mod format2;
+mod sanitize;
+
+pub use sanitize::{Sanitized, sanitize, sanitize_dir, sanitize_exports};
 
 /// The `format` field of every export.
 pub const FORMAT_NAME: &str = "graph-vcr-cassette";
@@ -168,63 +171,7 @@ pub fn import(
     import_with(store, doc, name, replace, file, false)
 }
 
-/// `cassette sanitize`: the cassette's recordings through `setup`'s rules and
-/// pseudonymisation (with `setup.pseudonymize`, turned on for it), re-keyed, through the gate
-/// again, and written back whole. Recordings that become the same request are numbered in
-/// recording order.
-pub fn sanitize(
-    store: &Store,
-    name: &CassetteName,
-    setup: &crate::sanitize::Setup,
-) -> Result<Imported, ImportError> {
-    let mut doc = export(&store.cassette(name)?)?;
-    let (sanitizer, remember) = setup
-        .for_sanitizing(name.as_str(), doc.pseudonymized.as_ref())
-        .map_err(|e| ImportError::Invalid {
-            file: name.to_string(),
-            message: e.to_string(),
-        })?;
-    for interaction in &mut doc.interactions {
-        sanitizer.interaction(interaction);
-    }
-    doc.pseudonymized = remember;
-    import_with(store, doc, Some(name.clone()), true, name.as_str(), true)
-}
-
-/// `cassette sanitize` on a directory of exports (what the README has teams commit): each
-/// export of `name` (every one without) read into a private database, sanitized there as a
-/// stored cassette is, and written back in place (a new file renamed over the old, so an
-/// interrupted run leaves the old one whole). Returns the files rewritten.
-pub fn sanitize_exports(
-    dir: &Path,
-    name: Option<&CassetteName>,
-    setup: &crate::sanitize::Setup,
-) -> Result<Vec<(PathBuf, Imported)>, ImportError> {
-    let io = |file: &Path, e: std::io::Error| ImportError::Invalid {
-        file: file.display().to_string(),
-        message: e.to_string(),
-    };
-    let mut done = Vec::new();
-    for file in export_files(dir).map_err(|e| io(dir, e))? {
-        let shown = file.display().to_string();
-        let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
-        let doc = parse(&bytes, &shown)?;
-        if name.is_some_and(|n| n.as_str() != doc.name) {
-            continue;
-        }
-        let store = Store::private(dir)?;
-        let imported = import(&store, doc, None, false, &shown)?;
-        let sanitized = sanitize(&store, &imported.name, setup)?;
-        let out = to_bytes(&export(&store.cassette(&imported.name)?)?);
-        let tmp = file.with_extension("json.sanitizing");
-        std::fs::write(&tmp, out).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &file).map_err(|e| io(&file, e))?;
-        done.push((file, sanitized));
-    }
-    Ok(done)
-}
-
-fn import_with(
+pub(crate) fn import_with(
     store: &Store,
     mut doc: Document,
     name: Option<CassetteName>,
