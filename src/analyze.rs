@@ -82,7 +82,7 @@ pub fn analyze<'a>(
     let findings = check::check_without_headers(method, &classified, body, gated.json.as_ref());
     // 4. key
     let canonical = match gated.json {
-        Ok(v) => CanonicalBody::from_value(v, Sets::of(&classified), key_options),
+        Ok(v) => CanonicalBody::from_json(v, Sets::of(&classified), key_options),
         Err(_) => CanonicalBody::of(&gated.stored, Sets::of(&classified), key_options),
     };
     let key = Key::compute(method.as_str(), &classified, &canonical);

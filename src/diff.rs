@@ -4,7 +4,8 @@
 //! how the canonical bodies differ, one line per differing JSON pointer. The number of
 //! differences is also the distance used to pick the nearest recording.
 
-use serde_json::Value;
+use crate::json::{Json, Object};
+use std::cmp::Ordering;
 
 /// At most this many lines are shown; the rest are counted.
 const MAX_LINES: usize = 20;
@@ -22,23 +23,40 @@ pub struct BodyDiff {
 
 /// Compares two canonical bodies (JSON text, or anything else as opaque text).
 pub fn diff_bodies(recorded: &str, request: &str) -> BodyDiff {
-    let mut d = BodyDiff::default();
-    match (
-        serde_json::from_str::<Value>(recorded),
-        serde_json::from_str::<Value>(request),
-    ) {
-        (Ok(a), Ok(b)) => walk("", &a, &b, &mut d),
-        _ if recorded == request => {}
-        _ => push(
-            &mut d,
-            format!(
-                "body (not JSON): recorded {} bytes, request {} bytes",
-                recorded.len(),
-                request.len()
-            ),
-        ),
+    Probe::new(request).diff(recorded)
+}
+
+/// A request's canonical body, read once to be compared with several recordings.
+pub struct Probe<'a> {
+    text: &'a str,
+    json: Option<Json<'a>>,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            json: Json::parse(text.as_bytes()).ok(),
+        }
     }
-    d
+
+    /// How `recorded` differs from the request.
+    pub fn diff(&self, recorded: &str) -> BodyDiff {
+        let mut d = BodyDiff::default();
+        match (Json::parse(recorded.as_bytes()), &self.json) {
+            (Ok(a), Some(b)) => walk("", &a, b, &mut d),
+            _ if recorded == self.text => {}
+            _ => push(
+                &mut d,
+                format!(
+                    "body (not JSON): recorded {} bytes, request {} bytes",
+                    recorded.len(),
+                    self.text.len()
+                ),
+            ),
+        }
+        d
+    }
 }
 
 fn push(d: &mut BodyDiff, line: String) {
@@ -48,8 +66,8 @@ fn push(d: &mut BodyDiff, line: String) {
     }
 }
 
-fn show(v: &Value) -> String {
-    let s = v.to_string();
+fn show(v: &Json<'_>) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
     if s.chars().count() > MAX_VALUE {
         let cut: String = s.chars().take(MAX_VALUE).collect();
         format!("{cut}…")
@@ -62,23 +80,44 @@ fn pointer(base: &str, token: &str) -> String {
     format!("{base}/{}", token.replace('~', "~0").replace('/', "~1"))
 }
 
-fn walk(at: &str, a: &Value, b: &Value, d: &mut BodyDiff) {
+fn by_name<'o, 'a>(o: &'o Object<'a>) -> Vec<(&'o str, &'o Json<'a>)> {
+    let mut members: Vec<(&str, &Json<'a>)> = o.iter().collect();
+    members.sort_by(|m, n| m.0.cmp(n.0));
+    members
+}
+
+fn walk(at: &str, a: &Json<'_>, b: &Json<'_>, d: &mut BodyDiff) {
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let p = pointer(at, k);
-                match (x.get(k), y.get(k)) {
-                    (Some(va), Some(vb)) => walk(&p, va, vb, d),
-                    (Some(va), None) => push(d, format!("{p}: only in recording: {}", show(va))),
-                    (None, Some(vb)) => push(d, format!("{p}: only in request: {}", show(vb))),
-                    (None, None) => {}
+        (Json::Object(x), Json::Object(y)) => {
+            // Both sides in name order, merged: an object of many members costs linear time,
+            // not a lookup per member.
+            let (x, y) = (by_name(x), by_name(y));
+            let (mut i, mut j) = (0, 0);
+            while i < x.len() || j < y.len() {
+                let order = match (x.get(i), y.get(j)) {
+                    (Some(m), Some(n)) => m.0.cmp(n.0),
+                    (Some(_), None) => Ordering::Less,
+                    _ => Ordering::Greater,
+                };
+                match order {
+                    Ordering::Equal => {
+                        walk(&pointer(at, x[i].0), x[i].1, y[j].1, d);
+                        (i, j) = (i + 1, j + 1);
+                    }
+                    Ordering::Less => {
+                        let p = pointer(at, x[i].0);
+                        push(d, format!("{p}: only in recording: {}", show(x[i].1)));
+                        i += 1;
+                    }
+                    Ordering::Greater => {
+                        let p = pointer(at, y[j].0);
+                        push(d, format!("{p}: only in request: {}", show(y[j].1)));
+                        j += 1;
+                    }
                 }
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
+        (Json::Array(x), Json::Array(y)) => {
             for i in 0..x.len().max(y.len()) {
                 let p = format!("{at}/{i}");
                 match (x.get(i), y.get(i)) {

@@ -10,8 +10,10 @@
 
 use crate::classify::Classified;
 use crate::contract::Action;
+use crate::json::Json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 
 /// How bodies are normalized into keys. Recording and replaying must use the same options; the
@@ -81,16 +83,24 @@ impl CanonicalBody {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Self::Bytes(Vec::new());
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(value) => Self::from_value(value, sets, opts),
+        match Json::parse(body) {
+            Ok(value) => Self::from_json(value, sets, opts),
             Err(_) => Self::Bytes(body.to_vec()),
         }
     }
 
     /// Canonicalizes a body the caller has already parsed (the proxy parses each body once).
-    pub fn from_value<'a>(mut value: Value, sets: impl Into<Sets<'a>>, opts: &KeyOptions) -> Self {
-        canonicalize(&mut value, sets.into(), opts);
-        Self::Json(to_canonical_string(&value))
+    pub fn from_json<'a>(
+        mut value: Json<'_>,
+        sets: impl Into<Sets<'a>>,
+        opts: &KeyOptions,
+    ) -> Self {
+        let sets = sets.into();
+        normalize(&mut value, sets, opts);
+        let mut out = Vec::with_capacity(256);
+        write_canonical_body(value, sets, opts, &mut out);
+        // Only JSON text was written, which is UTF-8.
+        Self::Json(String::from_utf8(out).unwrap_or_default())
     }
 
     fn tag_and_bytes(&self) -> (u8, &[u8]) {
@@ -169,8 +179,9 @@ impl<'a> From<Option<&'a Action>> for Sets<'a> {
     }
 }
 
-/// Normalizes a parsed JSON body in place.
-pub fn canonicalize(value: &mut Value, sets: Sets<'_>, opts: &KeyOptions) {
+/// Normalizes a parsed JSON body in place, all but the order of the sets (which
+/// [`write_canonical_body`] sorts as it writes them).
+fn normalize(value: &mut Json<'_>, sets: Sets<'_>, opts: &KeyOptions) {
     for field in &opts.ignore_fields {
         if field.starts_with('/') {
             let parts: Vec<&str> = field.split('/').skip(1).collect();
@@ -181,51 +192,53 @@ pub fn canonicalize(value: &mut Value, sets: Sets<'_>, opts: &KeyOptions) {
     }
     strip_odata_hash(value);
     let action = match sets {
-        Sets::None => return,
-        Sets::Action(a) => Some(a),
-        Sets::UnlistedAssign => None,
+        Sets::Action(a) => a,
+        Sets::None | Sets::UnlistedAssign => return,
     };
-    let Value::Object(top) = value else { return };
+    let Json::Object(top) = value else { return };
     for (name, param) in top.iter_mut() {
-        let Value::Array(items) = param else { continue };
-        // A listed action knows its collections; an unlisted assign action is assumed to take
-        // collections only, which every documented one does.
-        let declared = match action {
-            Some(a) => match a.parameter(name) {
-                Some(p) => Some(p.element_type.as_str()),
-                None => continue,
-            },
-            None => None,
+        let Json::Array(items) = param else { continue };
+        let Some(declared) = action.parameter(name).map(|p| p.element_type.as_str()) else {
+            continue;
         };
-        if let Some(declared) = declared {
-            for item in items.iter_mut() {
-                if let Value::Object(obj) = item {
-                    let restates = obj
-                        .get("@odata.type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t.eq_ignore_ascii_case(declared));
-                    if restates {
-                        obj.remove("@odata.type");
-                    }
+        for item in items.iter_mut() {
+            if let Json::Object(obj) = item {
+                let restates = obj
+                    .get("@odata.type")
+                    .and_then(Json::as_str)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(declared));
+                if restates {
+                    obj.remove("@odata.type");
                 }
             }
-        }
-        if !opts.ordered_arrays {
-            items.sort_by_cached_key(to_canonical_string);
         }
     }
 }
 
-fn strip_odata_hash(value: &mut Value) {
+/// Whether the top-level member `name` is a collection whose order does not count.
+fn is_set(name: &str, sets: Sets<'_>, opts: &KeyOptions) -> bool {
+    if opts.ordered_arrays {
+        return false;
+    }
+    match sets {
+        Sets::None => false,
+        Sets::Action(a) => a.parameter(name).is_some(),
+        // An unlisted assign action is assumed to take collections only, which every
+        // documented one does.
+        Sets::UnlistedAssign => true,
+    }
+}
+
+fn strip_odata_hash(value: &mut Json<'_>) {
     match value {
-        Value::Object(map) => {
+        Json::Object(map) => {
             for (k, v) in map.iter_mut() {
                 match v {
-                    Value::String(s) if k == "@odata.type" => {
+                    Json::String(s) if k == "@odata.type" => {
                         // Every leading '#': "##x" must not become "#x", which would canonicalize
                         // again to "x" (canonical form must be a fixed point).
                         if s.starts_with('#') {
-                            *s = s.trim_start_matches('#').to_string();
+                            *s = Cow::Owned(s.trim_start_matches('#').to_string());
                         }
                     }
                     // A non-string @odata.type is malformed, but what it holds is still body.
@@ -233,43 +246,43 @@ fn strip_odata_hash(value: &mut Value) {
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_odata_hash),
+        Json::Array(items) => items.iter_mut().for_each(strip_odata_hash),
         _ => {}
     }
 }
 
-fn remove_named(value: &mut Value, name: &str) {
+fn remove_named(value: &mut Json<'_>, name: &str) {
     match value {
-        Value::Object(map) => {
+        Json::Object(map) => {
             map.remove(name);
             map.values_mut().for_each(|v| remove_named(v, name));
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| remove_named(v, name)),
+        Json::Array(items) => items.iter_mut().for_each(|v| remove_named(v, name)),
         _ => {}
     }
 }
 
-fn remove_pointer(value: &mut Value, parts: &[&str]) {
+fn remove_pointer(value: &mut Json<'_>, parts: &[&str]) {
     let [head, rest @ ..] = parts else { return };
     // JSON pointer escapes: ~1 is '/', ~0 is '~'.
     let head = head.replace("~1", "/").replace("~0", "~");
     match value {
-        Value::Object(map) if rest.is_empty() => {
+        Json::Object(map) if rest.is_empty() => {
             map.remove(&head);
         }
-        Value::Object(map) => {
+        Json::Object(map) => {
             if let Some(child) = map.get_mut(&head) {
                 remove_pointer(child, rest);
             }
         }
-        Value::Array(items) if head == "*" => {
+        Json::Array(items) if head == "*" => {
             if rest.is_empty() {
                 items.clear();
             } else {
                 items.iter_mut().for_each(|v| remove_pointer(v, rest));
             }
         }
-        Value::Array(items) => {
+        Json::Array(items) => {
             if let Ok(i) = head.parse::<usize>() {
                 if rest.is_empty() {
                     if i < items.len() {
@@ -284,19 +297,90 @@ fn remove_pointer(value: &mut Value, parts: &[&str]) {
     }
 }
 
-/// Serializes with object keys in byte order and no whitespace, independent of how
-/// `serde_json::Map` happens to be ordered in this build.
-pub fn to_canonical_string(value: &Value) -> String {
+/// Serializes with object keys in byte order and no whitespace, independent of the order the
+/// members were sent in.
+pub fn to_canonical_string(value: &Json<'_>) -> String {
     let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
     // Only JSON text was written, which is UTF-8.
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+/// A normalized body as canonical text: each set's elements sorted by their own canonical
+/// text, which is written once into one buffer and sorted as slices of it (not a string per
+/// element: a body of half a million small elements would double its cost in headers). The
+/// elements leave the tree as soon as their text is written, so the tree and the text of a
+/// large body are not both held at once.
+fn write_canonical_body(mut value: Json<'_>, sets: Sets<'_>, opts: &KeyOptions, out: &mut Vec<u8>) {
+    let Json::Object(top) = &mut value else {
+        return write_canonical(&value, out);
+    };
+    let mut sorted: Vec<(usize, SortedText)> = Vec::new();
+    for (n, (name, member)) in top.iter_mut().enumerate() {
+        if let Json::Array(items) = member
+            && is_set(name, sets, opts)
+        {
+            sorted.push((n, SortedText::of(std::mem::take(items))));
+        }
+    }
+    let mut entries: Vec<(usize, &str, &Json<'_>)> = top
+        .iter()
+        .enumerate()
+        .map(|(n, (k, v))| (n, k, v))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.1.cmp(b.1));
+    out.push(b'{');
+    for (i, (n, k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        match sorted.iter().find(|(m, _)| *m == n) {
+            Some((_, text)) => text.write(out),
+            None => write_canonical(v, out),
+        }
+    }
+    out.push(b'}');
+}
+
+/// A set's elements as canonical text, in sorted order.
+struct SortedText {
+    texts: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl SortedText {
+    fn of(items: Vec<Json<'_>>) -> Self {
+        let mut texts = Vec::new();
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(items.len());
+        for item in &items {
+            let from = texts.len();
+            write_canonical(item, &mut texts);
+            spans.push(from..texts.len());
+        }
+        drop(items);
+        spans.sort_unstable_by(|a, b| texts[a.clone()].cmp(&texts[b.clone()]));
+        Self { texts, spans }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.reserve(self.texts.len() + self.spans.len() + 2);
+        out.push(b'[');
+        for (i, span) in self.spans.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.texts[span.clone()]);
+        }
+        out.push(b']');
+    }
+}
+
+fn write_canonical(value: &Json<'_>, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        Json::Object(map) => {
+            let mut entries: Vec<(&str, &Json<'_>)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
@@ -309,7 +393,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
-        Value::Array(items) => {
+        Json::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
@@ -542,9 +626,8 @@ mod tests {
 
     #[test]
     fn canonical_text_sorts_keys_and_strips_whitespace() {
-        let v: Value =
-            serde_json::from_str("{ \"b\" : 1, \"a\" : { \"d\":[true, null], \"c\":\"é\" } }")
-                .unwrap_or_default();
+        let text = "{ \"b\" : 1, \"a\" : { \"d\":[true, null], \"c\":\"é\" } }";
+        let v = Json::parse(text.as_bytes()).unwrap_or(Json::Null);
         assert_eq!(
             to_canonical_string(&v),
             r#"{"a":{"c":"é","d":[true,null]},"b":1}"#

@@ -30,6 +30,7 @@ pub mod index;
 pub mod inspect;
 pub mod interaction;
 pub mod journal;
+pub mod json;
 pub mod key;
 pub mod links;
 pub mod listener;

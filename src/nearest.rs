@@ -15,7 +15,9 @@
 
 use crate::classify;
 use crate::key::{CanonicalBody, Key};
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
 
 /// How many recordings, closest by token distance, are diffed exactly.
 pub const CANDIDATES: usize = 16;
@@ -55,10 +57,11 @@ impl Summary {
             tokens.push(fnv(&[b"q\0", pair.as_bytes()]));
         }
         match canonical {
-            CanonicalBody::Json(text) => match serde_json::from_str::<Value>(text) {
-                Ok(v) => leaves("", &v, &mut tokens),
-                Err(_) => tokens.push(fnv(&[b"b\0", text.as_bytes()])),
-            },
+            CanonicalBody::Json(text) => {
+                if !leaves(text, &mut tokens) {
+                    tokens.push(fnv(&[b"b\0", text.as_bytes()]));
+                }
+            }
             CanonicalBody::Bytes(b) => tokens.push(fnv(&[b"b\0", b])),
         }
         tokens.sort_unstable();
@@ -127,28 +130,110 @@ impl Candidates {
     }
 }
 
-/// A hash per leaf, with its JSON pointer (indices included, as the diff compares them).
-fn leaves(at: &str, v: &Value, out: &mut Vec<u64>) {
-    if out.len() > 4 * MAX_TOKENS {
-        return;
+/// A hash per leaf of `text`, with its JSON pointer (indices included, as the diff compares
+/// them), into `out`, until `out` holds enough: the text is walked as it is read, never built
+/// into a tree, and the walk stops there, so a summary costs the same for any body size.
+/// Whether `text` was JSON (as far as it was read).
+fn leaves(text: &str, out: &mut Vec<u64>) -> bool {
+    let mut walk = Leaves {
+        out,
+        full: false,
+        at: String::new(),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = (&mut walk).deserialize(&mut de).and_then(|()| de.end());
+    read.is_ok() || walk.full
+}
+
+/// Most leaves hashed per summary (the smallest [`MAX_TOKENS`] of them are kept).
+const MAX_LEAVES: usize = 4 * MAX_TOKENS;
+
+struct Leaves<'o> {
+    out: &'o mut Vec<u64>,
+    /// Enough leaves were read: the walk stopped on purpose.
+    full: bool,
+    /// The pointer of the value being read.
+    at: String,
+}
+
+impl Leaves<'_> {
+    fn leaf<E: de::Error>(&mut self, text: &str) -> Result<(), E> {
+        self.out
+            .push(fnv(&[b"j\0", self.at.as_bytes(), b"\0", text.as_bytes()]));
+        Ok(())
     }
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                leaves(&format!("{at}/{k}"), child, out);
-            }
+
+    /// Reads the next value at `at` + `/token`.
+    fn child<F, E>(&mut self, token: &str, read: F) -> Result<bool, E>
+    where
+        F: FnOnce(&mut Self) -> Result<bool, E>,
+        E: de::Error,
+    {
+        if self.out.len() > MAX_LEAVES {
+            self.full = true;
+            return Err(E::custom("enough leaves"));
         }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                leaves(&format!("{at}/{i}"), child, out);
-            }
+        let len = self.at.len();
+        self.at.push('/');
+        self.at.push_str(token);
+        let more = read(self);
+        self.at.truncate(len);
+        more
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Leaves<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Leaves<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            self.child(&name, |w| map.next_value_seed(&mut *w).map(|()| true))?;
         }
-        leaf => out.push(fnv(&[
-            b"j\0",
-            at.as_bytes(),
-            b"\0",
-            leaf.to_string().as_bytes(),
-        ])),
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while self.child(&i.to_string(), |w| {
+            seq.next_element_seed(&mut *w).map(|o| o.is_some())
+        })? {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        self.leaf(if b { "true" } else { "false" })
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+        self.leaf(&n.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.leaf(&n.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
+        // As the number is written in JSON (a `Value` would print it so).
+        let text = serde_json::Number::from_f64(n).map_or_else(|| "null".into(), |n| n.to_string());
+        self.leaf(&text)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        let text = serde_json::to_string(s).map_err(E::custom)?;
+        self.leaf(&text)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.leaf("null")
     }
 }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
+use std::borrow::Cow;
 
 fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
     (
@@ -299,9 +300,11 @@ impl Miss {
     ) -> Option<(Interaction, Vec<String>)> {
         let label = self.classified.action_label();
         let request_body = match &self.canonical {
-            CanonicalBody::Json(s) => s.clone(),
-            CanonicalBody::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            CanonicalBody::Json(s) => Cow::Borrowed(s.as_str()),
+            CanonicalBody::Bytes(b) => String::from_utf8_lossy(b),
         };
+        // Read only once a recording of the same action and method is there to compare.
+        let mut probe = None;
         let mut best: Option<(usize, Interaction, Vec<String>)> = None;
         let recordings = candidates
             .iter()
@@ -338,7 +341,9 @@ impl Miss {
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default(),
             };
-            let d = diff::diff_bodies(&recorded_body, &request_body);
+            let d = probe
+                .get_or_insert_with(|| diff::Probe::new(&request_body))
+                .diff(&recorded_body);
             let distance = lines.len() + d.count;
             let hidden = d.count - d.lines.len();
             lines.extend(d.lines);

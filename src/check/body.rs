@@ -3,28 +3,12 @@
 //! Walks the body against the declared types of the action's parameters (from
 //! `contract::types`), resolving each `@odata.type` to a subtype of the declared type.
 
+use super::across::{self, Aimed};
 use super::{Code, Deviation, Found, Severity};
 use crate::classify::is_guid;
 use crate::contract::types::{Property, TypeInfo, Types, types};
 use crate::contract::{Action, ApiVersion};
-use serde_json::{Map, Value};
-use std::collections::HashMap;
-
-const GROUP: &str = "microsoft.graph.groupAssignmentTarget";
-const EXCLUSION: &str = "microsoft.graph.exclusionGroupAssignmentTarget";
-
-/// One element's target, for the checks across elements.
-struct Aimed {
-    /// Where the target is.
-    at: String,
-    /// Its type, as the registry spells it.
-    ty: String,
-    /// Its group or collection id, lower-cased.
-    id: String,
-    /// The whole element, canonical and case-folded (types, ids and enum members are
-    /// case-insensitive): the same element twice is redundant, two different ones conflict.
-    element: String,
-}
+use crate::json::{Json, Object};
 
 /// What an object is, which decides the codes used for its findings.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,7 +27,7 @@ struct Walker<'a> {
 pub(super) fn check(
     version: ApiVersion,
     action: Option<&Action>,
-    body: Result<&Value, &serde_json::Error>,
+    body: Result<&Json<'_>, &serde_json::Error>,
     out: &mut Found,
 ) {
     let value = match body {
@@ -57,7 +41,7 @@ pub(super) fn check(
             return;
         }
     };
-    let Value::Object(top) = value else {
+    let Json::Object(top) = value else {
         out.push(Deviation::new(
             Code::BodyNotObject,
             "",
@@ -116,7 +100,7 @@ pub(super) fn check(
                         .join(", ")
                 ),
             )),
-            Some(Value::Null) => w.out.push(Deviation::new(
+            Some(Json::Null) => w.out.push(Deviation::new(
                 Code::ParameterNull,
                 &at,
                 format!(
@@ -124,7 +108,7 @@ pub(super) fn check(
                     param.name
                 ),
             )),
-            Some(Value::Array(items)) => {
+            Some(Json::Array(items)) => {
                 if items.is_empty() {
                     w.out.push(Deviation::new(Code::EmptyAssignments, &at, format!(
                         "{:?} is empty: assign replaces every assignment, so this REMOVES ALL existing \
@@ -140,7 +124,7 @@ pub(super) fn check(
                 format!(
                     "parameter {:?} must be an array, not {}",
                     param.name,
-                    json_kind(other)
+                    other.kind()
                 ),
             )),
         }
@@ -151,7 +135,7 @@ pub(super) fn check(
 pub(super) fn check_collection(
     version: ApiVersion,
     element_type: &str,
-    items: &[Value],
+    items: &[Json<'_>],
     at: &str,
     out: &mut Found,
 ) {
@@ -164,31 +148,28 @@ pub(super) fn check_collection(
 }
 
 impl Walker<'_> {
-    fn collection(&mut self, items: &[Value], element_type: &str, at: &str) {
+    fn collection(&mut self, items: &[Json<'_>], element_type: &str, at: &str) {
         if element_type == "Edm.String" {
             for (i, item) in items.iter().enumerate() {
                 if !item.is_string() {
                     self.out.push(Deviation::new(
                         Code::PropertyWrongType,
                         format!("{at}/{i}"),
-                        format!("expected a string, found {}", json_kind(item)),
+                        format!("expected a string, found {}", item.kind()),
                     ));
                 }
             }
             return;
         }
         let declared = self.types.get(element_type);
-        let mut targets: Vec<Aimed> = Vec::new();
+        let mut targets: Vec<Aimed<'_>> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let here = format!("{at}/{i}");
-            let Value::Object(obj) = item else {
+            let Json::Object(obj) = item else {
                 self.out.push(Deviation::new(
                     Code::ElementNotObject,
                     &here,
-                    format!(
-                        "each assignment must be an object, found {}",
-                        json_kind(item)
-                    ),
+                    format!("each assignment must be an object, found {}", item.kind()),
                 ));
                 continue;
             };
@@ -196,88 +177,38 @@ impl Walker<'_> {
                 continue; // a beta element type graph-vcr does not model
             };
             self.object(obj, declared, &here, Role::Element);
-            if let Some(Value::Object(target)) = obj.get("target") {
+            if let Some(Json::Object(target)) = obj.get("target") {
                 let ty = target
                     .get("@odata.type")
-                    .and_then(Value::as_str)
+                    .and_then(Json::as_str)
                     .unwrap_or("");
                 let ty = ty.trim_start_matches('#');
                 // As the registry spells it, whatever case the body used.
-                let ty = self
-                    .types
-                    .get(ty)
-                    .map_or(ty, |t| t.name.as_str())
-                    .to_string();
+                let ty = self.types.get(ty).map_or(ty, |t| t.name.as_str());
                 let id = ["groupId", "collectionId"]
                     .iter()
-                    .find_map(|k| target.get(*k).and_then(Value::as_str))
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                    .find_map(|k| target.get(k).and_then(Json::as_str))
+                    .unwrap_or("");
                 targets.push(Aimed {
-                    at: format!("{here}/target"),
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
                     ty,
                     id,
-                    element: crate::key::to_canonical_string(item).to_ascii_lowercase(),
+                    element: item,
                 });
             }
         }
-        self.cross_element(&targets);
-    }
-
-    fn cross_element(&mut self, targets: &[Aimed]) {
-        let mut seen: HashMap<(String, &str), &Aimed> = HashMap::new();
-        for t in targets {
-            let kind = (t.ty.to_ascii_lowercase(), t.id.as_str());
-            let Some(first) = seen.get(&kind) else {
-                seen.insert(kind, t);
-                continue;
-            };
-            let what = if t.id.is_empty() {
-                t.ty.clone()
-            } else {
-                format!("{} {}", t.ty, t.id)
-            };
-            let message = if first.element == t.element {
-                format!("the same assignment as {} ({what}): send it once", first.at)
-            } else {
-                format!(
-                    "another assignment for the same target as {} ({what}) with other settings: \
-                     they conflict, and Intune keeps one of them",
-                    first.at
-                )
-            };
-            self.out
-                .push(Deviation::new(Code::DuplicateTarget, &t.at, message));
-        }
-        let is = |t: &Aimed, kind: &str| t.ty.eq_ignore_ascii_case(kind);
-        for excluded in targets
-            .iter()
-            .filter(|t| is(t, EXCLUSION) && !t.id.is_empty())
-        {
-            let included = targets.iter().find(|t| is(t, GROUP) && t.id == excluded.id);
-            if let Some(included) = included {
-                self.out.push(Deviation::new(Code::GroupIncludedAndExcluded, &excluded.at,
-                    format!("group {} is included at {} and excluded at {}; Intune's result is not what either intends",
-                        excluded.id, included.at, excluded.at)));
-            }
-        }
+        across::check(&mut targets, at, self.out);
     }
 
     /// Checks an object against `declared`, resolving its `@odata.type`.
-    fn object(
-        &mut self,
-        obj: &Map<String, Value>,
-        declared: &'static TypeInfo,
-        at: &str,
-        role: Role,
-    ) {
+    fn object(&mut self, obj: &Object<'_>, declared: &'static TypeInfo, at: &str, role: Role) {
         let Some(actual) = self.resolve(obj, declared, at, role) else {
             return;
         };
         if !actual.properties_known {
             return;
         }
-        for (name, value) in obj {
+        for (name, value) in obj.iter() {
             if name.starts_with('@') {
                 continue; // OData annotations (@odata.type, @odata.id, ...)
             }
@@ -288,7 +219,7 @@ impl Walker<'_> {
             }
         }
         for name in &actual.required {
-            let missing = matches!(obj.get(name), None | Some(Value::Null));
+            let missing = matches!(obj.get(name), None | Some(Json::Null));
             if missing {
                 let code = if role == Role::Target {
                     Code::TargetPropertyMissing
@@ -304,7 +235,7 @@ impl Walker<'_> {
         }
         if role == Role::Element && actual.properties.contains_key("target") {
             match obj.get("target") {
-                None | Some(Value::Null) => self.out.push(Deviation::new(
+                None | Some(Json::Null) => self.out.push(Deviation::new(
                     Code::TargetMissing,
                     pointer(at, "target"),
                     "the assignment has no target: it would assign to nobody",
@@ -313,7 +244,7 @@ impl Walker<'_> {
             }
         }
         if role == Role::Target
-            && let Some(Value::String(id)) = obj.get("groupId")
+            && let Some(Json::String(id)) = obj.get("groupId")
             && !is_guid(id)
         {
             self.out.push(Deviation::new(
@@ -350,7 +281,7 @@ impl Walker<'_> {
     /// The type an object really has: its `@odata.type` if that is `declared` or a subtype.
     fn resolve(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Object<'_>,
         declared: &'static TypeInfo,
         at: &str,
         role: Role,
@@ -370,7 +301,7 @@ impl Walker<'_> {
                 return None;
             }
             None => return Some(declared),
-            Some(Value::String(name)) => name,
+            Some(Json::String(name)) => name,
             Some(other) => {
                 self.wrong(&here, "@odata.type", "a string", other);
                 return None;
@@ -446,7 +377,7 @@ impl Walker<'_> {
         names.join(", ")
     }
 
-    fn value(&mut self, value: &Value, prop: &Property, at: &str, name: &str) {
+    fn value(&mut self, value: &Json<'_>, prop: &Property, at: &str, name: &str) {
         if value.is_null() {
             if !prop.nullable {
                 self.out.push(Deviation::new(
@@ -459,7 +390,7 @@ impl Walker<'_> {
         }
         if prop.collection {
             match value {
-                Value::Array(items) => {
+                Json::Array(items) => {
                     let single = Property {
                         collection: false,
                         ..prop.clone()
@@ -557,7 +488,7 @@ impl Walker<'_> {
                     }
                 } else if let Some(complex) = self.types.get(ty) {
                     match value {
-                        Value::Object(obj) => {
+                        Json::Object(obj) => {
                             let role = if name == "target" {
                                 Role::Target
                             } else {
@@ -572,11 +503,11 @@ impl Walker<'_> {
         }
     }
 
-    fn wrong(&mut self, at: &str, name: &str, expected: &str, found: &Value) {
+    fn wrong(&mut self, at: &str, name: &str, expected: &str, found: &Json<'_>) {
         self.out.push(Deviation::new(
             Code::PropertyWrongType,
             at,
-            format!("{name:?} must be {expected}, found {}", json_kind(found)),
+            format!("{name:?} must be {expected}, found {}", found.kind()),
         ));
     }
 }
@@ -697,15 +628,4 @@ fn is_duration(s: &str) -> bool {
     let days_ok = days.is_empty() || unit_list(days, b"D") == Some(true);
     let time_ok = time.is_none_or(|t| unit_list(t, b"HMS") == Some(true));
     days_ok && time_ok && (!days.is_empty() || time.is_some())
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -6,6 +6,7 @@
 //! JSON pointer or header it is about, and a one-line message. With `--on-deviation reject` a
 //! request with an `error` deviation is answered 400 and never reaches the tenant.
 
+mod across;
 mod body;
 mod duplicates;
 pub mod permissions;
@@ -296,7 +297,7 @@ pub fn check_request(
         method,
         classified,
         body,
-        serde_json::from_slice(body).as_ref(),
+        crate::json::Json::parse(body).as_ref(),
     )
     .with_headers(headers)
 }
@@ -324,7 +325,7 @@ pub fn check_without_headers(
     method: &Method,
     classified: &Classified,
     raw: &[u8],
-    body: Result<&serde_json::Value, &serde_json::Error>,
+    body: Result<&crate::json::Json<'_>, &serde_json::Error>,
 ) -> Findings {
     let mut out = Vec::new();
     if !classified.assign_shaped {
@@ -421,7 +422,7 @@ pub fn check_body(
     body::check(
         version,
         classified.action,
-        serde_json::from_slice(body).as_ref(),
+        crate::json::Json::parse(body).as_ref(),
         &mut found,
     );
     out.extend(found.into_parts().0);

@@ -5,6 +5,7 @@
 
 use super::{Code, Deviation};
 use crate::contract::{Action, SuccessBody};
+use crate::json::Json;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
@@ -83,10 +84,10 @@ pub fn check_response_counted(
     (out, omitted)
 }
 
-fn value_collection(body: &[u8]) -> Option<Vec<Value>> {
-    match serde_json::from_slice::<Value>(body).ok()? {
-        Value::Object(mut top) => match top.remove("value")? {
-            Value::Array(items) => Some(items),
+fn value_collection(body: &[u8]) -> Option<Vec<Json<'_>>> {
+    match Json::parse(body).ok()? {
+        Json::Object(mut top) => match top.remove("value")? {
+            Json::Array(items) => Some(items),
             _ => None,
         },
         _ => None,
@@ -95,7 +96,7 @@ fn value_collection(body: &[u8]) -> Option<Vec<Value>> {
 
 /// The assignments a 200 says are now in force, held to the element type like a request's
 /// (as warnings: they describe the service), at `/value/…`.
-fn elements(action: &Action, items: &[Value]) -> (Vec<Deviation>, usize) {
+fn elements(action: &Action, items: &[Json<'_>]) -> (Vec<Deviation>, usize) {
     let Some(param) = action.parameters.first() else {
         return (Vec::new(), 0);
     };

@@ -374,6 +374,11 @@ impl Proxy {
             }
         }
         .map_err(|TooDeep(limit)| too_deep(limit, parts.uri.path()))?;
+        if body.len() >= LARGE_BODY {
+            // The parsed tree is gone: its pages go back now, not after the backend has
+            // allocated its own beside them (a miss's explanation, a recording's copies).
+            crate::memory::give_back();
+        }
         if let Cow::Owned(p) = path {
             ex.path = Cow::Owned(p);
         }

@@ -24,7 +24,7 @@ mod text;
 pub use rules::{is_credential_header, is_secret_field, is_secret_param};
 
 use crate::interaction::{Body, Interaction, RecordedResponse};
-use serde_json::Value;
+use crate::json::Json;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -180,9 +180,9 @@ pub fn query<'a>(query: &'a str, secrets: &mut Secrets) -> Cow<'a, str> {
 }
 
 /// Redacts a JSON value in place (rule 2). Returns whether anything changed.
-pub fn json(value: &mut Value, secrets: &mut Secrets) -> bool {
+pub fn json(value: &mut Json<'_>, secrets: &mut Secrets) -> bool {
     match value {
-        Value::Object(map) => {
+        Json::Object(map) => {
             let mut changed = false;
             for (k, v) in map.iter_mut() {
                 changed |= if is_secret_field(k) {
@@ -193,10 +193,10 @@ pub fn json(value: &mut Value, secrets: &mut Secrets) -> bool {
             }
             changed
         }
-        Value::Array(items) => items.iter_mut().fold(false, |c, v| json(v, secrets) | c),
-        Value::String(s) => match text::scrub(s.as_bytes(), Some(secrets)) {
+        Json::Array(items) => items.iter_mut().fold(false, |c, v| json(v, secrets) | c),
+        Json::String(s) => match text::scrub(s.as_bytes(), Some(secrets)) {
             Cow::Owned(r) => {
-                *s = String::from_utf8_lossy(&r).into_owned();
+                *s = Cow::Owned(String::from_utf8_lossy(&r).into_owned());
                 true
             }
             Cow::Borrowed(_) => false,
@@ -206,21 +206,21 @@ pub fn json(value: &mut Value, secrets: &mut Secrets) -> bool {
 }
 
 /// Everything under a secret member: each non-null scalar becomes `REDACTED`.
-fn all_scalars(value: &mut Value, secrets: &mut Secrets) -> bool {
+fn all_scalars(value: &mut Json<'_>, secrets: &mut Secrets) -> bool {
     match value {
-        Value::Null => false,
-        Value::String(s) if s == REDACTED => false,
-        Value::Object(map) => map
+        Json::Null => false,
+        Json::String(s) if s == REDACTED => false,
+        Json::Object(map) => map
             .values_mut()
             .fold(false, |c, v| all_scalars(v, secrets) | c),
-        Value::Array(items) => items
+        Json::Array(items) => items
             .iter_mut()
             .fold(false, |c, v| all_scalars(v, secrets) | c),
         scalar => {
-            if let Value::String(s) = scalar {
+            if let Json::String(s) = scalar {
                 secrets.add(s.as_bytes());
             }
-            *scalar = Value::String(REDACTED.into());
+            *scalar = Json::String(Cow::Borrowed(REDACTED));
             true
         }
     }
@@ -231,13 +231,13 @@ fn all_scalars(value: &mut Value, secrets: &mut Secrets) -> bool {
 #[derive(Debug)]
 pub struct Gated<'a> {
     pub stored: Cow<'a, [u8]>,
-    pub json: Result<Value, serde_json::Error>,
+    pub json: Result<Json<'a>, serde_json::Error>,
 }
 
 /// A body of any kind through the gate: JSON by rule 2, text (forms, plain text) by rule 3,
 /// anything that cannot be searched by rule 4.
 pub fn body<'a>(raw: &'a [u8], secrets: &mut Secrets) -> Gated<'a> {
-    match serde_json::from_slice::<Value>(raw) {
+    match Json::parse(raw) {
         Ok(mut v) => {
             let stored = if json(&mut v, secrets) {
                 serde_json::to_vec(&v).map_or_else(|_| Cow::Owned(unreadable(raw)), Cow::Owned)
@@ -438,14 +438,16 @@ mod tests {
     #[test]
     fn json_members_by_name_keep_their_shape() {
         let mut secrets = Secrets::default();
-        let mut v = serde_json::json!({
+        let text = serde_json::json!({
             "access_token": "at-0123456789", "refresh_token": "0.AXabcdefgh",
             "secretText": "st-0123456789", "error": {"code": "InternalError"},
             "keyCredentials": [{"key": "MIIBkey0123", "keyId": "k1", "usage": 2}],
             "nested": [{"note": format!("Bearer {JWT}")}], "password": null,
-        });
+        })
+        .to_string();
+        let mut v = Json::parse(text.as_bytes()).unwrap_or(Json::Null);
         assert!(json(&mut v, &mut secrets));
-        let s = v.to_string();
+        let s = serde_json::to_string(&v).unwrap_or_default();
         for gone in [
             "at-0123456789",
             "0.AXabcdefgh",
@@ -459,7 +461,8 @@ mod tests {
             s.contains("InternalError") && s.contains("\"password\":null"),
             "{s}"
         );
-        assert!(v["keyCredentials"][0]["usage"] == "REDACTED", "{s}");
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+        assert!(back["keyCredentials"][0]["usage"] == "REDACTED", "{s}");
         assert_eq!(
             secrets.scrub(b"echo st-0123456789".to_vec()),
             b"echo REDACTED".to_vec()
