@@ -32,6 +32,18 @@ impl Body {
         }
     }
 
+    /// How long its text is as stored (base64 for binary).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Text(s) | Self::Base64(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The bytes, or `None` for base64 that does not decode (a hand-edited cassette).
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
         match self {

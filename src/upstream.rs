@@ -206,6 +206,10 @@ impl Upstream {
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            // Queue a body's bytes rather than copy them into the connection's write buffer:
+            // with TLS hyper would otherwise flatten a 15 MB body into a buffer of that size,
+            // which the pooled connection then keeps.
+            .http1_writev(true)
             .build(connector);
         Ok(Self {
             explicit: opts.upstream.is_some(),

@@ -451,18 +451,6 @@ async fn a_large_request_gives_its_memory_back() -> TestResult {
     // Replay: nothing of the request is kept (a recording would be, in sled's cache).
     let dir = tmp.path().join("cassettes");
     let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?, "--allow-misses"])?;
-    let rss_kib = |pid: u32| -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .ok_or("no VmRSS")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .ok_or("bad VmRSS")?)
-    };
     let client = HttpClient::new();
     // Warm up: a hit, and a small miss (whose explanation opens the store again).
     client
@@ -472,7 +460,7 @@ async fn a_large_request_gives_its_memory_back() -> TestResult {
     client
         .assign(&proxy.base, SEED_PATH, &small_miss, &[])
         .await?;
-    let before = rss_kib(proxy.pid())?;
+    let before = status_kib(proxy.pid(), "VmRSS")?;
     let targets: Vec<String> = (0..40_000)
         .map(|i| format!(r##"{{"target":{{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"00000000-0000-4000-8000-{i:012}"}}}}"##))
         .collect();
@@ -485,12 +473,126 @@ async fn a_large_request_gives_its_memory_back() -> TestResult {
     // Its connection closed (the client's pool dropped), as a test run's would be.
     drop(client);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss_kib(proxy.pid())?;
+    let after = status_kib(proxy.pid(), "VmRSS")?;
     let body_kib = (body.len() / 1024) as u64;
     assert!(
         after <= before + 6 * body_kib,
         "resident {before} KiB before, {after} KiB after two {body_kib} KiB bodies"
     );
     proxy.signal("TERM")?;
+    Ok(())
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
+#[cfg(target_os = "linux")]
+fn status_kib(pid: u32, field: &str) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .ok_or_else(|| format!("no {field}"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("bad {field}: {line}"))?)
+}
+
+/// An assign body of `n` group targets; `tiny` leaves out the type and shortens the ids, the
+/// shape that costs a parsed tree the most per byte.
+fn many_targets(n: usize, tiny: bool) -> String {
+    let targets: Vec<String> = (0..n)
+        .map(|i| {
+            if tiny {
+                format!(r#"{{"target":{{"groupId":"{i:08}"}}}}"#)
+            } else {
+                format!(r##"{{"target":{{"@odata.type":"#microsoft.graph.groupAssignmentTarget","groupId":"00000000-0000-4000-8000-{i:012}"}}}}"##)
+            }
+        })
+        .collect();
+    format!(
+        r#"{{"enrollmentConfigurationAssignments":[{}]}}"#,
+        targets.join(",")
+    )
+}
+
+/// The peak memory one large request adds, in KiB, and the body's size in KiB: `send` is
+/// called once with a small body (warming up) and once with the large one.
+#[cfg(target_os = "linux")]
+async fn peak_added(proxy: &Proxy, path: &str, body: &str) -> Result<(u64, u64), Error> {
+    let client = HttpClient::new();
+    client
+        .assign(&proxy.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    let before = status_kib(proxy.pid(), "VmHWM")?;
+    let r = client.assign(&proxy.base, path, body, &[]).await?;
+    assert!(
+        r.status != 413 && r.status != 400,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    let after = status_kib(proxy.pid(), "VmHWM")?;
+    Ok((after.saturating_sub(before), (body.len() / 1024) as u64))
+}
+
+/// One large request's peak memory (VmHWM) is a small multiple of its body (issue 13). With
+/// the body parsed into a `serde_json::Value`, this test measured 18-20 times the body in
+/// record and 23 times in replay for 130,000 assignments (15 MB); with the tree borrowed from
+/// the body, 8.6 in record, and in replay 5.7, 7.5 for 470,000 tiny elements and 7.7 for the
+/// same call inside a `$batch`.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_large_request_takes_a_small_multiple_of_its_body() -> TestResult {
+    // An action the stand-in answers 204, as Graph does: the request is all there is.
+    const PATH: &str = "/v1.0/deviceManagement/deviceEnrollmentConfigurations/large/assign";
+    let realistic = many_targets(130_000, false);
+    // Record: a cassette of its own, so that replay's below holds only the seed call.
+    let tmp = tempfile::tempdir()?;
+    let (recording, stand_in) = recorder(tmp.path(), &["--max-body-size", "17000000"]).await?;
+    let (added, body) = peak_added(&recording, PATH, &realistic).await?;
+    assert!(
+        added <= 12 * body,
+        "record: {added} KiB more at peak for a {body} KiB body"
+    );
+    recording.signal("TERM")?;
+    stand_in.stop().await;
+    let tmp = tempfile::tempdir()?;
+    let (recording, stand_in) = recorder(tmp.path(), &[]).await?;
+    HttpClient::new()
+        .assign(&recording.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    recording.signal("TERM")?;
+    stand_in.stop().await;
+    let dir = tmp.path().join("cassettes");
+    let replay = || {
+        Proxy::start(&[
+            "replay",
+            "--cassettes",
+            s(&dir)?,
+            "--allow-misses",
+            "--max-body-size",
+            "17000000",
+        ])
+    };
+    let tiny = many_targets(470_000, true);
+    assert!(tiny.len() > 15_000_000, "{}", tiny.len());
+    let batch = format!(
+        r#"{{"requests":[{{"id":"1","method":"POST","url":"{}","headers":{{"Content-Type":"application/json"}},"body":{realistic}}}]}}"#,
+        &PATH["/v1.0".len()..]
+    );
+    for (what, path, body) in [
+        ("direct", PATH, &realistic),
+        ("tiny elements", PATH, &tiny),
+        ("in a $batch", "/v1.0/$batch", &batch),
+    ] {
+        let proxy = replay()?;
+        let (added, kib) = peak_added(&proxy, path, body).await?;
+        assert!(
+            added <= 10 * kib,
+            "replay, {what}: {added} KiB more at peak for a {kib} KiB body"
+        );
+        proxy.signal("TERM")?;
+    }
     Ok(())
 }

@@ -181,11 +181,12 @@ impl Record {
         }
         let n = taken.unwrap_or_else(|| self.occurrences.next(&ex.cassette, &key));
         let cassette = self.cassette(&ex.cassette).map_err(|e| store_failure(&e))?;
-        let mut interaction = self.interaction(analyzed, n, &response, ex);
-        self.record(&cassette, &key, &mut interaction, &response, ex)
+        let interaction = self.interaction(analyzed, n, &response, ex);
+        let (action, status) = (interaction.action.clone(), interaction.response.status);
+        self.record(&cassette, &key, interaction, &response, ex)
             .await?;
-        tracing::info!(cassette = %ex.cassette, action = %interaction.action,
-            status = interaction.response.status, key = %key, position = n, "recorded");
+        tracing::info!(cassette = %ex.cassette, action = %action,
+            status = status, key = %key, position = n, "recorded");
         super::links_to_client(&self.upstream, &mut response, ex);
         Ok(Answer::new(
             respond::forwarded(response, "recorded"),
@@ -235,12 +236,13 @@ impl Record {
 
     /// Writes an interaction through the redaction gate (its response; the request was gated
     /// when analyzed) and waits until it is durable: a
-    /// client never holds a response whose recording could still be lost.
+    /// client never holds a response whose recording could still be lost. The interaction
+    /// is dropped once serialized: a large body is not held three times while sled copies it.
     async fn record(
         &self,
         cassette: &Cassette,
         key: &Key,
-        interaction: &mut Interaction,
+        mut interaction: Interaction,
         response: &UpstreamResponse,
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
@@ -253,12 +255,11 @@ impl Record {
         if let Some(s) = &ex.sanitizer {
             s.response(&mut interaction.response);
         }
-        let result = match redact::to_bytes(interaction, &secrets) {
-            Ok(bytes) => {
-                self.store
-                    .record(cassette, key, interaction.position, bytes)
-                    .await
-            }
+        let serialized = redact::to_bytes(&interaction, &secrets);
+        let position = interaction.position;
+        drop(interaction);
+        let result = match serialized {
+            Ok(bytes) => self.store.record(cassette, key, position, bytes).await,
             Err(e) => Err(StoreError::Encode {
                 cassette: cassette.name().to_string(),
                 source: e,

@@ -21,10 +21,10 @@ pub mod answer;
 
 use crate::check::{Code, Deviation};
 use crate::contract::ApiVersion;
+use crate::json::{Json, Object};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use serde_json::{Map, Value};
 
 /// Most items Graph accepts in one batch.
 pub const MAX_ITEMS: usize = 20;
@@ -46,8 +46,22 @@ pub struct Item {
     pub body: Bytes,
     /// The ids it depends on, as sent.
     pub depends_on: Vec<String>,
-    /// The item as sent, forwarded as it came.
-    pub raw: Value,
+    /// The item's other members as sent (compact JSON text of an object), forwarded as they
+    /// came. The body is kept once, in `body`, not twice: a batch may carry a 15 MB body.
+    rest: String,
+    /// How the body was sent, to write it back the same way when forwarded.
+    sent_body: SentBody,
+}
+
+/// How an item's `body` member was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentBody {
+    Absent,
+    Null,
+    /// JSON: `body` holds its JSON text.
+    Json,
+    /// A base64 string (a non-JSON content type): `body` holds the decoded bytes.
+    Base64,
 }
 
 /// A batch graph-vcr can unpack.
@@ -81,13 +95,13 @@ pub fn is_batch(method: &Method, path: &str) -> Option<ApiVersion> {
 pub fn parse(version: ApiVersion, body: &[u8]) -> Parsed {
     let malformed =
         |at: &str, why: String| Parsed::Opaque(vec![Deviation::new(Code::BatchMalformed, at, why)]);
-    let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(Json::Object(mut top)) = Json::parse(body) else {
         return malformed(
             "",
             "the batch body is not a JSON object; Graph answers 400".into(),
         );
     };
-    let Some(Value::Array(requests)) = top.remove("requests") else {
+    let Some(Json::Array(requests)) = top.remove("requests") else {
         return malformed(
             "/requests",
             "no \"requests\" list; Graph answers 400".into(),
@@ -158,18 +172,18 @@ pub fn parse(version: ApiVersion, body: &[u8]) -> Parsed {
 /// One item, or why it cannot be read. Rules that do not stop unpacking add deviations.
 fn item(
     version: ApiVersion,
-    raw: Value,
+    raw: Json<'_>,
     i: usize,
     deviations: &mut Vec<Deviation>,
 ) -> Result<Item, String> {
-    let Value::Object(obj) = &raw else {
+    let Json::Object(mut obj) = raw else {
         return Err(format!("item {i} is not a JSON object"));
     };
-    let text = |name: &str| obj.get(name).and_then(Value::as_str);
+    let text = |name: &str| obj.get(name).and_then(Json::as_str);
     let id = match obj.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Json::String(s)) if !s.is_empty() => s.to_string(),
         // The documentation says string; some clients send numbers, which Graph reads as text.
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Json::Number(n)) => n.to_string(),
         _ => return Err(format!("item {i} has no \"id\"")),
     };
     let method = text("method")
@@ -191,10 +205,10 @@ fn item(
     }
     // An empty or null unknown member changes nothing (msgraph-core writes `"depends_on": []`
     // on every item); one with a value is something the client meant and Graph drops.
-    let meant = |v: &Value| !matches!(v, Value::Null) && v.as_array().is_none_or(|a| !a.is_empty());
+    let meant = |v: &Json<'_>| !v.is_null() && !matches!(v, Json::Array(a) if a.is_empty());
     let unknown = obj
         .iter()
-        .filter(|(k, v)| !ITEM_MEMBERS.contains(&k.as_str()) && meant(v))
+        .filter(|(k, v)| !ITEM_MEMBERS.contains(k) && meant(v))
         .map(|(k, _)| k);
     for name in unknown {
         let hint = if name.eq_ignore_ascii_case("depends_on")
@@ -211,12 +225,12 @@ fn item(
         ));
     }
     let depends_on = match obj.get("dependsOn") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(ids)) => ids
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(ids)) => ids
             .iter()
             .map(|d| match d {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.to_string()),
+                Json::String(s) => Ok(s.to_string()),
+                Json::Number(n) => Ok(n.to_string()),
                 _ => Err(format!(
                     "item {id:?} has a \"dependsOn\" entry that is not an id"
                 )),
@@ -228,6 +242,12 @@ fn item(
             ));
         }
     };
+    let sent_body = match obj.remove("body") {
+        None => SentBody::Absent,
+        Some(Json::Null) => SentBody::Null,
+        Some(Json::String(_)) if !is_json(&headers) => SentBody::Base64,
+        Some(_) => SentBody::Json,
+    };
     Ok(Item {
         id,
         method,
@@ -235,7 +255,8 @@ fn item(
         headers,
         body,
         depends_on,
-        raw,
+        rest: serde_json::to_string(&obj).unwrap_or_else(|_| "{}".into()),
+        sent_body,
     })
 }
 
@@ -260,15 +281,15 @@ fn item_uri(version: ApiVersion, url: &str) -> Option<String> {
     uri.parse::<http::Uri>().ok().map(|_| uri)
 }
 
-fn item_headers(headers: Option<&Value>) -> Option<HeaderMap> {
+fn item_headers(headers: Option<&Json<'_>>) -> Option<HeaderMap> {
     let mut map = HeaderMap::new();
     let Some(headers) = headers else {
         return Some(map);
     };
-    let Value::Object(obj) = headers else {
+    let Json::Object(obj) = headers else {
         return None;
     };
-    for (name, value) in obj {
+    for (name, value) in obj.iter() {
         let value = value.as_str()?;
         let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
         map.append(name, HeaderValue::from_str(value).ok()?);
@@ -278,19 +299,23 @@ fn item_headers(headers: Option<&Value>) -> Option<HeaderMap> {
 
 /// A JSON body as the JSON text a direct call would send; a string under a non-JSON content
 /// type is base64, as Graph's batching documentation says.
-fn item_body(body: Option<&Value>, headers: &HeaderMap) -> Option<Bytes> {
-    let json = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| ct.to_ascii_lowercase().contains("json"));
+fn item_body(body: Option<&Json<'_>>, headers: &HeaderMap) -> Option<Bytes> {
     match body {
-        None | Some(Value::Null) => Some(Bytes::new()),
-        Some(Value::String(s)) if !json => base64::engine::general_purpose::STANDARD
-            .decode(s)
+        None | Some(Json::Null) => Some(Bytes::new()),
+        Some(Json::String(s)) if !is_json(headers) => base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
             .ok()
             .map(Bytes::from),
         Some(v) => Some(Bytes::from(serde_json::to_vec(v).ok()?)),
     }
+}
+
+/// Whether an item's body is JSON by its content type (no content type: JSON).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.to_ascii_lowercase().contains("json"))
 }
 
 /// An item of a dependency cycle, if the items' `dependsOn` have one.
@@ -334,17 +359,17 @@ pub fn run_order(items: &[Item]) -> Vec<usize> {
     order
 }
 
-/// The item's JSON for a batch forwarded with only some of the items: its `dependsOn`
+/// The item's JSON text for a batch forwarded with only some of the items: its `dependsOn`
 /// keeps only the ids that are forwarded too (the rest were answered by graph-vcr).
-pub fn forwarded_item(item: &Item, forwarded: &[&str]) -> Value {
-    let mut raw = item.raw.clone();
-    if let Value::Object(obj) = &mut raw
-        && let Some(Value::Array(deps)) = obj.get_mut("dependsOn")
+pub fn forwarded_item(item: &Item, forwarded: &[&str]) -> Vec<u8> {
+    let mut rest = Json::parse(item.rest.as_bytes()).unwrap_or(Json::Object(Object::default()));
+    if let Json::Object(obj) = &mut rest
+        && let Some(Json::Array(deps)) = obj.get_mut("dependsOn")
     {
         deps.retain(|d| {
             let id = match d {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+                Json::String(s) => s.to_string(),
+                other => serde_json::to_string(other).unwrap_or_default(),
             };
             forwarded.iter().any(|f| f.eq_ignore_ascii_case(&id))
         });
@@ -352,14 +377,40 @@ pub fn forwarded_item(item: &Item, forwarded: &[&str]) -> Value {
             obj.remove("dependsOn");
         }
     }
-    raw
+    let mut out = serde_json::to_vec(&rest).unwrap_or_else(|_| b"{}".to_vec());
+    let body: Option<Vec<u8>> = match item.sent_body {
+        SentBody::Absent => None,
+        SentBody::Null => Some(b"null".to_vec()),
+        SentBody::Json => Some(item.body.to_vec()),
+        SentBody::Base64 => {
+            serde_json::to_vec(&base64::engine::general_purpose::STANDARD.encode(&item.body)).ok()
+        }
+    };
+    if let Some(body) = body
+        && out.pop() == Some(b'}')
+    {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""body":"#);
+        out.extend_from_slice(&body);
+        out.push(b'}');
+    }
+    out
 }
 
-/// A batch body of `items`.
-pub fn body_of(items: Vec<Value>) -> Bytes {
-    let mut top = Map::new();
-    top.insert("requests".into(), Value::Array(items));
-    Bytes::from(serde_json::to_vec(&Value::Object(top)).unwrap_or_default())
+/// A batch body of `items`, each the JSON text of one.
+pub fn body_of(items: Vec<Vec<u8>>) -> Bytes {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
+    out.extend_from_slice(br#"{"requests":["#);
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
 }
 
 #[cfg(test)]

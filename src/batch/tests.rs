@@ -88,8 +88,10 @@ fn items_run_after_what_they_depend_on() {
         panic!("not unpacked");
     };
     assert_eq!(run_order(&b.items), [1, 2, 0]);
-    let forwarded = forwarded_item(&b.items[0], &["1"]);
+    let forwarded: serde_json::Value =
+        serde_json::from_slice(&forwarded_item(&b.items[0], &["1"])).unwrap_or_default();
     assert!(forwarded.get("dependsOn").is_none(), "{forwarded}");
+    assert_eq!(forwarded["url"], "/a", "{forwarded}");
 }
 
 #[test]
@@ -151,4 +153,23 @@ fn every_batch_code_is_triggered_by_its_case_and_not_by_the_close_one() {
             "{code} near: {near}"
         );
     }
+}
+
+#[test]
+fn a_forwarded_item_carries_its_body_as_sent() {
+    let body = r#"{"requests":[{"id":"1","method":"POST","url":"/a","headers":{"Content-Type":"application/json"},"body":{"assignments":[{"x":"é\"q"}]}},{"id":"2","method":"PUT","url":"/b","headers":{"content-type":"text/plain"},"body":"aGVsbG8="},{"id":"3","method":"POST","url":"/c","body":null},{"id":"4","method":"GET","url":"/d","dependsOn":["1"]}]}"#;
+    let Parsed::Batch(b) = parse_v1(body) else {
+        panic!("not unpacked");
+    };
+    assert_eq!(&b.items[1].body[..], b"hello");
+    let sent: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let forwarded: serde_json::Value = serde_json::from_slice(&body_of(
+        b.items
+            .iter()
+            .map(|i| forwarded_item(i, &["1", "2", "3", "4"]))
+            .collect(),
+    ))
+    .unwrap_or_default();
+    // The same items, member for member (order within an item aside).
+    assert_eq!(forwarded, sent);
 }

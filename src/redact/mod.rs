@@ -407,7 +407,14 @@ pub fn gated(mut i: Interaction) -> Interaction {
 /// The gate's last step for a gated interaction: serialized, and scrubbed of `secrets` (what
 /// the gate found in it and the exchange's own) and of every credential shape.
 pub fn to_bytes(i: &Interaction, secrets: &Secrets) -> Result<Vec<u8>, serde_json::Error> {
-    Ok(secrets.scrub(serde_json::to_vec(i)?))
+    // Sized for the bodies (with room for their escapes) so a large one is not copied as
+    // the buffer doubles.
+    let bodies = i.request.body.len()
+        + i.request.canonical_body.as_ref().map_or(0, String::len)
+        + i.response.body.len();
+    let mut out = Vec::with_capacity(bodies + bodies / 4 + 4096);
+    serde_json::to_writer(&mut out, i)?;
+    Ok(secrets.scrub(out))
 }
 
 #[cfg(test)]
