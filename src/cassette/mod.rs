@@ -16,6 +16,7 @@
 mod compact;
 mod files;
 pub mod manifest;
+mod packing;
 mod recorder;
 mod records;
 
@@ -391,7 +392,7 @@ impl Store {
         match &self.recorder {
             Some(recorder) => {
                 recorder
-                    .write(cassette, record_key(key, position), record)
+                    .write(cassette, record_key(key, position), packing::pack(record))
                     .await
             }
             None => Err(StoreError::Io {

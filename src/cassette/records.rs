@@ -79,7 +79,7 @@ impl Cassette {
     /// uses [`Store::record`] instead.
     pub fn put(&self, key: &Key, position: u32, record: Vec<u8>) -> Result<(), StoreError> {
         self.tree
-            .insert(record_key(key, position), record)
+            .insert(record_key(key, position), super::packing::pack(record))
             .map_err(|e| self.sled_err(e))?;
         Ok(())
     }
@@ -99,7 +99,10 @@ impl Cassette {
         }
         batch.insert(META_KEY, meta.to_string().into_bytes());
         for (key, position, record) in records {
-            batch.insert(&record_key(&key, position)[..], record);
+            batch.insert(
+                &record_key(&key, position)[..],
+                super::packing::pack(record),
+            );
         }
         self.tree.apply_batch(batch).map_err(|e| self.sled_err(e))
     }
@@ -178,11 +181,14 @@ impl Cassette {
         key: &Key,
         bytes: &[u8],
     ) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        let corrupt = |source| StoreError::Corrupt {
             cassette: self.name.to_string(),
             key: key.to_hex(),
             source,
-        })
+        };
+        let json = super::packing::unpack(bytes)
+            .map_err(|why| corrupt(<serde_json::Error as serde::de::Error>::custom(why)))?;
+        serde_json::from_slice(&json).map_err(corrupt)
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
