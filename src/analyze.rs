@@ -73,7 +73,8 @@ pub fn analyze<'a>(
     if key::json_depth_exceeds(body, max_json_depth) {
         return Err(TooDeep(max_json_depth));
     }
-    // 1. redact: the body is parsed once, redacted in place, then read by check and key.
+    // 1. redact: the body is parsed once (into a tree borrowing from `body`, `json::Json`),
+    // redacted in place, then read by check and key.
     let query = query.map(|q| redact::query(q, secrets).into_owned());
     let gated = redact::body(body, secrets);
     // 2. classify
