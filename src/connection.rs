@@ -21,20 +21,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Runs a connection until it ends or idles out.
-pub(crate) async fn watch_connection<E: std::fmt::Display>(
-    conn: impl Future<Output = Result<(), E>>,
+/// Runs a connection until it ends or idles out. The connection is a task of its own and this
+/// one only waits for it or for the idle watch: polled together in one task, the idle timer
+/// was polled again on every wake-up of a busy connection, several per request.
+pub(crate) async fn watch_connection<C, E>(
+    conn: C,
     activity: &Activity,
     idle_timeout: Duration,
     peer: SocketAddr,
-) {
+) where
+    C: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let mut served = tokio::spawn(conn);
     tokio::select! {
-        result = conn => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        }
+        joined = &mut served => match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+            Err(e) => tracing::error!(%peer, error = %e, "connection task failed"),
+        },
         () = activity.idle_for(idle_timeout) => {
+            // Dropping the connection closes it, as leaving the select did before.
+            served.abort();
             tracing::debug!(%peer, "closing idle connection");
         }
     }
@@ -108,7 +116,10 @@ impl ConnectionScope {
             }
         });
         let inner = &self.0;
-        let conn = inner.builder.serve_connection(TokioIo::new(io), service);
+        let conn = inner
+            .builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
         let watcher = inner
             .watcher
             .lock()
