@@ -238,7 +238,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
+        // Most objects of an assign body have one or two members: room for one to start with,
+        // and the slack of a grown vector given back, so small objects cost what they hold.
+        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::with_capacity(1);
         // Past this many members, repeated names are found through a table rather than by
         // scanning: a hostile object with many members must not take quadratic time.
         const SCAN: usize = 16;
