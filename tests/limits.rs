@@ -442,14 +442,8 @@ async fn deviations_are_capped_per_request_in_every_output() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_request_gives_its_memory_back() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (recording, stand_in) = recorder(tmp.path(), &[]).await?;
-    HttpClient::new()
-        .assign(&recording.base, SEED_PATH, SEED_BODY, &[])
-        .await?;
-    recording.signal("TERM")?;
-    stand_in.stop().await;
     // Replay: nothing of the request is kept (a recording would be, in sled's cache).
-    let dir = tmp.path().join("cassettes");
+    let dir = seed_cassette(tmp.path()).await?;
     let proxy = Proxy::start(&["replay", "--cassettes", s(&dir)?, "--allow-misses"])?;
     let client = HttpClient::new();
     // Warm up: a hit, and a small miss (whose explanation opens the store again).
@@ -483,6 +477,18 @@ async fn a_large_request_gives_its_memory_back() -> TestResult {
     Ok(())
 }
 
+/// A cassette directory in `tmp` holding one recording of the seed call.
+#[cfg(target_os = "linux")]
+async fn seed_cassette(tmp: &Path) -> Result<std::path::PathBuf, Error> {
+    let (recording, stand_in) = recorder(tmp, &[]).await?;
+    HttpClient::new()
+        .assign(&recording.base, SEED_PATH, SEED_BODY, &[])
+        .await?;
+    recording.signal("TERM")?;
+    stand_in.stop().await;
+    Ok(tmp.join("cassettes"))
+}
+
 /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
 #[cfg(target_os = "linux")]
 fn status_kib(pid: u32, field: &str) -> Result<u64, Error> {
@@ -500,6 +506,7 @@ fn status_kib(pid: u32, field: &str) -> Result<u64, Error> {
 
 /// An assign body of `n` group targets; `tiny` leaves out the type and shortens the ids, the
 /// shape that costs a parsed tree the most per byte.
+#[cfg(target_os = "linux")]
 fn many_targets(n: usize, tiny: bool) -> String {
     let targets: Vec<String> = (0..n)
         .map(|i| {
@@ -582,13 +589,7 @@ async fn one_large_request_takes_a_small_multiple_of_its_body() -> TestResult {
     recording.signal("TERM")?;
     stand_in.stop().await;
     let tmp = tempfile::tempdir()?;
-    let (recording, stand_in) = recorder(tmp.path(), &[]).await?;
-    HttpClient::new()
-        .assign(&recording.base, SEED_PATH, SEED_BODY, &[])
-        .await?;
-    recording.signal("TERM")?;
-    stand_in.stop().await;
-    let dir = tmp.path().join("cassettes");
+    let dir = seed_cassette(tmp.path()).await?;
     let replay = || {
         Proxy::start(&[
             "replay",
