@@ -21,12 +21,8 @@ pub struct BodyDiff {
     pub count: usize,
 }
 
-/// Compares two canonical bodies (JSON text, or anything else as opaque text).
-pub fn diff_bodies(recorded: &str, request: &str) -> BodyDiff {
-    Probe::new(request).diff(recorded)
-}
-
-/// A request's canonical body, read once to be compared with several recordings.
+/// A request's canonical body (JSON text, or anything else as opaque text), read once to be
+/// compared with several recordings.
 pub struct Probe<'a> {
     text: &'a str,
     json: Option<Json<'a>>,
@@ -139,6 +135,10 @@ fn walk(at: &str, a: &Json<'_>, b: &Json<'_>, d: &mut BodyDiff) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn diff_bodies(recorded: &str, request: &str) -> BodyDiff {
+        Probe::new(request).diff(recorded)
+    }
 
     #[test]
     fn names_each_differing_pointer() {

@@ -180,16 +180,7 @@ async fn the_readme_ci_job_runs_as_written_and_its_status_is_the_verdict() -> Te
     proxy.signal("TERM")?;
     stand_in.stop().await;
     let exports = project.join("tests/cassettes");
-    let e = run_to_end(&[
-        "cassette",
-        "export",
-        "--all",
-        "--cassettes",
-        recorded.to_str().ok_or("path")?,
-        "-o",
-        exports.to_str().ok_or("path")?,
-    ])?;
-    assert!(e.status.success(), "{}", e.stderr);
+    export_all(&recorded, &exports)?;
     let write_script = |body: &str| -> TestResult {
         let script = project.join("run-integration-tests.sh");
         std::fs::write(

@@ -317,16 +317,7 @@ async fn a_config_rule_applies_at_record_in_replay_and_in_cassette_sanitize() ->
     );
     // The committed form, a directory of exports, is cleaned in place the same way.
     let exports = tmp.path().join("exports");
-    let e = run_to_end(&[
-        "cassette",
-        "export",
-        "--all",
-        "--cassettes",
-        s(&plain)?,
-        "-o",
-        s(&exports)?,
-    ])?;
-    assert!(e.status.success(), "{}", e.stderr);
+    export_all(&plain, &exports)?;
     assert_eq!(holds(&exports), 2);
     let e = run_to_end(&[
         "cassette",

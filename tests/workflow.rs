@@ -393,16 +393,7 @@ async fn export_is_deterministic_and_survives_an_import_round_trip() -> TestResu
 
     // Both replay identically, from the sled copy and straight from a directory of exports.
     let exports = tmp.path().join("exports");
-    let e = run_to_end(&[
-        "cassette",
-        "export",
-        "--all",
-        "--cassettes",
-        s(&dir)?,
-        "-o",
-        s(&exports)?,
-    ])?;
-    assert!(e.status.success(), "{}", e.stderr);
+    export_all(&dir, &exports)?;
     let exports_before = files_under(&exports);
     let client = HttpClient::new();
     let mut answers = Vec::new();

@@ -854,6 +854,22 @@ impl HttpClient {
     }
 }
 
+/// `graph-vcr cassette export --all` of the cassettes in `from` into the directory `to`,
+/// asserted to succeed.
+pub fn export_all(from: &Path, to: &Path) -> Result<(), Error> {
+    let e = run_to_end(&[
+        "cassette",
+        "export",
+        "--all",
+        "--cassettes",
+        s(from)?,
+        "-o",
+        s(to)?,
+    ])?;
+    assert!(e.status.success(), "{}", e.stderr);
+    Ok(())
+}
+
 /// A path as the `&str` the binary's arguments take.
 pub fn s(p: &Path) -> Result<&str, Error> {
     p.to_str().ok_or_else(|| "non-UTF-8 temp path".into())
