@@ -1,7 +1,12 @@
 //! Connection: one accepted TCP connection's state, shared by `listener` (which accepts and
 //! serves it) and `forward` (which goes on serving its bytes after a `CONNECT`): when it last
-//! moved bytes, how many requests it has in flight, its idle timeout, and — in forward mode —
-//! the [`ConnectionScope`] that keeps its slot and its shutdown drain for a tunnel.
+//! moved bytes, how many requests it has in flight, its header and idle timeouts, and — in
+//! forward mode — the [`ConnectionScope`] that keeps its slot and its shutdown drain for a
+//! tunnel.
+//!
+//! Both timeouts are kept by one watch per connection that looks at flags every quarter of the
+//! shorter one, not by a timer per request: hyper's own header timeout armed and cleared a
+//! timer for every request, a tenth of replay's time under load (`docs/PERFORMANCE.md`).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,7 +32,7 @@ use tokio::sync::OwnedSemaphorePermit;
 pub(crate) async fn watch_connection<C, E>(
     conn: C,
     activity: &Activity,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     peer: SocketAddr,
 ) where
     C: Future<Output = Result<(), E>> + Send + 'static,
@@ -40,12 +45,33 @@ pub(crate) async fn watch_connection<C, E>(
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
             Err(e) => tracing::error!(%peer, error = %e, "connection task failed"),
         },
-        () = activity.idle_for(idle_timeout) => {
+        why = activity.watch(timeouts) => {
             // Dropping the connection closes it, as leaving the select did before.
             served.abort();
-            tracing::debug!(%peer, "closing idle connection");
+            match why {
+                Expired::Idle => tracing::debug!(%peer, "closing idle connection"),
+                Expired::Head => tracing::info!(%peer, timeout = ?timeouts.header,
+                    "closing a connection whose request head did not arrive within --header-timeout"),
+            }
         }
     }
+}
+
+/// The limits a connection's watch keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// How long a request head may take once its first bytes came (`--header-timeout`);
+    /// `None` for a raw tunnel, whose bytes are not requests.
+    pub(crate) header: Option<Duration>,
+    /// How long a connection may move no bytes with no request in flight (`--idle-timeout`).
+    pub(crate) idle: Duration,
+}
+
+/// Why a connection's watch ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    Idle,
+    Head,
 }
 
 /// The connection a forward-mode request arrived on. `forward` keeps a clone for as long as
@@ -56,8 +82,7 @@ pub struct ConnectionScope(Arc<ScopeInner>);
 
 struct ScopeInner {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    handshake_timeout: Duration,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     activity: Arc<Activity>,
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
@@ -69,8 +94,7 @@ impl ConnectionScope {
     /// The scope of a forward-mode connection, holding its `slot` and shutdown `watcher`.
     pub(crate) fn new(
         builder: Arc<auto::Builder<TokioExecutor>>,
-        handshake_timeout: Duration,
-        idle_timeout: Duration,
+        timeouts: Timeouts,
         activity: Arc<Activity>,
         peer: SocketAddr,
         slot: OwnedSemaphorePermit,
@@ -78,8 +102,7 @@ impl ConnectionScope {
     ) -> Self {
         Self(Arc::new(ScopeInner {
             builder,
-            handshake_timeout,
-            idle_timeout,
+            timeouts,
             activity,
             peer,
             _slot: slot,
@@ -89,7 +112,7 @@ impl ConnectionScope {
 
     /// How long a client gets for a TLS handshake inside a tunnel (`--header-timeout`).
     pub fn handshake_timeout(&self) -> Duration {
-        self.0.handshake_timeout
+        self.0.timeouts.header.unwrap_or(self.0.timeouts.idle)
     }
 
     /// Marks a request in flight (the idle timeout waits for it) until dropped.
@@ -128,10 +151,10 @@ impl ConnectionScope {
         match watcher {
             Some(w) => {
                 let conn = w.watch(conn.into_owned());
-                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
+                watch_connection(conn, &inner.activity, inner.timeouts, inner.peer).await;
             }
             None => {
-                watch_connection(conn, &inner.activity, inner.idle_timeout, inner.peer).await;
+                watch_connection(conn, &inner.activity, inner.timeouts, inner.peer).await;
             }
         }
     }
@@ -149,21 +172,28 @@ impl ConnectionScope {
         );
         tokio::select! {
             out = tunnel => Some(out),
-            () = self.0.activity.idle_for(self.0.idle_timeout) => None,
+            _ = self.0.activity.watch(Timeouts { header: None, ..self.0.timeouts }) => None,
         }
     }
 }
 
-/// Whether a connection has moved bytes lately, and how many requests it has in flight.
+/// Whether a connection has moved bytes lately, how many requests it has in flight, and
+/// whether a request head has begun to arrive.
 ///
-/// Bytes moved only set a flag (no clock read per read or write: on a busy connection that was
-/// a system-call-priced `clock_gettime` several times per request); the idle watch looks at it
-/// every quarter of the limit, so an idle connection is closed between 1 and 1.25 times
-/// `--idle-timeout` after its last byte.
+/// Bytes moved only set flags (no clock read per read or write: on a busy connection that was
+/// a system-call-priced `clock_gettime` several times per request); the watch looks at them
+/// every quarter of the shorter limit, so an idle connection is closed between 1 and 1.25
+/// times `--idle-timeout` after its last byte, and a head still incomplete between 1 and 1.5
+/// times `--header-timeout` after its first.
 #[derive(Default)]
 pub(crate) struct Activity {
     moved: AtomicBool,
     in_flight: AtomicUsize,
+    /// Bytes arrived while no request was in flight: the next request's head has begun (on
+    /// h2, frames that are not yet a request). Cleared when a request begins.
+    head: AtomicBool,
+    /// Requests begun so far: the watch tells a head that is still coming from a new one.
+    begun: AtomicUsize,
 }
 
 impl Activity {
@@ -175,25 +205,53 @@ impl Activity {
         }
     }
 
+    /// Bytes were read: noted as traffic, and as a head begun if no request is in flight.
+    pub(crate) fn read(&self) {
+        self.touch();
+        if self.in_flight.load(Ordering::Relaxed) == 0 && !self.head.load(Ordering::Relaxed) {
+            self.head.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        if self.head.load(Ordering::Relaxed) {
+            self.head.store(false, Ordering::Relaxed);
+        }
         Busy(Arc::clone(self))
     }
 
-    /// Completes once the connection has had no traffic and no request for `limit`.
-    pub(crate) async fn idle_for(&self, limit: Duration) {
-        let step = (limit / 4).max(Duration::from_millis(10));
+    /// Completes when the connection has had no traffic and no request for the idle limit, or
+    /// a request head has been arriving for the header limit with no request begun.
+    pub(crate) async fn watch(&self, limits: Timeouts) -> Expired {
+        let shortest = limits.header.map_or(limits.idle, |h| h.min(limits.idle));
+        let step = (shortest / 4).max(Duration::from_millis(10));
         let mut quiet = Duration::ZERO;
+        // How long a head has been seen arriving, from the first look that saw it.
+        let mut head_for: Option<Duration> = None;
+        let mut begun = self.begun.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(step).await;
             let moved = self.moved.swap(false, Ordering::Relaxed);
-            if moved || self.in_flight.load(Ordering::Relaxed) > 0 {
+            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+            if moved || busy {
                 quiet = Duration::ZERO;
             } else {
                 quiet += step;
-                if quiet >= limit {
-                    return;
+                if quiet >= limits.idle {
+                    return Expired::Idle;
                 }
+            }
+            let now_begun = self.begun.load(Ordering::Relaxed);
+            // The same head as at the last look: none begun since, none in flight.
+            let waiting = !busy && now_begun == begun && self.head.load(Ordering::Relaxed);
+            begun = now_begun;
+            head_for = waiting.then(|| head_for.map_or(Duration::ZERO, |d| d + step));
+            if let (Some(waited), Some(limit)) = (head_for, limits.header)
+                && waited >= limit
+            {
+                return Expired::Head;
             }
         }
     }
@@ -225,7 +283,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.touch();
+            this.activity.read();
         }
         r
     }

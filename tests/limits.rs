@@ -154,6 +154,93 @@ async fn slow_headers_and_idle_connections_are_closed() -> TestResult {
     Ok(())
 }
 
+/// Reads one HTTP/1.1 response with a `content-length` (or none: no body) from `stream`.
+async fn read_response(stream: &mut TcpStream) -> Result<String, Error> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(Ok(0), |v| v.trim().parse())?;
+            if got.len() >= end + 4 + len {
+                return Ok(String::from_utf8_lossy(&got[..end]).into_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
+        if n == 0 {
+            return Err("connection closed before a whole response".into());
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// `--header-timeout` is kept by the connection's watch: a head trickled a byte at a time
+/// (bytes keep moving, so the idle timeout never fires) is closed within 1.5 times it, while
+/// a connection sending whole requests for longer than it stays open. hyper's own limit of
+/// 100 headers holds when `--max-headers` is not given (graph-vcr then leaves it unset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_head_is_closed_but_a_busy_connection_is_not() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (proxy, _stand_in) = recorder(
+        tmp.path(),
+        &["--header-timeout", "600ms", "--idle-timeout", "30s"],
+    )
+    .await?;
+    let (mut slow_read, mut slow_write) = TcpStream::connect(proxy.addr).await?.into_split();
+    let trickle = tokio::spawn(async move {
+        let head = format!(
+            "GET /v1.0/me HTTP/1.1\r\nhost: x\r\nx-pad: {}",
+            "a".repeat(200)
+        );
+        for b in head.bytes() {
+            if slow_write.write_all(&[b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(4), slow_read.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(_)) => continue,
+            Err(_) => break false,
+        }
+    };
+    let waited = started.elapsed();
+    trickle.abort();
+    assert!(
+        closed && waited >= Duration::from_millis(550) && waited < Duration::from_millis(1500),
+        "trickled head: closed {closed} after {waited:?}"
+    );
+
+    let mut busy = TcpStream::connect(proxy.addr).await?;
+    let started = Instant::now();
+    for i in 0..12 {
+        busy.write_all(b"GET /v1.0/me HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await?;
+        let head = read_response(&mut busy).await?;
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(started.elapsed() > Duration::from_millis(1200));
+
+    let names: Vec<String> = (0..110).map(|i| format!("x-h{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let client = HttpClient::new();
+    let url = format!("{}/v1.0/me", proxy.base);
+    assert_eq!(
+        client.send("GET", &url, &headers[..90], "").await?.status,
+        200
+    );
+    assert_eq!(client.send("GET", &url, &headers, "").await?.status, 431);
+    Ok(())
+}
+
 /// A head and then a stalled or trickling body: answered 408 within `--body-timeout`, the
 /// connection closed, and its slot free for the next client (before, such clients held every
 /// slot of `--max-connections` for ever).
