@@ -151,7 +151,7 @@ impl<'a> Exchange<'a> {
             Err(refusal) => {
                 self.outcome = refusal.outcome;
                 self.message = Some(self.secrets().scrub_text(&refusal.error.message));
-                refusal.into_response(self.parts.headers.get("client-request-id"))
+                refusal.into_response(self.parts.headers.get(crate::headers::CLIENT_REQUEST_ID))
             }
         }
     }

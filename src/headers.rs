@@ -11,6 +11,16 @@ use http::header::HeaderName;
 pub const CASSETTE_HEADER: &str = "x-graph-vcr-cassette";
 /// Response header saying how graph-vcr answered (`replayed`, `recorded`, `forwarded`, ...).
 pub const OUTCOME_HEADER: &str = "x-graph-vcr-outcome";
+/// Response header listing the contract deviations of the call.
+pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
+
+// The same names as `HeaderName`s, for the per-request path: looking a header up or inserting
+// it by `&str` parses and validates the name every time.
+pub const CASSETTE: HeaderName = HeaderName::from_static(CASSETTE_HEADER);
+pub const OUTCOME: HeaderName = HeaderName::from_static(OUTCOME_HEADER);
+pub const DEVIATIONS: HeaderName = HeaderName::from_static(DEVIATIONS_HEADER);
+/// The client's request id, which Graph echoes in its answer.
+pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",

@@ -12,13 +12,15 @@
 //! The index pre-fills the memo from every stored request, so a client that sends what it
 //! recorded skips the pure stages from its first call on (see `index`).
 //!
-//! Requests are identified by a 128-bit keyed hash (two SipHash-1-3 instances with random keys,
-//! fixed per process), so clients cannot aim collisions at it. Entries learned from requests
+//! Requests are identified by a 128-bit keyed hash (SipHash-1-3 with 128-bit output, from the
+//! `siphasher` crate, keys random per process), so clients cannot aim collisions at it. One
+//! pass over the request: two 64-bit std hashers had read every body twice. Entries learned from requests
 //! are bounded by count and stop growing at the limit rather than evicting (calls past it take
 //! the full path); entries pre-filled from the cassette are bounded by the cassette.
 
 use crate::check::Findings;
 use http::Method;
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, RwLock};
@@ -41,7 +43,8 @@ pub struct Analysis<C> {
 /// The remembered analyses of a replay run.
 #[derive(Debug)]
 pub struct Memo<C> {
-    hashers: (std::hash::RandomState, std::hash::RandomState),
+    /// The digest's SipHash keys, random per process.
+    keys: (u64, u64),
     /// Read-mostly (the index fills it at start): lookups from both worker threads share it.
     map: RwLock<Remembered<C>>,
 }
@@ -68,7 +71,7 @@ impl<C> Default for Remembered<C> {
 impl<C> Default for Memo<C> {
     fn default() -> Self {
         Self {
-            hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            keys: (random_u64(), random_u64()),
             map: RwLock::new(Remembered::default()),
         }
     }
@@ -86,15 +89,12 @@ impl<C: Clone> Memo<C> {
         path_and_query: &str,
         body: &[u8],
     ) -> Digest {
-        let half = |state: &std::hash::RandomState| {
-            let mut h = state.build_hasher();
-            cassette.hash(&mut h);
-            method.as_str().hash(&mut h);
-            path_and_query.hash(&mut h);
-            body.hash(&mut h);
-            h.finish()
-        };
-        Digest(u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1)))
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        cassette.hash(&mut h);
+        method.as_str().hash(&mut h);
+        path_and_query.hash(&mut h);
+        body.hash(&mut h);
+        Digest(h.finish128().as_u128())
     }
 
     pub fn get(&self, digest: Digest) -> Option<Analysis<C>> {
@@ -123,6 +123,11 @@ impl<C: Clone> Memo<C> {
         }
         m.analyses.insert(digest.0, Analysis { findings, call });
     }
+}
+
+/// A random number, from std's per-process random hashing keys (std has no other source).
+fn random_u64() -> u64 {
+    std::hash::RandomState::new().build_hasher().finish()
 }
 
 #[cfg(test)]

@@ -21,10 +21,7 @@ use serde_json::json;
 use std::borrow::Cow;
 
 fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static(OUTCOME_HEADER),
-        HeaderValue::from_static(value),
-    )
+    (headers::OUTCOME, HeaderValue::from_static(value))
 }
 
 /// The upstream's response, passed through.
@@ -165,8 +162,8 @@ impl Prepared {
         }
         let (n, v) = outcome("replayed");
         headers.insert(n, v);
-        if let Some(id) = request_headers.get("client-request-id") {
-            headers.insert("client-request-id", id.clone());
+        if let Some(id) = request_headers.get(headers::CLIENT_REQUEST_ID) {
+            headers.insert(headers::CLIENT_REQUEST_ID, id.clone());
         }
         let body = match self.buf.get(at..) {
             Some(b) if !b.is_empty() => match links::served_body(b, origin) {

@@ -43,7 +43,7 @@ pub use config::{
 };
 
 /// Response header listing the contract deviations of the call.
-pub const DEVIATIONS_HEADER: &str = "x-graph-vcr-deviations";
+pub const DEVIATIONS_HEADER: &str = crate::headers::DEVIATIONS_HEADER;
 
 /// The shared state of a running proxy.
 pub struct Proxy {
@@ -216,10 +216,10 @@ impl Proxy {
         let mut response = ex.settle(result);
         // A batch has set its own, naming its items' deviations too.
         if !ex.deviations.is_empty()
-            && !response.headers().contains_key(DEVIATIONS_HEADER)
+            && !response.headers().contains_key(crate::headers::DEVIATIONS)
             && let Some(v) = check::header(&ex.deviations)
         {
-            response.headers_mut().insert(DEVIATIONS_HEADER, v);
+            response.headers_mut().insert(crate::headers::DEVIATIONS, v);
         }
         let large = ex.body_len >= LARGE_BODY;
         self.finish(ex, response.status());
@@ -624,7 +624,7 @@ impl Proxy {
     }
 
     fn cassette_name(&self, headers: &HeaderMap) -> Result<CassetteName, Refusal> {
-        match headers.get(CASSETTE_HEADER) {
+        match headers.get(crate::headers::CASSETTE) {
             None => Ok(self.default_cassette.clone()),
             Some(v) => CassetteName::new(v.to_str().unwrap_or("\u{fffd}")).map_err(|e| {
                 Refusal::new(
