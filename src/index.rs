@@ -178,7 +178,12 @@ impl Index {
             .name("graph-vcr-index".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                match scan.load(&prefill) {
+                let loaded = scan.load(&prefill);
+                // Whatever the scan got to is all it will pre-fill: read lock-free from now on.
+                if let Some(memo) = &prefill.memo {
+                    memo.freeze();
+                }
+                match loaded {
                     Ok(Some(count)) => {
                         // sled's pages, read and dropped by the scan, go back to the system
                         // before the run's own state (the run log) grows.

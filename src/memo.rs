@@ -23,7 +23,7 @@ use http::Method;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Most distinct calls remembered from requests (about 100 bytes each, plus their
 /// deviations). Calls pre-filled from a cassette's stored requests do not count: they are
@@ -45,8 +45,29 @@ pub struct Analysis<C> {
 pub struct Memo<C> {
     /// The digest's SipHash keys, random per process.
     keys: (u64, u64),
-    /// Read-mostly (the index fills it at start): lookups from both worker threads share it.
+    /// What the index pre-filled, moved here once its scan ends ([`Memo::freeze`]): read with
+    /// no lock and no reference count touched, since under load the lock's and the entries'
+    /// shared counters bounced between the worker threads' caches on every request.
+    frozen: OnceLock<HashMap<u128, Analysis<C>, crate::key::PrehashedState>>,
+    /// Filled by the index until it freezes, then by requests (learned calls).
     map: RwLock<Remembered<C>>,
+}
+
+/// A remembered analysis: borrowed from the frozen map, or copied out of the locked one.
+#[derive(Debug)]
+pub enum Recalled<'a, C> {
+    Frozen(&'a Analysis<C>),
+    Learned(Analysis<C>),
+}
+
+impl<C> std::ops::Deref for Recalled<'_, C> {
+    type Target = Analysis<C>;
+    fn deref(&self) -> &Analysis<C> {
+        match self {
+            Recalled::Frozen(a) => a,
+            Recalled::Learned(a) => a,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -72,6 +93,7 @@ impl<C> Default for Memo<C> {
     fn default() -> Self {
         Self {
             keys: (random_u64(), random_u64()),
+            frozen: OnceLock::new(),
             map: RwLock::new(Remembered::default()),
         }
     }
@@ -97,9 +119,21 @@ impl<C: Clone> Memo<C> {
         Digest(h.finish128().as_u128())
     }
 
-    pub fn get(&self, digest: Digest) -> Option<Analysis<C>> {
+    pub fn get(&self, digest: Digest) -> Option<Recalled<'_, C>> {
+        if let Some(found) = self.frozen.get().and_then(|f| f.get(&digest.0)) {
+            return Some(Recalled::Frozen(found));
+        }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.analyses.get(&digest.0).cloned()
+        map.analyses.get(&digest.0).cloned().map(Recalled::Learned)
+    }
+
+    /// Moves what is remembered so far into the lock-free map; later entries (learned from
+    /// requests) go on into the locked one. Called once, when the index's scan ends.
+    pub fn freeze(&self) {
+        let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.frozen.get().is_none() {
+            let _ = self.frozen.set(std::mem::take(&mut guard.analyses));
+        }
     }
 
     /// Remembers what the stages found for a call that replayed. A call learned from a
@@ -107,7 +141,8 @@ impl<C: Clone> Memo<C> {
     pub fn insert(&self, digest: Digest, findings: Findings, call: C, prefill: bool) {
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
-        if (!prefill && m.learned >= LIMIT) || m.analyses.contains_key(&digest.0) {
+        let frozen = self.frozen.get().is_some_and(|f| f.contains_key(&digest.0));
+        if (!prefill && m.learned >= LIMIT) || frozen || m.analyses.contains_key(&digest.0) {
             return;
         }
         let findings = match m.findings.get(&findings) {
@@ -133,6 +168,21 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frozen_entries_are_found_and_later_ones_still_learned() {
+        let memo = Memo::<u32>::default();
+        let d = |b: &[u8]| memo.digest("c", &Method::POST, "/v1.0/a/assign", b);
+        memo.insert(d(b"1"), Findings::default(), 1, true);
+        memo.freeze();
+        assert!(matches!(memo.get(d(b"1")), Some(Recalled::Frozen(a)) if a.call == 1));
+        memo.insert(d(b"2"), Findings::default(), 2, false);
+        assert!(matches!(memo.get(d(b"2")), Some(Recalled::Learned(a)) if a.call == 2));
+        // Already frozen: not remembered twice.
+        memo.insert(d(b"1"), Findings::default(), 3, false);
+        assert!(matches!(memo.get(d(b"1")), Some(Recalled::Frozen(a)) if a.call == 1));
+        assert!(memo.get(d(b"3")).is_none());
+    }
 
     #[test]
     fn any_input_changes_the_digest() {

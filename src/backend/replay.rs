@@ -12,7 +12,7 @@ use crate::exchange::{Answer, Exchange, Refusal};
 use crate::graph_error::{GraphError, MISS_STATUS};
 use crate::index::{Call, CallMemo, InMemory, Index};
 use crate::key::KeyOptions;
-use crate::memo::{Analysis, Digest};
+use crate::memo::Digest;
 use crate::mode::{self, Occurrences, OnExhausted};
 use crate::outcome::Outcome;
 use crate::respond::Miss;
@@ -38,8 +38,8 @@ pub struct Replay {
     on_exhausted: OnExhausted,
 }
 
-/// A request the memo knew: its analysis and call, and its digest.
-pub type Remembered = Analysis<Arc<Call>>;
+/// A request the memo knew: its analysis and the call it replays.
+pub type Remembered<'a> = crate::memo::Recalled<'a, Arc<Call>>;
 
 impl Replay {
     pub fn new(
@@ -112,19 +112,19 @@ impl Replay {
     }
 
     /// What the memo remembers of this request.
-    pub fn recall(&self, digest: Option<Digest>) -> Option<Remembered> {
+    pub fn recall(&self, digest: Option<Digest>) -> Option<Remembered<'_>> {
         self.memo.as_ref()?.get(digest?)
     }
 
     /// Replays a request the memo knew. `analyze` explains a miss (all recordings played).
     pub async fn answer_remembered<'b>(
         &self,
-        call: Arc<Call>,
+        call: &Call,
         analyze: impl FnOnce(&mut Exchange<'_>) -> Result<Analyzed<'b>, Refusal>,
         ex: &mut Exchange<'_>,
     ) -> Result<Answer, Refusal> {
         let n = mode::take(&call.counter);
-        if let Some(answer) = self.serve(&call, n, ex)? {
+        if let Some(answer) = self.serve(call, n, ex)? {
             return Ok(answer);
         }
         let analyzed = analyze(ex)?;

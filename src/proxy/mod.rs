@@ -265,7 +265,7 @@ impl Proxy {
                         self.note_remembered(&known, ex)?;
                         self.throttle(ex).await?;
                         let analyze = |ex: &mut Exchange<'_>| self.analyze(&body, ex);
-                        replay.answer_remembered(known.call, analyze, ex).await
+                        replay.answer_remembered(&known.call, analyze, ex).await
                     }
                     None => {
                         let analyzed = self.analyze(&body, ex)?;
