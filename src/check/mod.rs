@@ -11,6 +11,7 @@ mod body;
 mod duplicates;
 pub mod permissions;
 mod response;
+mod verdict;
 
 pub use response::{check_response, check_response_counted};
 
@@ -387,20 +388,20 @@ impl Findings {
         if !self.assign_shaped {
             return Vec::new();
         }
-        let mut out = Vec::with_capacity(self.deviations.len());
-        out.extend_from_slice(&self.deviations[..self.headers_at]);
-        let before = out.len();
-        check_headers(headers, &mut out);
-        if let (Some(p), Some(granted)) =
-            (self.permissions, permissions::Granted::of_headers(headers))
-            && let Some(d) = permissions::check(p, &granted)
-        {
-            out.push(d);
-        }
-        gate(&mut out[before..]);
-        out.extend_from_slice(&self.deviations[self.headers_at..]);
-        errors_first(&mut out);
-        out
+        verdict::with(headers, |found, granted| {
+            let mut out = Vec::with_capacity(self.deviations.len() + found.len() + 1);
+            out.extend_from_slice(&self.deviations[..self.headers_at]);
+            out.extend_from_slice(found);
+            if let (Some(p), Some(granted)) = (self.permissions, granted)
+                && let Some(mut d) = permissions::check(p, granted)
+            {
+                gate(std::slice::from_mut(&mut d));
+                out.push(d);
+            }
+            out.extend_from_slice(&self.deviations[self.headers_at..]);
+            errors_first(&mut out);
+            out
+        })
     }
 }
 
