@@ -4,7 +4,8 @@
 //! [`listener`] → [`analyze`] ([`redact`] → [`classify`] → [`check`] → [`key`]) → the mode's
 //! [`backend`] (replay from the in-memory [`index`] and [`memo`]; record and auto into the
 //! [`cassette`] store through [`upstream`]; audit through [`upstream`]) → [`respond`] →
-//! [`journal`], [`stats`] and [`report`], which share one [`outcome::Outcome`]. [`proxy`] runs
+//! [`journal`] and [`report`], which share one [`outcome::Outcome`] ([`stats`] tallies what
+//! the report does not hold). [`proxy`] runs
 //! the stages; `docs/ARCHITECTURE.md` draws the same path. The binary (`src/main.rs`) only
 //! parses flags and calls into this library, so tests and benchmarks exercise exactly the
 //! shipped code.

@@ -1,5 +1,5 @@
-//! Outcome: what graph-vcr did with one request, under one name that the stats, the journal,
-//! the reports and the end-of-run summary all use, so the four always agree.
+//! Outcome: what graph-vcr did with one request, under one name that the journal, the reports
+//! and the end-of-run summary all use, so the three always agree.
 //!
 //! Every failure has its own outcome and is counted once, under it: a request graph-vcr could
 //! not read (`too-large`, `too-deep`, `body-timeout`, `bad-request`), could not place (`bad-cassette`), refused

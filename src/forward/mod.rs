@@ -22,7 +22,6 @@ use crate::graph_error::GraphError;
 use crate::links::ClientOrigin;
 use crate::mode::Mode;
 use crate::proxy::Proxy;
-use crate::stats::Stats;
 use crate::upstream::Destination;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -249,7 +248,7 @@ impl Forwarder {
                 if let Err(why) = self.tunnel.resolve(&host, port).await {
                     return self.refuse(proxy, &request, &authority_of(&host, port), &why);
                 }
-                Stats::bump(&proxy.stats.tunnelled);
+                proxy.stats.tunnelled.bump();
                 let to = Destination {
                     https,
                     authority: authority_of(&host, port),
@@ -348,7 +347,7 @@ impl Forwarder {
                     Ok(Err(e)) => return tunnel_failed(&target, &e.to_string()),
                     Err(_) => return tunnel_failed(&target, "timed out"),
                 };
-                Stats::bump(&proxy.stats.tunnelled);
+                proxy.stats.tunnelled.bump();
                 tracing::info!(%target, "tunnelling (not intercepted)");
                 let upgrade = hyper::upgrade::on(&mut request);
                 let scope = scope.clone();

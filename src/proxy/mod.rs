@@ -209,7 +209,6 @@ impl Proxy {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        Stats::bump(&self.stats.requests);
         let (parts, body) = request.into_parts();
         let mut ex = Exchange::new(&parts, self.default_cassette.clone());
         let result = self.answer(body, &mut ex).await;
@@ -412,7 +411,7 @@ impl Proxy {
         known: &backend::Remembered,
         ex: &mut Exchange<'_>,
     ) -> Result<(), Refusal> {
-        Stats::bump(&self.stats.remembered);
+        self.stats.remembered.bump();
         ex.remembered = true;
         ex.analyzed(
             Arc::clone(&known.call.action),
@@ -434,7 +433,6 @@ impl Proxy {
     /// the gate where `check` made them, the message when the exchange was settled; the
     /// journal line passes it again whole, with the exchange's own secret values.
     fn finish(&self, mut ex: Exchange<'_>, status: StatusCode) {
-        Stats::bump(self.stats.outcome(ex.outcome));
         let elapsed = ex.started.elapsed();
         let parts = ex.parts;
         // An exchange answered without analysis (a memo hit, a batch item whose dependency
@@ -511,7 +509,7 @@ impl Proxy {
         target: &str,
         error: GraphError,
     ) -> Response<Full<Bytes>> {
-        Stats::bump(&self.stats.refused);
+        self.stats.refused.bump();
         let request = http::Request::builder()
             .method(method.clone())
             .uri(uri.clone())
