@@ -60,8 +60,20 @@ pub fn rss(pid: u32) -> String {
 /// The bare server the load benchmarks measure graph-vcr against: hyper 1's HTTP/1.1 server
 /// on tokio's multi-threaded runtime, reading each request's body and answering `204 No
 /// Content`, and nothing else. Prints `listening on http://ADDR` and serves until killed.
+///
+/// Two knobs calibrate the wrk benchmark (`docs/PERFORMANCE.md`, session 9), read once at
+/// start: `BARE_SPIN_NS=N` busy-waits N ns per request (what N ns of handler time costs in
+/// req/s), `BARE_GRAPH_HEADERS=1` adds the three headers graph-vcr's replayed answer carries
+/// (what those bytes alone cost).
 pub fn bare_server(addr: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use http_body_util::{BodyExt, Empty};
+    let spin = std::time::Duration::from_nanos(
+        std::env::var("BARE_SPIN_NS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let graph_headers = std::env::var_os("BARE_GRAPH_HEADERS").is_some();
     tokio::runtime::Runtime::new()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         println!("listening on http://{}", listener.local_addr()?);
@@ -72,8 +84,21 @@ pub fn bare_server(addr: &str) -> Result<(), Box<dyn std::error::Error + Send + 
                 let service = hyper::service::service_fn(
                     |req: http::Request<hyper::body::Incoming>| async move {
                         let _ = req.into_body().collect().await;
+                        if !spin.is_zero() {
+                            let t = std::time::Instant::now();
+                            while t.elapsed() < spin {
+                                std::hint::spin_loop();
+                            }
+                        }
                         let mut r = http::Response::new(Empty::<bytes::Bytes>::new());
                         *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        if graph_headers {
+                            let h = r.headers_mut();
+                            let v = http::HeaderValue::from_static;
+                            h.insert("request-id", v("00000000-0000-4000-8000-000000000000"));
+                            h.insert("x-graph-vcr-outcome", v("replayed"));
+                            h.insert("x-graph-vcr-deviations", v("odata-type-without-hash"));
+                        }
                         Ok::<_, std::convert::Infallible>(r)
                     },
                 );
