@@ -10,7 +10,7 @@
 //! for the final scrub of whatever is written.
 
 use crate::cassette::CassetteName;
-use crate::check::Deviation;
+use crate::check::{Deviation, Deviations};
 use crate::graph_error::GraphError;
 use crate::key::Key;
 use crate::outcome::Outcome;
@@ -34,7 +34,7 @@ pub struct Exchange<'a> {
     /// Unset until analyzed (no allocation for requests turned away earlier).
     pub action: Option<Arc<str>>,
     pub key: Option<Key>,
-    pub deviations: Vec<Deviation>,
+    pub deviations: Deviations,
     /// The request body's size, once read.
     pub body_len: usize,
     /// How many deviations past the per-call cap were dropped (see `check::MAX_DEVIATIONS`).
@@ -78,7 +78,7 @@ impl<'a> Exchange<'a> {
             cassette,
             action: None,
             key: None,
-            deviations: Vec::new(),
+            deviations: Deviations::default(),
             body_len: 0,
             deviations_omitted: 0,
             // Overwritten by `settle`; a request that never gets there did not get an answer.
@@ -108,7 +108,7 @@ impl<'a> Exchange<'a> {
         if self.deviations.is_empty() {
             self.deviations = found;
         } else {
-            self.deviations.extend(found);
+            self.deviations.to_mut().extend(found.iter().cloned());
         }
         self.deviations_omitted = findings.omitted();
     }
@@ -118,7 +118,9 @@ impl<'a> Exchange<'a> {
     pub fn add_deviations(&mut self, found: Vec<Deviation>, omitted: usize) {
         let room = crate::check::MAX_DEVIATIONS.saturating_sub(self.deviations.len());
         let over = found.len().saturating_sub(room);
-        self.deviations.extend(found.into_iter().take(room));
+        self.deviations
+            .to_mut()
+            .extend(found.into_iter().take(room));
         self.deviations_omitted += over + omitted;
     }
 

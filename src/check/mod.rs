@@ -155,6 +155,51 @@ impl<'de> serde::Deserialize<'de> for Code {
     }
 }
 
+/// A request's deviations: shared with its findings while nothing was added to them, copied
+/// when something is ([`Deviations::to_mut`]).
+#[derive(Debug, Clone, Default)]
+pub struct Deviations {
+    /// Set while the list is the findings' own; `owned` is empty then.
+    shared: Option<Arc<[Deviation]>>,
+    owned: Vec<Deviation>,
+}
+
+impl From<Vec<Deviation>> for Deviations {
+    fn from(owned: Vec<Deviation>) -> Self {
+        Self {
+            shared: None,
+            owned,
+        }
+    }
+}
+
+impl std::ops::Deref for Deviations {
+    type Target = [Deviation];
+    fn deref(&self) -> &[Deviation] {
+        match &self.shared {
+            Some(s) => s,
+            None => &self.owned,
+        }
+    }
+}
+
+impl Deviations {
+    fn shared(list: &Arc<[Deviation]>) -> Self {
+        Self {
+            shared: Some(Arc::clone(list)),
+            owned: Vec::new(),
+        }
+    }
+
+    /// The list to change, copied out of the findings first if it was shared.
+    pub fn to_mut(&mut self) -> &mut Vec<Deviation> {
+        if let Some(s) = self.shared.take() {
+            self.owned = s.to_vec();
+        }
+        &mut self.owned
+    }
+}
+
 /// One departure from the documented contract.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct Deviation {
@@ -301,6 +346,7 @@ pub fn check_request(
         crate::json::Json::parse(body).as_ref(),
     )
     .with_headers(headers)
+    .to_vec()
 }
 
 /// A request's deviations that follow from its method, path and body alone. Replay remembers
@@ -313,6 +359,9 @@ pub struct Findings {
     /// The method's deviations, then the path's and body's; header deviations go between.
     /// At most [`MAX_DEVIATIONS`] (errors kept before warnings).
     deviations: Vec<Deviation>,
+    /// The same, errors first: a request's whole list when its headers add nothing (the
+    /// usual case), shared by every such request instead of copied onto each.
+    sorted: Arc<[Deviation]>,
     headers_at: usize,
     /// How many more there were.
     omitted: usize,
@@ -363,8 +412,11 @@ pub fn check_without_headers(
         out.truncate(MAX_DEVIATIONS);
     }
     gate(&mut out);
+    let mut sorted = out.clone();
+    errors_first(&mut sorted);
     Findings {
         assign_shaped: true,
+        sorted: sorted.into(),
         deviations: out,
         headers_at,
         omitted,
@@ -384,23 +436,28 @@ impl Findings {
     }
 
     /// Every deviation of the request with these headers, errors first.
-    pub fn with_headers(&self, headers: &HeaderMap) -> Vec<Deviation> {
+    pub fn with_headers(&self, headers: &HeaderMap) -> Deviations {
         if !self.assign_shaped {
-            return Vec::new();
+            return Deviations::default();
         }
         verdict::with(headers, |found, granted| {
+            let permission = match (self.permissions, granted) {
+                (Some(p), Some(granted)) => permissions::check(p, granted),
+                _ => None,
+            };
+            if found.is_empty() && permission.is_none() {
+                return Deviations::shared(&self.sorted);
+            }
             let mut out = Vec::with_capacity(self.deviations.len() + found.len() + 1);
             out.extend_from_slice(&self.deviations[..self.headers_at]);
             out.extend_from_slice(found);
-            if let (Some(p), Some(granted)) = (self.permissions, granted)
-                && let Some(mut d) = permissions::check(p, granted)
-            {
+            if let Some(mut d) = permission {
                 gate(std::slice::from_mut(&mut d));
                 out.push(d);
             }
             out.extend_from_slice(&self.deviations[self.headers_at..]);
             errors_first(&mut out);
-            out
+            out.into()
         })
     }
 }

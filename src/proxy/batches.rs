@@ -57,7 +57,9 @@ impl Proxy {
             item: None,
         });
         ex.action = Some(Arc::from("$batch"));
-        ex.deviations.extend(batch.deviations.iter().cloned());
+        ex.deviations
+            .to_mut()
+            .extend(batch.deviations.iter().cloned());
         self.reject_on_error(ex)?;
         let parts: Vec<Parts> = batch
             .items

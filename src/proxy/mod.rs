@@ -246,7 +246,7 @@ impl Proxy {
             match graph_batch::parse(version, &body) {
                 graph_batch::Parsed::Batch(b) => return self.batch(b, ex).await,
                 // Refused whole by Graph: one opaque call, with why.
-                graph_batch::Parsed::Opaque(deviations) => ex.deviations = deviations,
+                graph_batch::Parsed::Opaque(deviations) => ex.deviations = deviations.into(),
             }
         }
         self.answer_body(body, ex).await
@@ -454,7 +454,7 @@ impl Proxy {
         // journal and the reports have every occurrence. A line per repeated request would
         // make the log, not the proxy, the cost of a fast client.
         if !ex.remembered {
-            for d in &ex.deviations {
+            for d in ex.deviations.iter() {
                 tracing::warn!(code = %d.code, severity = d.severity.as_str(), at = %d.at,
                     cassette = %ex.cassette, path = %ex.path, "contract deviation: {}", d.message);
             }
@@ -476,7 +476,7 @@ impl Proxy {
                 status: status.as_u16(),
                 position: ex.position,
                 message: ex.message.clone(),
-                deviations: ex.deviations.clone(),
+                deviations: ex.deviations.to_vec(),
                 deviations_omitted: ex.deviations_omitted,
                 elapsed_ms: elapsed.as_secs_f64() * 1000.0,
                 batch: ex.batch.clone(),
@@ -692,7 +692,7 @@ fn sanitize_texts(s: &crate::sanitize::Sanitizer, ex: &mut Exchange<'_>) {
     {
         ex.message = Some(clean);
     }
-    for d in &mut ex.deviations {
+    for d in ex.deviations.to_mut() {
         if let Cow::Owned(clean) = s.text(&d.message) {
             d.message = clean.into();
         }
