@@ -663,9 +663,11 @@ async fn one_large_request_takes_a_small_multiple_of_its_body() -> TestResult {
         resident()?.saturating_sub(first),
         medium.len() as u64 / 1024,
     );
-    // Measured: 5 MB more (the allocator's), and 31 MB with records kept as sled held them.
+    // Measured: 0-5 MB more usually, up to 13.5 MB when the recordings landed on other
+    // threads' allocator arenas (seen under CI's load, and with this bound at 3x it failed
+    // there); 31 MB with records kept as sled held them. The bound sits between the two.
     assert!(
-        grown <= 3 * medium_kib,
+        grown <= 6 * medium_kib,
         "record: {grown} KiB more resident after four more {medium_kib} KiB recordings"
     );
     let (added, body) = peak_added(&recording, PATH, &realistic).await?;
