@@ -74,7 +74,7 @@ impl GraphError {
             h.insert("request-id", v);
         }
         if let Some(id) = client_request_id {
-            h.insert("client-request-id", id.clone());
+            h.insert(crate::headers::CLIENT_REQUEST_ID, id.clone());
         }
         h.insert("x-graph-vcr-error", HeaderValue::from_static(self.code));
         response

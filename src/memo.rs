@@ -13,10 +13,10 @@
 //! recorded skips the pure stages from its first call on (see `index`).
 //!
 //! Requests are identified by a 128-bit keyed hash (SipHash-1-3 with 128-bit output, from the
-//! `siphasher` crate, keys random per process), so clients cannot aim collisions at it. One
-//! pass over the request: two 64-bit std hashers had read every body twice. Entries learned from requests
-//! are bounded by count and stop growing at the limit rather than evicting (calls past it take
-//! the full path); entries pre-filled from the cassette are bounded by the cassette.
+//! `siphasher` crate, keys random per process, one pass over the request), so clients cannot
+//! aim collisions at it. Entries learned from requests are bounded by count and stop growing
+//! at the limit rather than evicting (calls past it take the full path); entries pre-filled
+//! from the cassette are bounded by the cassette.
 
 use crate::check::Findings;
 use http::Method;

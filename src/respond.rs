@@ -183,7 +183,7 @@ impl Prepared {
 /// parsing a name `http` does not know allocates it afresh for every response.
 const GRAPH_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("request-id"),
-    HeaderName::from_static("client-request-id"),
+    headers::CLIENT_REQUEST_ID,
     HeaderName::from_static("x-ms-ags-diagnostic"),
     HeaderName::from_static("x-ms-resource-unit"),
     HeaderName::from_static("odata-version"),

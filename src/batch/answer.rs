@@ -84,7 +84,7 @@ pub fn pack(answers: &[ItemAnswer], outcome: &'static str) -> Response<Full<Byte
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; odata.metadata=minimal; charset=utf-8"),
     );
-    h.insert(headers::OUTCOME_HEADER, HeaderValue::from_static(outcome));
+    h.insert(headers::OUTCOME, HeaderValue::from_static(outcome));
     response
 }
 

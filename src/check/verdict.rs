@@ -8,27 +8,39 @@
 
 use super::permissions::Granted;
 use super::{Deviation, check_headers, gate};
-use http::HeaderMap;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
 
-/// The header values a verdict depends on, as sent.
-#[derive(PartialEq, Eq)]
-struct Inputs {
-    authorization: Option<Box<[u8]>>,
-    content_type: Option<Box<[u8]>>,
-    accept: Option<Box<[u8]>>,
-}
+/// The headers a verdict depends on.
+const INPUTS: [HeaderName; 3] = [AUTHORIZATION, CONTENT_TYPE, ACCEPT];
 
 struct Verdict {
-    inputs: Inputs,
+    /// The values of [`INPUTS`], as sent.
+    inputs: [Option<Box<[u8]>>; 3],
     /// The header deviations, gated.
     found: Vec<Deviation>,
     granted: Option<Granted>,
 }
 
-fn matches(kept: &Option<Box<[u8]>>, headers: &HeaderMap, name: http::HeaderName) -> bool {
-    kept.as_deref() == headers.get(name).map(http::HeaderValue::as_bytes)
+impl Verdict {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut found = Vec::new();
+        check_headers(headers, &mut found);
+        gate(&mut found);
+        Self {
+            inputs: INPUTS.map(|name| headers.get(name).map(|v| v.as_bytes().into())),
+            found,
+            granted: Granted::of_headers(headers),
+        }
+    }
+
+    fn holds_for(&self, headers: &HeaderMap) -> bool {
+        self.inputs
+            .iter()
+            .zip(INPUTS)
+            .all(|(kept, name)| kept.as_deref() == headers.get(name).map(HeaderValue::as_bytes))
+    }
 }
 
 /// Runs `f` on the header deviations of `headers` (gated) and the grant of their token.
@@ -41,37 +53,11 @@ pub(super) fn with<R>(
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        let fresh = match last.as_ref() {
-            Some(v) => {
-                !(matches(&v.inputs.authorization, headers, AUTHORIZATION)
-                    && matches(&v.inputs.content_type, headers, CONTENT_TYPE)
-                    && matches(&v.inputs.accept, headers, ACCEPT))
-            }
-            None => true,
+        let verdict = match &mut *last {
+            Some(v) if v.holds_for(headers) => v,
+            slot => slot.insert(Verdict::of(headers)),
         };
-        if fresh {
-            let mut found = Vec::new();
-            check_headers(headers, &mut found);
-            gate(&mut found);
-            let value = |name| {
-                headers
-                    .get(name)
-                    .map(|v: &http::HeaderValue| v.as_bytes().into())
-            };
-            *last = Some(Verdict {
-                inputs: Inputs {
-                    authorization: value(AUTHORIZATION),
-                    content_type: value(CONTENT_TYPE),
-                    accept: value(ACCEPT),
-                },
-                found,
-                granted: Granted::of_headers(headers),
-            });
-        }
-        match last.as_ref() {
-            Some(v) => f(&v.found, v.granted.as_ref()),
-            None => f(&[], None),
-        }
+        f(&verdict.found, verdict.granted.as_ref())
     })
 }
 

@@ -451,7 +451,7 @@ pub fn not_forwarding<B>(request: &Request<B>) -> Response<Full<Bytes>> {
         "graph-vcr is running as a reverse proxy (point the client's base URL at it); \
          to use it as HTTPS_PROXY, start it with --forward",
     )
-    .into_response(request.headers().get("client-request-id"))
+    .into_response(request.headers().get(crate::headers::CLIENT_REQUEST_ID))
 }
 
 fn tunnel_failed(target: &str, cause: &str) -> Response<Full<Bytes>> {

@@ -117,7 +117,7 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(&codes.join(","))
             && !codes.is_empty()
         {
-            response.headers_mut().insert(super::DEVIATIONS_HEADER, v);
+            response.headers_mut().insert(crate::headers::DEVIATIONS, v);
         }
         Ok(Answer::new(response, Outcome::Batch, None))
     }
@@ -186,7 +186,7 @@ impl Proxy {
         if !ex.deviations.is_empty()
             && let Ok(v) = HeaderValue::from_str(&check::header_value(&ex.deviations))
         {
-            response.headers_mut().insert(super::DEVIATIONS_HEADER, v);
+            response.headers_mut().insert(crate::headers::DEVIATIONS, v);
             item_codes.extend(
                 check::header_value(&ex.deviations)
                     .split(',')
@@ -204,8 +204,8 @@ impl Proxy {
         let mut answer = ItemAnswer::of(&item.id, response).await;
         // Replay echoes the request's client-request-id, which an item shares with its batch;
         // Graph's item answers carry one only when the item sent its own.
-        if !item.headers.contains_key("client-request-id") {
-            answer.headers.remove("client-request-id");
+        if !item.headers.contains_key(crate::headers::CLIENT_REQUEST_ID) {
+            answer.headers.remove(crate::headers::CLIENT_REQUEST_ID);
         }
         answer
     }

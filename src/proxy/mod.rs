@@ -42,9 +42,6 @@ pub use config::{
     CassetteOptions, ProxyConfig, ProxyError, PseudonymizeOption, RequestLimits, SanitizeConfig,
 };
 
-/// Response header listing the contract deviations of the call.
-pub const DEVIATIONS_HEADER: &str = crate::headers::DEVIATIONS_HEADER;
-
 /// The shared state of a running proxy.
 pub struct Proxy {
     mode: Mode,

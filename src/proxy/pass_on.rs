@@ -23,7 +23,10 @@ impl Proxy {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = request.into_parts();
-        let id = parts.headers.get("client-request-id").cloned();
+        let id = parts
+            .headers
+            .get(crate::headers::CLIENT_REQUEST_ID)
+            .cloned();
         let Some(upstream) = self.backend.upstream() else {
             return GraphError::new(
                 StatusCode::FORBIDDEN,
