@@ -58,6 +58,8 @@ pub struct Exchange<'a> {
     /// Its analysis came from the memo: the same request was analyzed (and its deviations
     /// logged) before in this run.
     pub remembered: bool,
+    /// The recorded call it was matched to (replay), which keeps the run log's count of it.
+    pub call: Option<Arc<crate::index::Call>>,
 }
 
 /// Which `$batch` (numbered in the run) and which of its items an exchange is.
@@ -91,6 +93,7 @@ impl<'a> Exchange<'a> {
             batch: None,
             sanitizer: None,
             remembered: false,
+            call: None,
         }
     }
 

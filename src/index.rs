@@ -23,6 +23,7 @@ use crate::interaction::Interaction;
 use crate::key::{CanonicalBody, Key, KeyOptions};
 use crate::memo::Memo;
 use crate::nearest::{Candidates, Summary};
+use crate::report::CallLog;
 use crate::respond::Prepared;
 use http::Method;
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,18 @@ use std::thread::JoinHandle;
 /// scan to a few megabytes.
 const CHUNK: usize = 2_048;
 
+/// Records a walk over a whole cassette (a miss's candidates, the report's unplayed list)
+/// reads between two reopenings: each reopening costs sled's start-up, and a walk, unlike
+/// the scan, runs while nothing else is held (tens of megabytes of pages at most).
+const WALK_CHUNK: usize = 16_384;
+
+/// Most recordings per cassette whose room the index makes at start, from the manifest's
+/// count: a table made large at once instead of doubling as it fills (which holds the old
+/// and new tables at the same moment: megabytes of peak memory at 100,000 recordings). The
+/// manifest is a file on disk, so what it claims is believed only this far (a few
+/// megabytes of tables); a larger cassette's tables grow past it as they fill.
+const PRESIZE_MAX: usize = 1 << 18;
+
 /// One recorded (cassette, key): what replay serves and counts for it.
 #[derive(Debug)]
 pub struct Call {
@@ -42,6 +55,9 @@ pub struct Call {
     /// Occurrences of this call so far in the run.
     pub counter: AtomicU32,
     recordings: Recordings,
+    /// What the run did with it, kept here so that a replayed request updates the call it
+    /// holds instead of a table of its own (see `report::RunLog`).
+    pub log: CallLog,
 }
 
 /// A call's prepared responses, by position; the usual single one without a second
@@ -68,6 +84,7 @@ impl Call {
             key,
             counter: AtomicU32::new(0),
             recordings,
+            log: CallLog::default(),
         }
     }
 
@@ -162,8 +179,20 @@ pub struct Index {
 impl Index {
     /// Starts the background scan of `store`, a replay store.
     pub fn start(store: Store, prefill: Prefill) -> Result<Self, StoreError> {
+        let mut calls = Calls::new();
+        let mut total: usize = 0;
+        for name in store.cassette_names() {
+            let n = store.expected().get(name.as_str()).map_or(0, |n| *n);
+            let n = n.min(PRESIZE_MAX.saturating_sub(total));
+            total += n;
+            let sized = HashMap::with_capacity_and_hasher(n, Default::default());
+            calls.insert(name, sized);
+        }
+        if let Some(memo) = &prefill.memo {
+            memo.reserve(total);
+        }
         let shared = Arc::new(Shared {
-            calls: RwLock::new(HashMap::new()),
+            calls: RwLock::new(calls),
             store: Mutex::new(Slot {
                 open: Some(store),
                 closed: None,
@@ -263,6 +292,27 @@ impl Index {
         let action = self.shared.intern(action);
         let call = Call::new(action, *key, prepared);
         Ok(Some(self.shared.insert(cassette, call)))
+    }
+
+    /// Every call in memory, with its cassette: the run log's kept calls, for the report.
+    pub fn calls(&self) -> Vec<(CassetteName, Arc<Call>)> {
+        let calls = self.shared.calls.read().unwrap_or_else(|p| p.into_inner());
+        let each = calls.iter().flat_map(|(name, calls)| {
+            calls
+                .values()
+                .map(move |call| (name.clone(), Arc::clone(call)))
+        });
+        each.collect()
+    }
+
+    /// Every record of `name`, read in chunks as the scan reads (see `Shared::walk`): what a
+    /// report reads to list the recordings never played, without sled keeping every page.
+    pub fn walk(
+        &self,
+        name: &CassetteName,
+        f: impl FnMut(Result<Interaction, StoreError>),
+    ) -> Result<(), StoreError> {
+        self.shared.walk(name, f)
     }
 
     /// Runs `f` on the store, opening it again if the scan closed it.
@@ -430,51 +480,81 @@ impl Shared {
             // The next round's `store()` opens it again. Kept in the slot either way, so a
             // failure to reopen leaves the private copy in place for point lookups to retry.
             self.slot().close();
+            // What the chunk read and dropped (sled's pages, the records) goes back before
+            // the next is read: the scan's peak is then one chunk over what it keeps.
+            crate::memory::give_back();
         }
     }
 
     /// Every recording of `name`, summarised for misses.
     fn summarise(&self, name: &CassetteName) -> Result<Candidates, StoreError> {
         let mut candidates = Candidates::default();
+        self.walk(name, |item| {
+            let Ok(i) = item else { return };
+            let Some(key) = Key::from_hex(&i.key) else {
+                return;
+            };
+            let canonical = match &i.request.canonical_body {
+                Some(c) => CanonicalBody::Json(c.clone()),
+                None => CanonicalBody::Bytes(i.request.body.to_bytes().unwrap_or_default()),
+            };
+            let action = crate::classify::classify(&i.request.path, i.request.query.as_deref())
+                .action_label();
+            let summary = Summary::of(
+                &action,
+                &i.request.method,
+                &i.request.path,
+                i.request.query.as_deref(),
+                &canonical,
+            );
+            candidates.push(key, i.position, summary);
+        })?;
+        Ok(candidates)
+    }
+
+    /// Every record of `name` in key order, read as the scan reads (sled reopened every
+    /// [`CHUNK`] records, what each chunk freed given back, the store closed at the end once
+    /// the scan is done), so a walk over a large cassette holds one chunk's pages at most. A
+    /// record that does not decode is passed on as its error.
+    fn walk(
+        &self,
+        name: &CassetteName,
+        mut f: impl FnMut(Result<Interaction, StoreError>),
+    ) -> Result<(), StoreError> {
         let mut after = None;
         loop {
             let mut slot = self.slot();
             let cassette = slot.store()?.cassette(name)?;
             let mut read = 0;
             for item in cassette.scan_after(after) {
-                let Ok((raw, i)) = item else { continue };
-                after = Some(raw);
+                // A chunk ends after a record that decoded, so resuming after it never meets
+                // a corrupt one twice.
+                match item {
+                    Ok((raw, i)) => {
+                        after = Some(raw);
+                        f(Ok(i));
+                    }
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        f(Err(e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 read += 1;
-                let Some(key) = Key::from_hex(&i.key) else {
-                    continue;
-                };
-                let canonical = match &i.request.canonical_body {
-                    Some(c) => CanonicalBody::Json(c.clone()),
-                    None => CanonicalBody::Bytes(i.request.body.to_bytes().unwrap_or_default()),
-                };
-                let action = crate::classify::classify(&i.request.path, i.request.query.as_deref())
-                    .action_label();
-                let summary = Summary::of(
-                    &action,
-                    &i.request.method,
-                    &i.request.path,
-                    i.request.query.as_deref(),
-                    &canonical,
-                );
-                candidates.push(key, i.position, summary);
-                if read >= CHUNK {
+                if read >= WALK_CHUNK {
                     break;
                 }
             }
             drop(cassette);
-            let finished = read < CHUNK;
+            let finished = read < WALK_CHUNK;
             // Release what sled cached of the pages read; once the scan is done nothing else
             // needs the store open.
             if !finished || self.complete.load(Ordering::Acquire) {
                 slot.close();
+                crate::memory::give_back();
             }
             if finished {
-                return Ok(candidates);
+                return Ok(());
             }
         }
     }

@@ -131,15 +131,14 @@ impl Replay {
         self.miss(analyzed, n, call.recorded(), ex).await
     }
 
-    /// Replays an analyzed request, and remembers it if it replayed.
-    pub async fn answer(
+    /// The recorded call an analyzed request is matched to, if there is one.
+    pub async fn find(
         &self,
-        analyzed: Analyzed<'_>,
-        digest: Option<Digest>,
-        ex: &mut Exchange<'_>,
-    ) -> Result<Answer, Refusal> {
+        analyzed: &Analyzed<'_>,
+        ex: &Exchange<'_>,
+    ) -> Result<Option<Arc<Call>>, Refusal> {
         let key = analyzed.key;
-        let found = match self.index.get(&ex.cassette, &key) {
+        Ok(match self.index.get(&ex.cassette, &key) {
             InMemory::Found(call) => Some(call),
             InMemory::NotRecorded => None,
             InMemory::AskTheStore => {
@@ -148,8 +147,19 @@ impl Replay {
                 let action = ex.action.clone().unwrap_or_else(|| Arc::from(""));
                 blocking(move || index.lookup(&cassette, &key, &action)).await?
             }
-        };
-        let Some(call) = found else {
+        })
+    }
+
+    /// Replays an analyzed request matched to `ex.call` ([`Replay::find`]) or misses, and
+    /// remembers it if it replayed.
+    pub async fn answer(
+        &self,
+        analyzed: Analyzed<'_>,
+        digest: Option<Digest>,
+        ex: &mut Exchange<'_>,
+    ) -> Result<Answer, Refusal> {
+        let key = analyzed.key;
+        let Some(call) = ex.call.clone() else {
             let n = self
                 .occurrences
                 .next_bounded(&ex.cassette, &key, MAX_MISSES_COUNTED);

@@ -23,7 +23,7 @@ use crate::journal::{Entry, Journal};
 use crate::key::KeyOptions;
 use crate::mode::Mode;
 use crate::outcome::Outcome;
-use crate::report::{Event, Report, RunLog};
+use crate::report::{Event, Kept, Report, RunLog};
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use bytes::Bytes;
@@ -62,6 +62,30 @@ pub struct Proxy {
     pub stats: Stats,
 }
 
+/// Replay's cassettes as the report reads them: through the index, in chunks, so listing a
+/// large cassette's unplayed recordings does not leave sled holding every page of it.
+struct Replayed<'a> {
+    index: &'a Index,
+    names: Vec<CassetteName>,
+}
+
+impl crate::report::Recordings for Replayed<'_> {
+    fn cassettes(&self) -> Vec<String> {
+        self.names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn each(
+        &self,
+        cassette: &str,
+        f: &mut dyn FnMut(Result<crate::interaction::Interaction, StoreError>),
+    ) -> Result<(), StoreError> {
+        match self.names.iter().find(|n| n.as_str() == cassette) {
+            Some(name) => self.index.walk(name, f),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
         let dir = &config.cassettes.cassettes;
@@ -77,7 +101,6 @@ impl Proxy {
             return Err(ProxyError::PseudonymizeInAudit);
         }
         let rules = Arc::clone(&config.sanitize.rules);
-        let mut run_log = RunLog::default();
         let backend = match config.mode {
             // Replay gets no upstream at all: it cannot open a connection even by mistake.
             Mode::Replay => {
@@ -96,7 +119,6 @@ impl Proxy {
                     keys: Arc::clone(&keys),
                     max_json_depth: config.limits.max_json_depth,
                 };
-                run_log = RunLog::sized(store.expected().clone());
                 let setup = crate::sanitize::Setup::for_reading(rules, dir)?;
                 let sanitizers = replay_sanitizers(&metas, &setup)?;
                 let index = Index::start(store, prefill)?;
@@ -139,7 +161,7 @@ impl Proxy {
             on_deviation: config.check.on_deviation,
             journal,
             limits: config.limits,
-            run: run_log,
+            run: RunLog::default(),
             started: SystemTime::now(),
             batches: std::sync::atomic::AtomicU64::new(0),
             throttle: crate::throttle::Throttle::new(&config.throttle),
@@ -265,6 +287,9 @@ impl Proxy {
                     }
                     None => {
                         let analyzed = self.analyze(&body, ex)?;
+                        // Found before `--throttle`, so a throttled request counts under the
+                        // call it would have replayed, as a remembered one does.
+                        ex.call = replay.find(&analyzed, ex).await?;
                         self.throttle(ex).await?;
                         replay.answer(analyzed, digest, ex).await
                     }
@@ -410,6 +435,7 @@ impl Proxy {
     ) -> Result<(), Refusal> {
         self.stats.remembered.bump();
         ex.remembered = true;
+        ex.call = Some(Arc::clone(&known.call));
         ex.analyzed(
             Arc::clone(&known.call.action),
             known.call.key,
@@ -492,6 +518,7 @@ impl Proxy {
             deviations: &ex.deviations,
             deviations_omitted: ex.deviations_omitted,
             elapsed_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            kept: ex.call.as_ref().map(|c| &c.log),
         };
         self.run.add(&event);
     }
@@ -524,7 +551,19 @@ impl Proxy {
 
     /// What this run did, including recordings of the cassettes it used that were never played.
     pub fn report(&self) -> Result<Report, StoreError> {
-        let mut names: Vec<String> = self.run.cassettes();
+        let calls = match &self.backend {
+            Backend::Replay(r) => r.index().calls(),
+            _ => Vec::new(),
+        };
+        let kept: Vec<Kept<'_>> = calls
+            .iter()
+            .map(|(cassette, call)| Kept {
+                cassette: cassette.as_str(),
+                key: call.key,
+                log: &call.log,
+            })
+            .collect();
+        let mut names: Vec<String> = self.run.cassettes(&kept);
         names.push(self.default_cassette.to_string());
         names.sort();
         names.dedup();
@@ -541,20 +580,30 @@ impl Proxy {
                     .iter()
                     .map(|n| r.open_cassette(n))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.run.report(mode, started, &open, r.store().expected())
+                self.run
+                    .report(mode, started, &open, r.store().expected(), &[])
             }
-            // Under the index's lock, so the scan cannot reopen sled under these handles.
-            Backend::Replay(r) => r.index().with_store(|store| {
-                let open = names
-                    .iter()
-                    .filter(|n| r.key_options(n).is_some())
-                    .map(|n| store.cassette(n))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut report = self.run.report(mode, started, &open, store.expected())?;
-                report.add_damaged(store.missing());
+            Backend::Replay(r) => {
+                let (expected, missing) = r
+                    .index()
+                    .with_store(|store| (store.expected().clone(), store.missing()))?;
+                let replayed = Replayed {
+                    index: r.index(),
+                    names: names
+                        .into_iter()
+                        .filter(|n| r.key_options(n).is_some())
+                        .collect(),
+                };
+                let mut report = self
+                    .run
+                    .report(mode, started, &replayed, &expected, &kept)?;
+                report.add_damaged(missing);
                 Ok(report)
-            })?,
-            Backend::Audit(_) => self.run.report(mode, started, &[], &Default::default()),
+            }
+            Backend::Audit(_) => {
+                self.run
+                    .report(mode, started, &Vec::new(), &Default::default(), &[])
+            }
         }
     }
 

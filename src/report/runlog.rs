@@ -2,17 +2,27 @@
 //! back by `verify`), and turned into a [`Report`] at the end.
 //!
 //! Every request of a run is added here, so this is on the hot path and its memory grows with
-//! the distinct calls of a run (a replay of a 100,000-call cassette makes 100,000 of them):
-//! calls live in 16 shards by key, each behind its own lock, so two workers rarely wait on
-//! each other, and a call's state is 64 bytes beside its key: its names interned as one
-//! pointer, its outcome counts inline while it has one outcome, played positions a bit set,
-//! its deviation list interned (most calls share one), and what few calls have (a message,
-//! positions past 63, outcomes of older versions) out of line. Strings are built only for
-//! the report.
+//! the distinct calls of a run (a replay of a 100,000-call cassette makes 100,000 of them).
+//! A call's state is 40 bytes: its names interned as one pointer, its outcome counts inline
+//! while it has one outcome, played positions a bit set, its deviation list interned (most
+//! calls share one) behind one pointer, and what few calls have (a message, positions past
+//! 31, outcomes of older versions) out of line. Strings are built only for the report.
+//!
+//! Where a call's state lives: a request matched to a recorded call (replay) carries that
+//! call's [`CallLog`], kept beside the call by the index, and updates it there: no table
+//! lookup, no second copy of the key, no lock but the call's own. Every other request (a
+//! miss, a request turned away before it was matched, every request of record, audit and
+//! `verify`) goes to the run log's own tables: 16 shards by key, each behind its own lock,
+//! so two workers rarely wait on each other. The report adds the two up.
+//!
+//! Locks: a kept call's lock, then (to intern its names or deviations) one of the run log's
+//! interning locks, which take nothing else; a shard's lock alone. So nothing waits in a
+//! cycle.
 
 use super::{Call, Report, Totals, Unplayed};
 use crate::cassette::{Cassette, StoreError};
 use crate::check::{Deviation, Severity};
+use crate::interaction::Interaction;
 use crate::journal::Entry;
 use crate::key::Key;
 use crate::outcome::Outcome;
@@ -25,11 +35,64 @@ const SHARDS: usize = 16;
 #[derive(Debug, Default)]
 pub struct RunLog {
     shards: [Mutex<Shard>; SHARDS],
-    /// Recordings per cassette, when known (replay): each shard's table for a cassette is
-    /// made that large at once, instead of doubling as calls arrive (a table that doubles
-    /// holds its old and its new buckets at the same moment: at 100,000 recordings, megabytes
-    /// of peak memory for nothing).
-    sizes: std::collections::BTreeMap<String, usize>,
+    /// Names and deviation lists of kept calls ([`CallLog`]), interned as the shards' are.
+    kept_names: Mutex<HashSet<Arc<CallName>>>,
+    kept_lists: Mutex<HashSet<DeviationList>>,
+}
+
+/// A call's state kept outside the run log, beside the call it belongs to (replay's index
+/// keeps one in every recorded call): see [`Event::kept`]. Empty until a request is added.
+#[derive(Debug, Default)]
+pub struct CallLog(Mutex<Option<CallState>>);
+
+impl CallLog {
+    fn lock(&self) -> MutexGuard<'_, Option<CallState>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The cassettes whose recordings a report lists when no request played them.
+pub trait Recordings {
+    fn cassettes(&self) -> Vec<String>;
+    /// Calls `f` with every record of `cassette`, one that does not decode as its error.
+    fn each(
+        &self,
+        cassette: &str,
+        f: &mut dyn FnMut(Result<Interaction, StoreError>),
+    ) -> Result<(), StoreError>;
+}
+
+/// Open cassettes, read through (record mode, `verify`).
+impl Recordings for Vec<Cassette> {
+    fn cassettes(&self) -> Vec<String> {
+        self.iter().map(|c| c.name().to_string()).collect()
+    }
+
+    fn each(
+        &self,
+        cassette: &str,
+        f: &mut dyn FnMut(Result<Interaction, StoreError>),
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.iter().find(|c| c.name().as_str() == cassette) else {
+            return Ok(());
+        };
+        for i in c.iter() {
+            match i {
+                Ok(i) => f(Ok(i)),
+                Err(e @ StoreError::Corrupt { .. }) => f(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A kept call, as the report reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Kept<'a> {
+    pub cassette: &'a str,
+    pub key: Key,
+    pub log: &'a CallLog,
 }
 
 /// Most distinct calls that were not answered (misses, refusals) a shard lists one by one;
@@ -45,7 +108,7 @@ struct Shard {
     /// Distinct calls listed so far that were first seen unanswered.
     unanswered: usize,
     names: HashSet<Arc<CallName>>,
-    deviation_lists: HashSet<Arc<[Deviation]>>,
+    deviation_lists: HashSet<DeviationList>,
     cassettes: HashMap<Arc<str>, CassetteCalls>,
 }
 
@@ -68,31 +131,68 @@ struct CassetteCalls {
 /// The outcomes graph-vcr writes; anything else (an older journal) is counted in `other`.
 const OUTCOMES: [Outcome; Outcome::ALL.len()] = Outcome::ALL;
 
-#[derive(Debug)]
+/// One call's state: 40 bytes, since a replay of a large cassette holds one per recorded call.
+#[derive(Debug, Clone)]
 struct CallState {
     name: Arc<CallName>,
     counts: Counts,
-    /// Recording positions under 64 that were played, a bit each.
-    played_low: u64,
-    /// graph-vcr's time over the call's requests, added up.
-    micros: u64,
-    deviations: Option<Arc<[Deviation]>>,
+    /// Recording positions under 32 that were played, a bit each.
+    played_low: u32,
+    /// graph-vcr's time over the call's requests in µs, added up: what fits in 32 bits here,
+    /// the rest in [`Extra::micros`].
+    micros: u32,
+    deviations: Option<DeviationList>,
     /// What few calls have, out of line to keep the common call small.
     extra: Option<Box<Extra>>,
 }
 
 /// The rarer parts of a call's state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Extra {
     /// The call's latest request was throttled (`--throttle`): unless a later one is
     /// answered, the client gave up after a 429.
     last_throttled: bool,
+    /// Requests per outcome, once the call has had two outcomes (or more requests of one
+    /// than 32 bits count).
+    counts: Option<Box<[u64; OUTCOMES.len()]>>,
+    micros: u64,
     /// Outcomes this version does not know (an older journal), by name.
     other: Vec<(Box<str>, u64)>,
-    /// Positions of 64 and above that were played.
+    /// Positions of 32 and above that were played.
     played_high: Vec<u32>,
     deviations_omitted: usize,
     message: Option<Box<str>>,
+}
+
+/// A deviation list, interned: calls with the same deviations share one, behind one pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DeviationList(Arc<Box<[Deviation]>>);
+
+impl std::ops::Deref for DeviationList {
+    type Target = [Deviation];
+    fn deref(&self) -> &[Deviation] {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<[Deviation]> for DeviationList {
+    fn borrow(&self) -> &[Deviation] {
+        &self.0
+    }
+}
+
+impl From<Vec<Deviation>> for DeviationList {
+    fn from(list: Vec<Deviation>) -> Self {
+        Self(Arc::new(list.into_boxed_slice()))
+    }
+}
+
+/// Requests of a call's one outcome, while it has had one (nearly every call); see
+/// [`Extra::counts`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    only: u8,
+    n: u32,
 }
 
 impl CallState {
@@ -111,13 +211,68 @@ impl CallState {
         self.extra.get_or_insert_with(Box::default)
     }
 
+    /// Counts `n` more requests of outcome `i` (an index in [`OUTCOMES`]).
+    fn count(&mut self, i: usize, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(all) = self.extra.as_mut().and_then(|x| x.counts.as_mut()) {
+            all[i] = all[i].saturating_add(n);
+            return;
+        }
+        let c = &mut self.counts;
+        let inline = u64::from(c.n).saturating_add(n);
+        if (c.n == 0 || usize::from(c.only) == i)
+            && let Ok(inline) = u32::try_from(inline)
+        {
+            *c = Counts {
+                only: i as u8,
+                n: inline,
+            };
+            return;
+        }
+        let mut all = Box::new([0; OUTCOMES.len()]);
+        all[usize::from(c.only)] = u64::from(c.n);
+        all[i] = all[i].saturating_add(n);
+        *c = Counts::default();
+        self.extra().counts = Some(all);
+    }
+
+    /// Requests of outcome `i`.
+    fn outcome(&self, i: usize) -> u64 {
+        match self.extra.as_ref().and_then(|x| x.counts.as_ref()) {
+            Some(all) => all[i],
+            None if self.counts.n > 0 && usize::from(self.counts.only) == i => {
+                u64::from(self.counts.n)
+            }
+            None => 0,
+        }
+    }
+
     fn requests(&self) -> u64 {
+        let known: u64 = (0..OUTCOMES.len()).map(|i| self.outcome(i)).sum();
         let other = self.extra.iter().flat_map(|x| &x.other).map(|(_, n)| n);
-        self.counts.total() + other.sum::<u64>()
+        known + other.sum::<u64>()
+    }
+
+    fn add_micros(&mut self, us: u64) {
+        match u32::try_from(u64::from(self.micros).saturating_add(us)) {
+            Ok(sum) => self.micros = sum,
+            Err(_) => {
+                let sum = u64::from(self.micros).saturating_add(us);
+                self.micros = 0;
+                let x = self.extra();
+                x.micros = x.micros.saturating_add(sum);
+            }
+        }
+    }
+
+    fn micros(&self) -> u64 {
+        u64::from(self.micros) + self.extra.as_ref().map_or(0, |x| x.micros)
     }
 
     fn play(&mut self, pos: u32) {
-        if pos < 64 {
+        if pos < 32 {
             self.played_low |= 1 << pos;
         } else if !self.played(pos) {
             self.extra().played_high.push(pos);
@@ -125,7 +280,7 @@ impl CallState {
     }
 
     fn played(&self, pos: u32) -> bool {
-        if pos < 64 {
+        if pos < 32 {
             self.played_low & (1 << pos) != 0
         } else {
             self.extra
@@ -135,46 +290,99 @@ impl CallState {
     }
 }
 
-/// Requests per outcome: inline while the call has had one outcome (nearly every call), an
-/// array once it has had two.
-#[derive(Debug, Default)]
-struct Counts {
-    only: u8,
-    n: u32,
-    all: Option<Box<[u64; OUTCOMES.len()]>>,
+impl CallState {
+    /// Folds one request in; `intern` shares a changed deviation list.
+    fn apply(&mut self, e: &Event<'_>, intern: impl FnOnce(Vec<Deviation>) -> DeviationList) {
+        match e.outcome {
+            Ok(o @ (Outcome::Throttled | Outcome::Fault)) => {
+                self.count(o.index(), 1);
+                self.extra().last_throttled = true;
+            }
+            Ok(o) => {
+                self.count(o.index(), 1);
+                if let Some(x) = &mut self.extra {
+                    x.last_throttled = false;
+                }
+            }
+            Err(name) => {
+                let other = &mut self.extra().other;
+                match other.iter_mut().find(|(o, _)| **o == *name) {
+                    Some((_, n)) => *n += 1,
+                    None => other.push((name.into(), 1)),
+                }
+            }
+        }
+        if let (Some(pos), Some(_)) = (e.position, e.key) {
+            self.play(pos);
+        }
+        self.add_micros(e.elapsed_us);
+        if e.deviations_omitted > 0 {
+            let x = self.extra();
+            x.deviations_omitted = x.deviations_omitted.max(e.deviations_omitted);
+        }
+        // The usual case, a repeat of the call's deviations, costs one comparison.
+        if !e.deviations.is_empty()
+            && self.deviations.as_deref() != Some(e.deviations)
+            && let Some(merged) = merge_deviations(self.deviations.as_deref(), e.deviations)
+        {
+            self.deviations = Some(intern(merged));
+        }
+        if let Some(message) = e.message
+            && self.extra.as_ref().is_none_or(|x| x.message.is_none())
+        {
+            self.extra().message = Some(message.into());
+        }
+    }
+
+    /// Adds what `other`, the same call counted elsewhere, saw. The latest request's throttling
+    /// is this state's: the kept state, which absorbs the listed one, has every request made
+    /// after the call was matched.
+    fn absorb(&mut self, other: &CallState) {
+        for i in 0..OUTCOMES.len() {
+            self.count(i, other.outcome(i));
+        }
+        self.played_low |= other.played_low;
+        self.add_micros(other.micros());
+        if let Some(merged) = other
+            .deviations
+            .as_deref()
+            .and_then(|d| merge_deviations(self.deviations.as_deref(), d))
+        {
+            self.deviations = Some(DeviationList::from(merged));
+        }
+        let Some(x) = &other.extra else { return };
+        for pos in &x.played_high {
+            self.play(*pos);
+        }
+        let mine = self.extra();
+        for (name, n) in &x.other {
+            match mine.other.iter_mut().find(|(o, _)| o == name) {
+                Some((_, m)) => *m += n,
+                None => mine.other.push((name.clone(), *n)),
+            }
+        }
+        mine.deviations_omitted = mine.deviations_omitted.max(x.deviations_omitted);
+        if mine.message.is_none() {
+            mine.message.clone_from(&x.message);
+        }
+    }
 }
 
-impl Counts {
-    fn add(&mut self, i: usize) {
-        match &mut self.all {
-            Some(all) => all[i] += 1,
-            None if (self.n == 0 || usize::from(self.only) == i) && self.n < u32::MAX => {
-                self.only = i as u8;
-                self.n += 1;
-            }
-            None => {
-                let mut all = Box::new([0; OUTCOMES.len()]);
-                all[usize::from(self.only)] = u64::from(self.n);
-                all[i] += 1;
-                self.all = Some(all);
-            }
-        }
+/// `known` with the deviations of `new` it lacks (by code and place), errors first; `None`
+/// when it lacks none.
+fn merge_deviations(known: Option<&[Deviation]>, new: &[Deviation]) -> Option<Vec<Deviation>> {
+    let known = known.unwrap_or(&[]);
+    let missing: Vec<&Deviation> = new
+        .iter()
+        .filter(|d| !known.iter().any(|k| k.code == d.code && k.at == d.at))
+        .collect();
+    if missing.is_empty() {
+        return None;
     }
-
-    fn get(&self, i: usize) -> u64 {
-        match &self.all {
-            Some(all) => all[i],
-            None if usize::from(self.only) == i => u64::from(self.n),
-            None => 0,
-        }
-    }
-
-    fn total(&self) -> u64 {
-        match &self.all {
-            Some(all) => all.iter().sum(),
-            None => u64::from(self.n),
-        }
-    }
+    let mut merged: Vec<Deviation> = known.to_vec();
+    merged.extend(missing.into_iter().cloned());
+    merged.sort_by_key(|d| std::cmp::Reverse(d.severity));
+    Some(merged)
 }
 
 fn intern_name(names: &mut HashSet<Arc<CallName>>, e: &Event<'_>) -> Arc<CallName> {
@@ -193,12 +401,12 @@ fn intern_name(names: &mut HashSet<Arc<CallName>>, e: &Event<'_>) -> Arc<CallNam
     }
 }
 
-fn intern_list(lists: &mut HashSet<Arc<[Deviation]>>, list: Vec<Deviation>) -> Arc<[Deviation]> {
+fn intern_list(lists: &mut HashSet<DeviationList>, list: Vec<Deviation>) -> DeviationList {
     match lists.get(list.as_slice()) {
-        Some(a) => Arc::clone(a),
+        Some(a) => a.clone(),
         None => {
-            let a: Arc<[Deviation]> = Arc::from(list);
-            lists.insert(Arc::clone(&a));
+            let a = DeviationList::from(list);
+            lists.insert(a.clone());
             a
         }
     }
@@ -221,6 +429,9 @@ pub struct Event<'a> {
     pub deviations_omitted: usize,
     /// How long graph-vcr took over the request.
     pub elapsed_us: u64,
+    /// The state of the call it was matched to, kept beside the call (see [`CallLog`]):
+    /// the request is counted there instead of in the run log's tables.
+    pub kept: Option<&'a CallLog>,
 }
 
 impl<'a> Event<'a> {
@@ -238,19 +449,12 @@ impl<'a> Event<'a> {
             deviations: &e.deviations,
             deviations_omitted: e.deviations_omitted,
             elapsed_us: (e.elapsed_ms * 1000.0) as u64,
+            kept: None,
         }
     }
 }
 
 impl RunLog {
-    /// A run log for the cassettes of `sizes` (recordings per cassette).
-    pub fn sized(sizes: std::collections::BTreeMap<String, usize>) -> Self {
-        Self {
-            sizes,
-            ..Self::default()
-        }
-    }
-
     fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
         self.shards[i % SHARDS]
             .lock()
@@ -258,27 +462,40 @@ impl RunLog {
     }
 
     pub fn add(&self, e: &Event<'_>) {
+        match e.kept {
+            Some(log) if e.key.is_some() => self.add_kept(log, e),
+            _ => self.add_listed(e),
+        }
+    }
+
+    /// A request matched to a kept call: its state updated where the call keeps it.
+    fn add_kept(&self, log: &CallLog, e: &Event<'_>) {
+        let mut state = log.lock();
+        let call = state.get_or_insert_with(|| {
+            let mut names = self.kept_names.lock().unwrap_or_else(|p| p.into_inner());
+            CallState::new(intern_name(&mut names, e))
+        });
+        call.apply(e, |merged| {
+            let mut lists = self.kept_lists.lock().unwrap_or_else(|p| p.into_inner());
+            intern_list(&mut lists, merged)
+        });
+    }
+
+    /// Any other request: its state in the shard of its key.
+    fn add_listed(&self, e: &Event<'_>) {
         // By key, so one call always lands in one shard; requests turned away before keying
         // are rare and share the first.
         let mut guard = self.shard(e.key.map_or(0, |k| usize::from(k.0[0])));
-        let s = &mut *guard;
-        let calls = match s.cassettes.get_mut(e.cassette) {
+        let Shard {
+            unanswered,
+            names,
+            deviation_lists,
+            cassettes,
+        } = &mut *guard;
+        let calls = match cassettes.get_mut(e.cassette) {
             Some(c) => c,
-            None => {
-                // Keys spread evenly over the shards; a little room for calls not recorded.
-                let per_shard = self
-                    .sizes
-                    .get(e.cassette)
-                    .map_or(0, |n| n / SHARDS + n / SHARDS / 16);
-                s.cassettes
-                    .entry(Arc::from(e.cassette))
-                    .or_insert_with(|| CassetteCalls {
-                        keyed: HashMap::with_capacity_and_hasher(per_shard, Default::default()),
-                        unkeyed: HashMap::new(),
-                    })
-            }
+            None => cassettes.entry(Arc::from(e.cassette)).or_default(),
         };
-        let names = &mut s.names;
         let answered = e.outcome.is_err() || e.outcome.is_ok_and(Outcome::answered);
         let known = match e.key {
             Some(key) => calls.keyed.contains_key(&key.0),
@@ -287,9 +504,9 @@ impl RunLog {
                 .keys()
                 .any(|n| *n.action == *e.action && *n.method == *e.method && *n.path == *e.path),
         };
-        let fold = !known && !answered && s.unanswered >= MAX_UNANSWERED_PER_SHARD;
+        let fold = !known && !answered && *unanswered >= MAX_UNANSWERED_PER_SHARD;
         if !known && !answered && !fold {
-            s.unanswered += 1;
+            *unanswered += 1;
         }
         let call = match e.key {
             _ if fold => calls.keyed.entry(FOLDED).or_insert_with(|| {
@@ -313,76 +530,52 @@ impl RunLog {
                     .or_insert_with(|| CallState::new(name))
             }
         };
-        match e.outcome {
-            Ok(o @ (Outcome::Throttled | Outcome::Fault)) => {
-                call.counts.add(o.index());
-                call.extra().last_throttled = true;
-            }
-            Ok(o) => {
-                call.counts.add(o.index());
-                if let Some(x) = &mut call.extra {
-                    x.last_throttled = false;
-                }
-            }
-            Err(name) => {
-                let other = &mut call.extra().other;
-                match other.iter_mut().find(|(o, _)| **o == *name) {
-                    Some((_, n)) => *n += 1,
-                    None => other.push((name.into(), 1)),
-                }
-            }
-        }
-        if let (Some(pos), Some(_)) = (e.position, e.key) {
-            call.play(pos);
-        }
-        call.micros = call.micros.saturating_add(e.elapsed_us);
-        if e.deviations_omitted > 0 {
-            let x = call.extra();
-            x.deviations_omitted = x.deviations_omitted.max(e.deviations_omitted);
-        }
-        // The usual case, a repeat of the call's deviations, costs one comparison.
-        if !e.deviations.is_empty() && call.deviations.as_deref() != Some(e.deviations) {
-            let known = call.deviations.as_deref().unwrap_or(&[]);
-            let new: Vec<&Deviation> = e
-                .deviations
-                .iter()
-                .filter(|d| !known.iter().any(|k| k.code == d.code && k.at == d.at))
-                .collect();
-            if !new.is_empty() {
-                let mut merged: Vec<Deviation> = known.to_vec();
-                merged.extend(new.into_iter().cloned());
-                merged.sort_by_key(|d| std::cmp::Reverse(d.severity));
-                call.deviations = Some(intern_list(&mut s.deviation_lists, merged));
-            }
-        }
-        if let Some(message) = e.message
-            && call.extra.as_ref().is_none_or(|x| x.message.is_none())
-        {
-            call.extra().message = Some(message.into());
-        }
+        call.apply(e, |merged| intern_list(deviation_lists, merged));
     }
 
-    /// Cassettes the run touched.
-    pub fn cassettes(&self) -> Vec<String> {
+    /// Cassettes the run touched, `kept` calls' included.
+    pub fn cassettes(&self, kept: &[Kept<'_>]) -> Vec<String> {
         let mut set = BTreeSet::new();
         for i in 0..SHARDS {
             set.extend(self.shard(i).cassettes.keys().map(|c| c.to_string()));
         }
+        let used = kept.iter().filter(|k| k.log.lock().is_some());
+        set.extend(used.map(|k| k.cassette.to_string()));
         set.into_iter().collect()
     }
 
-    /// The report, with the recordings of `cassettes` that were never played.
-    /// `started` is when the run started (RFC 3339); `expected` the recordings per cassette
-    /// the directory's manifest promises (fewer present is damage).
+    /// The report, with the recordings that were never played.
+    /// `started` is when the run started (RFC 3339); `recordings` the cassettes whose
+    /// unplayed recordings are listed; `expected` the recordings per cassette the
+    /// directory's manifest promises (fewer present is damage); `kept` the calls whose state
+    /// is kept outside the run log (replay's index's).
     pub fn report(
         &self,
         mode: &str,
         started: &str,
-        cassettes: &[Cassette],
+        recordings: &dyn Recordings,
         expected: &std::collections::BTreeMap<String, usize>,
+        kept: &[Kept<'_>],
     ) -> Result<Report, StoreError> {
+        // A copy of each kept call's state, so no lock of one is held with a shard's.
+        let mut kept: HashMap<(&str, [u8; 32]), CallState> = kept
+            .iter()
+            .filter_map(|k| Some(((k.cassette, k.key.0), k.log.lock().clone()?)))
+            .collect();
         let shards: Vec<MutexGuard<'_, Shard>> = (0..SHARDS).map(|i| self.shard(i)).collect();
+        // A call counted in both (requests turned away before they were matched to it, then
+        // requests matched) is one call.
+        for (name, cc) in shards.iter().flat_map(|s| s.cassettes.iter()) {
+            for (key, listed) in &cc.keyed {
+                if let Some(state) = kept.get_mut(&(&**name, *key)) {
+                    state.absorb(listed);
+                }
+            }
+        }
         let played = |cassette: &str, key: &[u8; 32], position: u32| {
+            if let Some(state) = kept.get(&(cassette, *key)) {
+                return state.played(position);
+            }
             let shard = &shards[usize::from(key[0]) % SHARDS];
             shard
                 .cassettes
@@ -392,18 +585,15 @@ impl RunLog {
         };
         let mut unplayed = Vec::new();
         let mut damaged = Vec::new();
-        for cassette in cassettes {
-            let name = cassette.name().as_str();
+        for name in recordings.cassettes() {
+            let name = name.as_str();
             let mut present = 0;
-            for i in cassette.iter() {
+            recordings.each(name, &mut |i| {
                 present += 1;
                 // A record that does not decode is reported, not allowed to hide the rest.
                 let i = match i {
-                    Err(e @ StoreError::Corrupt { .. }) => {
-                        damaged.push(e.to_string());
-                        continue;
-                    }
-                    other => other?,
+                    Ok(i) => i,
+                    Err(e) => return damaged.push(e.to_string()),
                 };
                 let key = Key::from_hex(&i.key).map(|k| k.0);
                 if !key.is_some_and(|k| played(name, &k, i.position)) {
@@ -417,7 +607,7 @@ impl RunLog {
                         recorded_at: i.recorded_at,
                     });
                 }
-            }
+            })?;
             damaged.extend(crate::cassette::manifest::shortfall(
                 expected, name, present,
             ));
@@ -428,9 +618,11 @@ impl RunLog {
             .flat_map(|(name, cc)| {
                 cc.keyed
                     .iter()
+                    .filter(|(k, _)| !kept.contains_key(&(&**name, **k)))
                     .map(|(k, c)| call(name, Some(k), c))
                     .chain(cc.unkeyed.values().map(|c| call(name, None, c)))
             })
+            .chain(kept.iter().map(|((name, k), c)| call(name, Some(k), c)))
             .collect();
         // Sorted by cassette, action and key (or path), whatever order requests came in.
         calls.sort_by(|a, b| {
@@ -498,7 +690,7 @@ fn call_of(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
         outcomes: OUTCOMES
             .iter()
             .enumerate()
-            .map(|(i, o)| (o, c.counts.get(i)))
+            .map(|(i, o)| (o, c.outcome(i)))
             .filter(|(_, n)| *n > 0)
             .map(|(o, n)| (o.as_str().to_string(), n))
             .chain(
@@ -519,7 +711,7 @@ fn call_of(cassette: &str, key: Option<&[u8; 32]>, c: &CallState) -> Call {
             .as_ref()
             .and_then(|x| x.message.as_deref())
             .map(str::to_string),
-        seconds: c.micros as f64 / 1e6,
+        seconds: c.micros() as f64 / 1e6,
     }
 }
 
@@ -568,7 +760,7 @@ mod tests {
             method: "POST".into(),
             path: "/p".into(),
         }));
-        for pos in [0, 5, 63, 64, 1000] {
+        for pos in [0, 5, 31, 32, 1000] {
             assert!(!c.played(pos));
             c.play(pos);
             assert!(c.played(pos));
@@ -576,9 +768,9 @@ mod tests {
         c.play(1000);
         assert_eq!(
             c.extra.as_ref().map(|x| x.played_high.clone()),
-            Some(vec![64, 1000])
+            Some(vec![32, 1000])
         );
-        assert!(!c.played(6) && !c.played(65));
+        assert!(!c.played(6) && !c.played(33));
     }
 
     #[test]
@@ -600,6 +792,7 @@ mod tests {
                 deviations: &[],
                 deviations_omitted: 0,
                 elapsed_us: 1,
+                kept: None,
             });
         }
         let s = log.shard(0);
@@ -611,19 +804,36 @@ mod tests {
 
     #[test]
     fn a_call_stays_small() {
-        // A replay of 100,000 distinct calls holds 100,000 of these (docs/PERFORMANCE.md).
-        assert!(std::mem::size_of::<CallState>() <= 64);
+        // A replay of 100,000 distinct calls holds 100,000 of these, one in every recorded
+        // call (docs/PERFORMANCE.md).
+        assert!(std::mem::size_of::<CallState>() <= 40);
+        assert!(std::mem::size_of::<CallLog>() <= 48);
     }
 
     #[test]
-    fn counts_stay_inline_until_a_second_outcome() {
-        let mut c = Counts::default();
-        c.add(3);
-        c.add(3);
-        assert!(c.all.is_none());
-        assert_eq!((c.get(3), c.get(0), c.total()), (2, 0, 2));
-        c.add(0);
-        assert_eq!((c.get(3), c.get(0), c.total()), (2, 1, 3));
+    fn counts_stay_inline_until_a_second_outcome_or_32_bits() {
+        let mut c = CallState::new(Arc::new(CallName {
+            action: "a".into(),
+            method: "POST".into(),
+            path: "/p".into(),
+        }));
+        c.count(3, 1);
+        c.count(3, 1);
+        assert!(c.extra.is_none());
+        assert_eq!((c.outcome(3), c.outcome(0), c.requests()), (2, 0, 2));
+        c.count(0, 1);
+        assert_eq!((c.outcome(3), c.outcome(0), c.requests()), (2, 1, 3));
+        let mut big = CallState::new(Arc::clone(&c.name));
+        big.count(1, u64::from(u32::MAX));
+        assert!(big.extra.is_none());
+        big.count(1, 2);
+        assert_eq!(
+            (big.outcome(1), big.requests()),
+            (u64::from(u32::MAX) + 2, u64::from(u32::MAX) + 2)
+        );
+        big.add_micros(u64::from(u32::MAX));
+        big.add_micros(5);
+        assert_eq!(big.micros(), u64::from(u32::MAX) + 5);
     }
 
     #[test]
@@ -659,6 +869,7 @@ mod tests {
                 deviations: std::slice::from_ref(&warning),
                 deviations_omitted: 0,
                 elapsed_us: 10,
+                kept: None,
             });
         }
         let s = log.shard(0);
@@ -667,13 +878,89 @@ mod tests {
         let calls = &s.cassettes["c"].keyed;
         let one = &calls[&key(1).0];
         assert_eq!(one.requests(), 3);
-        assert_eq!(one.counts.get(0), 1); // replayed (Outcome::ALL order)
-        assert_eq!(one.counts.get(3), 1); // miss
+        assert_eq!(one.outcome(0), 1); // replayed (Outcome::ALL order)
+        assert_eq!(one.outcome(3), 1); // miss
         assert_eq!(one.extra.as_ref().map(|x| x.other.len()), Some(1)); // an older journal's
         let two = &calls[&key(2).0];
         assert!(matches!(
             (&one.deviations, &two.deviations),
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b)
+            (Some(a), Some(b)) if Arc::ptr_eq(&a.0, &b.0)
         ));
+    }
+    #[test]
+    fn a_call_counted_both_kept_and_listed_is_one_call_in_the_report() {
+        let log = RunLog::default();
+        let kept = CallLog::default();
+        let key = Key([7; 32]);
+        let warning = |at: &str| Deviation {
+            code: crate::check::Code::ALL[0],
+            severity: Severity::Warning,
+            at: at.into(),
+            message: "m".into(),
+        };
+        let (first, second) = (warning("/a"), warning("/b"));
+        let event = |outcome, position, deviations, kept| Event {
+            cassette: "c",
+            action: "a",
+            method: "POST",
+            path: "/p",
+            key: Some(key),
+            outcome: Ok(outcome),
+            position,
+            message: None,
+            deviations,
+            deviations_omitted: 0,
+            elapsed_us: 10,
+            kept,
+        };
+        // Turned away before it was matched (listed), then replayed twice (kept), the last
+        // request throttled and then answered.
+        log.add(&event(
+            Outcome::Rejected,
+            None,
+            std::slice::from_ref(&first),
+            None,
+        ));
+        log.add(&event(Outcome::Replayed, Some(0), &[], Some(&kept)));
+        log.add(&event(Outcome::Throttled, None, &[], Some(&kept)));
+        log.add(&event(
+            Outcome::Replayed,
+            Some(70),
+            std::slice::from_ref(&second),
+            Some(&kept),
+        ));
+        // A kept call no request reached is not in the report.
+        let untouched = CallLog::default();
+        let kept_calls = [
+            Kept {
+                cassette: "c",
+                key,
+                log: &kept,
+            },
+            Kept {
+                cassette: "d",
+                key,
+                log: &untouched,
+            },
+        ];
+        assert_eq!(log.cassettes(&kept_calls), ["c"]);
+        let report = log
+            .report("replay", "", &Vec::new(), &Default::default(), &kept_calls)
+            .unwrap();
+        assert_eq!(report.calls.len(), 1, "{:?}", report.calls);
+        let call = &report.calls[0];
+        assert_eq!(call.requests, 4);
+        assert_eq!(call.outcomes.get("replayed"), Some(&2));
+        assert_eq!(call.outcomes.get("rejected"), Some(&1));
+        assert_eq!(call.outcomes.get("throttled"), Some(&1));
+        let places: Vec<&str> = call.deviations.iter().map(|d| &*d.at).collect();
+        assert_eq!(
+            places,
+            ["/b", "/a"],
+            "both requests' deviations, none for abandonment"
+        );
+        assert_eq!(call.seconds, 40e-6);
+        let state = kept.lock().clone().unwrap();
+        assert!(state.played(0) && state.played(70) && !state.played(1));
     }
 }
