@@ -211,7 +211,7 @@ impl Record {
             key: analyzed.key.to_hex(),
             position,
             action: classified.action_label(),
-            recorded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            recorded_at: recorded_now(),
             upstream: upstream_url(&self.upstream, ex),
             request: RecordedRequest {
                 method: parts.method.to_string(),
@@ -357,5 +357,22 @@ impl Record {
     /// The cassettes this run opened, for the report's unplayed list.
     pub fn open_cassette(&self, name: &CassetteName) -> Result<Cassette, StoreError> {
         self.cassette(name)
+    }
+}
+
+/// When a recording is made, to the microsecond: export lists recordings in this order, and
+/// calls a fast client sends one after another are often recorded within one millisecond.
+fn recorded_now() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod recorded_at_tests {
+    #[test]
+    fn recording_time_is_kept_to_the_microsecond() {
+        let t = super::recorded_now();
+        let fraction = t.split('.').nth(1).unwrap_or_default();
+        assert_eq!(fraction.len(), "123456Z".len(), "{t}");
+        assert!(humantime::parse_rfc3339_weak(&t).is_ok(), "{t}");
     }
 }

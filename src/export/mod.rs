@@ -83,8 +83,9 @@ pub struct Imported {
     pub rekeyed: usize,
 }
 
-/// The export of `cassette`, its interactions in recording order (by time; requests recorded
-/// in the same millisecond by key and position, so the order is the same on every machine).
+/// The export of `cassette`, its interactions in recording order (by time, recorded to the
+/// microsecond, or to the millisecond by older versions; requests recorded at the same
+/// instant by key and position, so the order is the same on every machine).
 pub fn export(cassette: &Cassette) -> Result<Document, StoreError> {
     let meta = cassette.meta();
     let field = |name: &str| meta.as_ref().and_then(|m| m.get(name)).cloned();
@@ -92,9 +93,7 @@ pub fn export(cassette: &Cassette) -> Result<Document, StoreError> {
         .iter()
         .map(|i| i.map(redact::gated))
         .collect::<Result<_, _>>()?;
-    interactions.sort_by(|a, b| {
-        (&a.recorded_at, &a.key, a.position).cmp(&(&b.recorded_at, &b.key, b.position))
-    });
+    recording_order(&mut interactions);
     Ok(Document {
         format: FORMAT_NAME.into(),
         version: 1,
@@ -357,6 +356,16 @@ pub fn bundled_example() -> Document {
     }
 }
 
+/// Sorts interactions by the instant each was recorded, not by its text: "…:59.123Z" (an
+/// older version's, to the millisecond) sorts after "…:59.123456Z" as text. A time that does
+/// not parse sorts first, by its text; ties by key and position.
+fn recording_order(interactions: &mut [Interaction]) {
+    interactions.sort_by_cached_key(|i| {
+        let at = humantime::parse_rfc3339_weak(&i.recorded_at).ok();
+        (at, i.recorded_at.clone(), i.key.clone(), i.position)
+    });
+}
+
 /// An interaction written rather than recorded (the bundled example, generated cassettes for
 /// benchmarks and load tests), keyed exactly as the proxy keys the same live request.
 pub fn made_up(
@@ -459,4 +468,38 @@ pub fn textconv(db_file: &Path) -> Result<Vec<u8>, String> {
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn recordings_are_ordered_by_instant_whatever_the_precision() {
+        let at = |t: &str, path: &str| {
+            let response = crate::interaction::RecordedResponse {
+                status: 204,
+                headers: Vec::new(),
+                body: crate::interaction::Body::from_bytes(b""),
+            };
+            made_up("POST", path, "{}", response, t, &KeyOptions::default())
+        };
+        let mut list = vec![
+            at("2026-12-02T10:00:00.123Z", "/v1.0/a/ms-older"),
+            at("2026-12-02T10:00:00.123900Z", "/v1.0/b/us-later"),
+            at("2026-12-02T10:00:00.123100Z", "/v1.0/c/us-earlier"),
+            at("2026-12-02T10:00:00.122999Z", "/v1.0/d/us-first"),
+        ];
+        recording_order(&mut list);
+        let paths: Vec<&str> = list.iter().map(|i| i.request.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/v1.0/d/us-first",
+                "/v1.0/a/ms-older",
+                "/v1.0/c/us-earlier",
+                "/v1.0/b/us-later"
+            ]
+        );
+    }
 }
