@@ -9,43 +9,59 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_recorded_back_to_back_export_in_the_order_sent() -> TestResult {
-    // Recorded within the same millisecond, calls were exported by key (CI met it once with
-    // three calls); recording time is now kept to the microsecond.
-    let tmp = tempfile::tempdir()?;
-    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--cassette", "r"]).await?;
+/// Records `sent` (path, content type, body) one after another in cassette `r`, stops the
+/// proxy, and exports `r` to `file` (missing directories made by `-o`); the export's text.
+async fn record_then_export(
+    tmp: &std::path::Path,
+    sent: &[(&str, &str, Vec<u8>)],
+    file: &std::path::Path,
+) -> Result<String, Error> {
+    let (proxy, stand_in, dir) = forwarding("record", tmp, &["--cassette", "r"]).await?;
     let client = HttpClient::new();
-    // Ids whose keys come in no particular order against the sending order.
-    let paths: Vec<String> = (0..24)
-        .map(|i| format!("/v1.0/deviceManagement/deviceConfigurations/c-{i:02}/assign"))
-        .collect();
-    let body = br#"{"assignments":[]}"#;
-    for path in &paths {
+    for (path, ct, body) in sent {
+        let url = format!("{}{path}", proxy.base);
         let r = client
-            .send_bytes(
-                "POST",
-                &format!("{}{path}", proxy.base),
-                &[("content-type", "application/json")],
-                body,
-            )
+            .send_bytes("POST", &url, &[("content-type", ct)], body)
             .await?;
         assert!(r.status < 300, "{path}: {}", r.text());
     }
     proxy.signal("TERM")?;
     stand_in.stop().await;
-    let file = tmp.path().join("r.json");
-    let e = run_to_end(&[
+    let export = [
         "cassette",
         "export",
         "r",
         "--cassettes",
         s(&dir)?,
         "-o",
-        s(&file)?,
-    ])?;
-    assert!(e.status.success(), "{}", e.stderr);
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        s(file)?,
+    ];
+    let e = run_to_end(&export)?;
+    assert!(
+        e.status.success(),
+        "export -o {}: {}",
+        file.display(),
+        e.stderr
+    );
+    Ok(std::fs::read_to_string(file)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_recorded_back_to_back_export_in_the_order_sent() -> TestResult {
+    // Recorded within the same millisecond, calls were exported by key (CI met it once with
+    // three calls); recording time is now kept to the microsecond.
+    let tmp = tempfile::tempdir()?;
+    // Ids whose keys come in no particular order against the sending order.
+    let paths: Vec<String> = (0..24)
+        .map(|i| format!("/v1.0/deviceManagement/deviceConfigurations/c-{i:02}/assign"))
+        .collect();
+    let body = br#"{"assignments":[]}"#.to_vec();
+    let sent: Vec<(&str, &str, Vec<u8>)> = paths
+        .iter()
+        .map(|p| (p.as_str(), "application/json", body.clone()))
+        .collect();
+    let text = record_then_export(tmp.path(), &sent, &tmp.path().join("r.json")).await?;
+    let doc: Value = serde_json::from_str(&text)?;
     let exported: Vec<&str> = doc["interactions"]
         .as_array()
         .map(|a| {
@@ -61,8 +77,6 @@ async fn calls_recorded_back_to_back_export_in_the_order_sent() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_is_readable_in_recording_order_and_re_keyed_when_edited() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (proxy, stand_in, dir) = forwarding("record", tmp.path(), &["--cassette", "r"]).await?;
-    let client = HttpClient::new();
     // Members in an order no sort would give; keys whose order differs from the sending order.
     let json_body = r##"{"zeta":1,"assignments":[{"target":{"@odata.type":"#microsoft.graph.allDevicesAssignmentTarget"}}],"alpha":"x"}"##;
     let sent = [
@@ -82,36 +96,8 @@ async fn an_export_is_readable_in_recording_order_and_re_keyed_when_edited() -> 
             vec![0xff, 0x00, 0xfe],
         ),
     ];
-    for (path, ct, body) in &sent {
-        let r = client
-            .send_bytes(
-                "POST",
-                &format!("{}{path}", proxy.base),
-                &[("content-type", ct)],
-                body,
-            )
-            .await?;
-        assert!(r.status < 300, "{path}: {}", r.text());
-    }
-    proxy.signal("TERM")?;
-    stand_in.stop().await;
-
     let file = tmp.path().join("new").join("dirs").join("r.json");
-    let e = run_to_end(&[
-        "cassette",
-        "export",
-        "r",
-        "--cassettes",
-        s(&dir)?,
-        "-o",
-        s(&file)?,
-    ])?;
-    assert!(
-        e.status.success(),
-        "-o into missing directories: {}",
-        e.stderr
-    );
-    let text = std::fs::read_to_string(&file)?;
+    let text = record_then_export(tmp.path(), &sent, &file).await?;
     let doc: Value = serde_json::from_str(&text)?;
     assert_eq!(doc["version"], 2);
     let items = doc["interactions"].as_array().cloned().unwrap_or_default();
@@ -171,6 +157,7 @@ async fn an_export_is_readable_in_recording_order_and_re_keyed_when_edited() -> 
     let proxy = Proxy::start(&["replay", "--cassettes", s(&other)?, "--cassette", "r"])?;
     let path = sent[0].0;
     let body = json_body.replace("\"x\"", "\"edited by hand\"");
+    let client = HttpClient::new();
     let hit = client.assign(&proxy.base, path, &body, &[]).await?;
     let old = client.assign(&proxy.base, path, json_body, &[]).await?;
     proxy.signal("TERM")?;
