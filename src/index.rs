@@ -40,13 +40,6 @@ const CHUNK: usize = 2_048;
 /// the scan, runs while nothing else is held (tens of megabytes of pages at most).
 const WALK_CHUNK: usize = 16_384;
 
-/// Most recordings per cassette whose room the index makes at start, from the manifest's
-/// count: a table made large at once instead of doubling as it fills (which holds the old
-/// and new tables at the same moment: megabytes of peak memory at 100,000 recordings). The
-/// manifest is a file on disk, so what it claims is believed only this far (a few
-/// megabytes of tables); a larger cassette's tables grow past it as they fill.
-const PRESIZE_MAX: usize = 1 << 18;
-
 /// One recorded (cassette, key): what replay serves and counts for it.
 #[derive(Debug)]
 pub struct Call {
@@ -179,20 +172,8 @@ pub struct Index {
 impl Index {
     /// Starts the background scan of `store`, a replay store.
     pub fn start(store: Store, prefill: Prefill) -> Result<Self, StoreError> {
-        let mut calls = Calls::new();
-        let mut total: usize = 0;
-        for name in store.cassette_names() {
-            let n = store.expected().get(name.as_str()).map_or(0, |n| *n);
-            let n = n.min(PRESIZE_MAX.saturating_sub(total));
-            total += n;
-            let sized = HashMap::with_capacity_and_hasher(n, Default::default());
-            calls.insert(name, sized);
-        }
-        if let Some(memo) = &prefill.memo {
-            memo.reserve(total);
-        }
         let shared = Arc::new(Shared {
-            calls: RwLock::new(calls),
+            calls: RwLock::new(HashMap::new()),
             store: Mutex::new(Slot {
                 open: Some(store),
                 closed: None,
@@ -512,10 +493,10 @@ impl Shared {
         Ok(candidates)
     }
 
-    /// Every record of `name` in key order, read as the scan reads (sled reopened every
-    /// [`CHUNK`] records, what each chunk freed given back, the store closed at the end once
-    /// the scan is done), so a walk over a large cassette holds one chunk's pages at most. A
-    /// record that does not decode is passed on as its error.
+    /// Every record of `name` in key order, read in chunks as the scan reads (sled reopened
+    /// every [`WALK_CHUNK`] records, what each chunk freed given back, the store closed at the
+    /// end once the scan is done), so a walk over a large cassette holds one chunk's pages at
+    /// most. A record that does not decode is passed on as its error.
     fn walk(
         &self,
         name: &CassetteName,

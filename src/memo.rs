@@ -127,13 +127,6 @@ impl<C: Clone> Memo<C> {
         map.analyses.get(&digest.0).cloned().map(Recalled::Learned)
     }
 
-    /// Makes room for `n` more entries at once (the index's pre-fill, sized by the cassettes'
-    /// manifest): a table that doubles as it fills holds its old and new buckets at once.
-    pub fn reserve(&self, n: usize) {
-        let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
-        guard.analyses.reserve(n);
-    }
-
     /// Moves what is remembered so far into the lock-free map; later entries (learned from
     /// requests) go on into the locked one. Called once, when the index's scan ends.
     pub fn freeze(&self) {

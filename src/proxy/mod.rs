@@ -70,19 +70,16 @@ struct Replayed<'a> {
 }
 
 impl crate::report::Recordings for Replayed<'_> {
-    fn cassettes(&self) -> Vec<String> {
-        self.names.iter().map(|n| n.to_string()).collect()
+    fn cassettes(&self) -> Vec<CassetteName> {
+        self.names.clone()
     }
 
     fn each(
         &self,
-        cassette: &str,
+        cassette: &CassetteName,
         f: &mut dyn FnMut(Result<crate::interaction::Interaction, StoreError>),
     ) -> Result<(), StoreError> {
-        match self.names.iter().find(|n| n.as_str() == cassette) {
-            Some(name) => self.index.walk(name, f),
-            None => Ok(()),
-        }
+        self.index.walk(cassette, f)
     }
 }
 

@@ -20,7 +20,7 @@
 //! cycle.
 
 use super::{Call, Report, Totals, Unplayed};
-use crate::cassette::{Cassette, StoreError};
+use crate::cassette::{Cassette, CassetteName, StoreError};
 use crate::check::{Deviation, Severity};
 use crate::interaction::Interaction;
 use crate::journal::Entry;
@@ -53,27 +53,28 @@ impl CallLog {
 
 /// The cassettes whose recordings a report lists when no request played them.
 pub trait Recordings {
-    fn cassettes(&self) -> Vec<String>;
-    /// Calls `f` with every record of `cassette`, one that does not decode as its error.
+    fn cassettes(&self) -> Vec<CassetteName>;
+    /// Calls `f` with every record of `cassette` (one of [`Recordings::cassettes`]), one
+    /// that does not decode as its error.
     fn each(
         &self,
-        cassette: &str,
+        cassette: &CassetteName,
         f: &mut dyn FnMut(Result<Interaction, StoreError>),
     ) -> Result<(), StoreError>;
 }
 
 /// Open cassettes, read through (record mode, `verify`).
 impl Recordings for Vec<Cassette> {
-    fn cassettes(&self) -> Vec<String> {
-        self.iter().map(|c| c.name().to_string()).collect()
+    fn cassettes(&self) -> Vec<CassetteName> {
+        self.iter().map(|c| c.name().clone()).collect()
     }
 
     fn each(
         &self,
-        cassette: &str,
+        cassette: &CassetteName,
         f: &mut dyn FnMut(Result<Interaction, StoreError>),
     ) -> Result<(), StoreError> {
-        let Some(c) = self.iter().find(|c| c.name().as_str() == cassette) else {
+        let Some(c) = self.iter().find(|c| c.name() == cassette) else {
             return Ok(());
         };
         for i in c.iter() {
@@ -585,10 +586,10 @@ impl RunLog {
         };
         let mut unplayed = Vec::new();
         let mut damaged = Vec::new();
-        for name in recordings.cassettes() {
-            let name = name.as_str();
+        for cassette in recordings.cassettes() {
+            let name = cassette.as_str();
             let mut present = 0;
-            recordings.each(name, &mut |i| {
+            recordings.each(&cassette, &mut |i| {
                 present += 1;
                 // A record that does not decode is reported, not allowed to hide the rest.
                 let i = match i {
