@@ -27,6 +27,8 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Exchange<'a> {
     pub parts: &'a Parts,
+    /// The request headers every stage reads, found once.
+    pub asked: crate::headers::Asked<'a>,
     /// What the journal and reports call the request's path: its path, or for a refused
     /// `CONNECT` its target.
     pub path: Cow<'a, str>,
@@ -76,6 +78,7 @@ impl<'a> Exchange<'a> {
     pub fn new(parts: &'a Parts, cassette: CassetteName) -> Self {
         Self {
             parts,
+            asked: crate::headers::Asked::of(&parts.headers),
             path: Cow::Borrowed(parts.uri.path()),
             cassette,
             action: None,
@@ -107,7 +110,7 @@ impl<'a> Exchange<'a> {
         self.action = Some(action);
         self.key = Some(key);
         // Deviations found before the analysis (a batch's own rules) stay first.
-        let found = findings.with_headers(&self.parts.headers);
+        let found = findings.with_headers(&self.asked);
         if self.deviations.is_empty() {
             self.deviations = found;
         } else {
@@ -156,7 +159,7 @@ impl<'a> Exchange<'a> {
             Err(refusal) => {
                 self.outcome = refusal.outcome;
                 self.message = Some(self.secrets().scrub_text(&refusal.error.message));
-                refusal.into_response(self.parts.headers.get(crate::headers::CLIENT_REQUEST_ID))
+                refusal.into_response(self.asked.client_request_id)
             }
         }
     }

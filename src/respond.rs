@@ -124,12 +124,12 @@ impl Prepared {
         })
     }
 
-    /// The response, with `client-request-id` echoing this request, as the service would, and
-    /// its links pointing at `origin()`, the address the client used (see `links`; asked only
-    /// when there is a link).
+    /// The response, with `client-request-id` echoing the request's (`client_request_id`), as
+    /// the service would, and its links pointing at `origin()`, the address the client used
+    /// (see `links`; asked only when there is a link).
     pub fn respond(
         &self,
-        request_headers: &HeaderMap,
+        client_request_id: Option<&HeaderValue>,
         origin: &dyn Fn() -> String,
     ) -> Response<Full<Bytes>> {
         let mut headers = HeaderMap::with_capacity(usize::from(self.headers) + 2);
@@ -151,18 +151,22 @@ impl Prepared {
                 break;
             };
             if let (Ok(name), Ok(value)) = (header_name(name), HeaderValue::from_bytes(value)) {
-                let value = match (&name, value.to_str()) {
-                    (&http::header::LOCATION, Ok(v)) => links::served_location(v, &origin())
+                // Only a `Location` can hold a link: no other value is read as text.
+                let value = if name == http::header::LOCATION
+                    && let Ok(v) = value.to_str()
+                {
+                    links::served_location(v, &origin())
                         .and_then(|v| HeaderValue::from_str(&v).ok())
-                        .unwrap_or(value),
-                    _ => value,
+                        .unwrap_or(value)
+                } else {
+                    value
                 };
                 headers.append(name, value);
             }
         }
         let (n, v) = outcome("replayed");
         headers.insert(n, v);
-        if let Some(id) = request_headers.get(headers::CLIENT_REQUEST_ID) {
+        if let Some(id) = client_request_id {
             headers.insert(headers::CLIENT_REQUEST_ID, id.clone());
         }
         let body = match self.buf.get(at..) {
@@ -181,7 +185,7 @@ impl Prepared {
 
 /// Headers Graph sends that `http` has no constant for: served from these static names, since
 /// parsing a name `http` does not know allocates it afresh for every response.
-const GRAPH_HEADERS: [HeaderName; 5] = [
+static GRAPH_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("request-id"),
     headers::CLIENT_REQUEST_ID,
     HeaderName::from_static("x-ms-ags-diagnostic"),

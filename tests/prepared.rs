@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use graph_vcr::interaction::{Body, RecordedResponse};
 use graph_vcr::respond::Prepared;
-use http::HeaderMap;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 
@@ -38,7 +37,7 @@ fn served(response: &RecordedResponse) -> (u16, Vec<(String, String)>, Bytes) {
     let Ok(prepared) = Prepared::from_parts("k", 0, response) else {
         panic!("a valid response did not prepare: {response:?}");
     };
-    let r = prepared.respond(&HeaderMap::new(), &|| {
+    let r = prepared.respond(None, &|| {
         graph_vcr::links::STORED_ORIGIN.to_string()
     });
     let status = r.status().as_u16();

@@ -141,7 +141,7 @@ impl Record {
             Some(found) => {
                 let prepared = Prepared::of(&found)
                     .map_err(|error| Refusal::new(Outcome::CorruptRecord, error))?;
-                let response = prepared.respond(&ex.parts.headers, &|| ex.client_origin());
+                let response = prepared.respond(ex.asked.client_request_id, &|| ex.client_origin());
                 Ok(Ok(Answer::new(
                     response,
                     Outcome::Replayed,

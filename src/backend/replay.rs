@@ -28,6 +28,9 @@ pub struct Replay {
     /// The cassettes there are, and the key options each was recorded with (replay keys a
     /// request as its cassette was keyed).
     cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
+    /// The default cassette and its key options, when it exists: most requests name no
+    /// cassette and carry a clone of it, found without hashing the name.
+    usual: Option<(CassetteName, KeyOptions)>,
     /// The cassettes that sanitize incoming requests (pseudonymised ones, or with rules).
     sanitizers: HashMap<CassetteName, Arc<Sanitizer>>,
     names: Vec<CassetteName>,
@@ -45,15 +48,20 @@ impl Replay {
     pub fn new(
         index: Index,
         cassettes: Arc<HashMap<CassetteName, KeyOptions>>,
+        usual: &CassetteName,
         sanitizers: HashMap<CassetteName, Arc<Sanitizer>>,
         memo: Option<Arc<CallMemo>>,
         on_exhausted: OnExhausted,
     ) -> Self {
         let mut names: Vec<CassetteName> = cassettes.keys().cloned().collect();
         names.sort();
+        let usual = cassettes
+            .get(usual)
+            .map(|options| (usual.clone(), options.clone()));
         Self {
             index: Arc::new(index),
             cassettes,
+            usual,
             sanitizers,
             names,
             memo,
@@ -68,6 +76,11 @@ impl Replay {
 
     /// The key options `cassette` was recorded with (`None`: no such cassette).
     pub fn key_options(&self, cassette: &CassetteName) -> Option<&KeyOptions> {
+        if let Some((name, options)) = &self.usual
+            && name.is_same(cassette)
+        {
+            return Some(options);
+        }
         self.cassettes.get(cassette)
     }
 
@@ -192,7 +205,7 @@ impl Replay {
         });
         Ok(chosen.ok().map(|prepared| {
             Answer::new(
-                prepared.respond(&ex.parts.headers, &|| ex.client_origin()),
+                prepared.respond(ex.asked.client_request_id, &|| ex.client_origin()),
                 Outcome::Replayed,
                 Some(prepared.position),
             )

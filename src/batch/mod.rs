@@ -82,7 +82,13 @@ pub enum Parsed {
 
 /// Whether a request is a JSON batch: `POST /v1.0/$batch` or `/beta/$batch` (any case).
 pub fn is_batch(method: &Method, path: &str) -> Option<ApiVersion> {
-    if method != Method::POST {
+    // Every request asks this: most paths are told apart by their last bytes alone.
+    let last = path.trim_end_matches('/');
+    let tail = last
+        .len()
+        .checked_sub("$batch".len())
+        .and_then(|at| last.get(at..));
+    if method != Method::POST || !tail.is_some_and(|t| t.eq_ignore_ascii_case("$batch")) {
         return None;
     }
     let mut segments = path.split('/').filter(|s| !s.is_empty());

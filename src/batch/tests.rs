@@ -107,6 +107,13 @@ fn batch_paths_in_both_versions_and_nothing_else() {
     assert_eq!(is_batch(&Method::GET, "/v1.0/$batch"), None);
     assert_eq!(is_batch(&Method::POST, "/v1.0/$batch/x"), None);
     assert_eq!(is_batch(&Method::POST, "/v2/$batch"), None);
+    assert_eq!(
+        is_batch(&Method::POST, "//v1.0//$Batch//"),
+        Some(ApiVersion::V1)
+    );
+    assert_eq!(is_batch(&Method::POST, "/v1.0/x$batch"), None);
+    assert_eq!(is_batch(&Method::POST, "$batch"), None);
+    assert_eq!(is_batch(&Method::POST, "/é$batch"), None);
 }
 
 /// 21 items, one over Graph's limit.

@@ -160,8 +160,25 @@ impl<'de> serde::Deserialize<'de> for Code {
 #[derive(Debug, Clone, Default)]
 pub struct Deviations {
     /// Set while the list is the findings' own; `owned` is empty then.
-    shared: Option<Arc<[Deviation]>>,
+    shared: Option<Arc<Listed>>,
     owned: Vec<Deviation>,
+}
+
+/// A list of deviations shared by every request of one shape, with its
+/// `x-graph-vcr-deviations` value made once rather than per answer.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Listed {
+    list: Box<[Deviation]>,
+    header: Option<http::HeaderValue>,
+}
+
+impl Listed {
+    fn new(list: Vec<Deviation>) -> Self {
+        Self {
+            header: header(&list),
+            list: list.into(),
+        }
+    }
 }
 
 impl From<Vec<Deviation>> for Deviations {
@@ -177,14 +194,14 @@ impl std::ops::Deref for Deviations {
     type Target = [Deviation];
     fn deref(&self) -> &[Deviation] {
         match &self.shared {
-            Some(s) => s,
+            Some(s) => &s.list,
             None => &self.owned,
         }
     }
 }
 
 impl Deviations {
-    fn shared(list: &Arc<[Deviation]>) -> Self {
+    fn shared(list: &Arc<Listed>) -> Self {
         Self {
             shared: Some(Arc::clone(list)),
             owned: Vec::new(),
@@ -194,9 +211,17 @@ impl Deviations {
     /// The list to change, copied out of the findings first if it was shared.
     pub fn to_mut(&mut self) -> &mut Vec<Deviation> {
         if let Some(s) = self.shared.take() {
-            self.owned = s.to_vec();
+            self.owned = s.list.to_vec();
         }
         &mut self.owned
+    }
+
+    /// The `x-graph-vcr-deviations` value of the list ([`header`]; none when it is empty).
+    pub fn header(&self) -> Option<http::HeaderValue> {
+        match &self.shared {
+            Some(s) => s.header.clone(),
+            None => header(&self.owned),
+        }
     }
 }
 
@@ -345,7 +370,7 @@ pub fn check_request(
         body,
         crate::json::Json::parse(body).as_ref(),
     )
-    .with_headers(headers)
+    .with_headers(&crate::headers::Asked::of(headers))
     .to_vec()
 }
 
@@ -361,7 +386,7 @@ pub struct Findings {
     deviations: Vec<Deviation>,
     /// The same, errors first: a request's whole list when its headers add nothing (the
     /// usual case), shared by every such request instead of copied onto each.
-    sorted: Arc<[Deviation]>,
+    sorted: Arc<Listed>,
     headers_at: usize,
     /// How many more there were.
     omitted: usize,
@@ -416,7 +441,7 @@ pub fn check_without_headers(
     errors_first(&mut sorted);
     Findings {
         assign_shaped: true,
-        sorted: sorted.into(),
+        sorted: Arc::new(Listed::new(sorted)),
         deviations: out,
         headers_at,
         omitted,
@@ -436,7 +461,7 @@ impl Findings {
     }
 
     /// Every deviation of the request with these headers, errors first.
-    pub fn with_headers(&self, headers: &HeaderMap) -> Deviations {
+    pub fn with_headers(&self, headers: &crate::headers::Asked<'_>) -> Deviations {
         if !self.assign_shaped {
             return Deviations::default();
         }

@@ -8,15 +8,17 @@
 
 use super::permissions::Granted;
 use super::{Deviation, check_headers, gate};
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use crate::headers::Asked;
+use http::HeaderValue;
 use std::cell::RefCell;
 
-/// The headers a verdict depends on.
-const INPUTS: [HeaderName; 3] = [AUTHORIZATION, CONTENT_TYPE, ACCEPT];
+/// The values a verdict depends on: `Authorization`, `Content-Type`, `Accept`.
+fn inputs<'a>(headers: &Asked<'a>) -> [Option<&'a HeaderValue>; 3] {
+    [headers.authorization, headers.content_type, headers.accept]
+}
 
 struct Verdict {
-    /// The values of [`INPUTS`], as sent.
+    /// The values of [`inputs`], as sent.
     inputs: [Option<Box<[u8]>>; 3],
     /// The header deviations, gated.
     found: Vec<Deviation>,
@@ -24,28 +26,28 @@ struct Verdict {
 }
 
 impl Verdict {
-    fn of(headers: &HeaderMap) -> Self {
+    fn of(headers: &Asked<'_>) -> Self {
         let mut found = Vec::new();
-        check_headers(headers, &mut found);
+        check_headers(headers.map, &mut found);
         gate(&mut found);
         Self {
-            inputs: INPUTS.map(|name| headers.get(name).map(|v| v.as_bytes().into())),
+            inputs: inputs(headers).map(|v| v.map(|v| v.as_bytes().into())),
             found,
-            granted: Granted::of_headers(headers),
+            granted: Granted::of_headers(headers.map),
         }
     }
 
-    fn holds_for(&self, headers: &HeaderMap) -> bool {
+    fn holds_for(&self, headers: &Asked<'_>) -> bool {
         self.inputs
             .iter()
-            .zip(INPUTS)
-            .all(|(kept, name)| kept.as_deref() == headers.get(name).map(HeaderValue::as_bytes))
+            .zip(inputs(headers))
+            .all(|(kept, sent)| kept.as_deref() == sent.map(HeaderValue::as_bytes))
     }
 }
 
 /// Runs `f` on the header deviations of `headers` (gated) and the grant of their token.
 pub(super) fn with<R>(
-    headers: &HeaderMap,
+    headers: &Asked<'_>,
     f: impl FnOnce(&[Deviation], Option<&Granted>) -> R,
 ) -> R {
     thread_local! {
@@ -64,10 +66,11 @@ pub(super) fn with<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::HeaderMap;
+    use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
     fn codes(headers: &HeaderMap) -> Vec<&'static str> {
-        with(headers, |found, _| {
+        with(&Asked::of(headers), |found, _| {
             found.iter().map(|d| d.code.as_str()).collect()
         })
     }

@@ -27,14 +27,15 @@ use crate::report::{Event, Kept, Report, RunLog};
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Full, Limited};
 use hyper::body::Body;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 mod batches;
+mod body;
 mod config;
 mod pass_on;
 
@@ -122,6 +123,7 @@ impl Proxy {
                 Backend::Replay(Replay::new(
                     index,
                     keys,
+                    &config.cassettes.cassette,
                     sanitizers,
                     memo,
                     config.on_exhausted,
@@ -231,10 +233,11 @@ impl Proxy {
         let mut response = ex.settle(result);
         // A batch has set its own, naming its items' deviations too.
         if !ex.deviations.is_empty()
-            && !response.headers().contains_key(crate::headers::DEVIATIONS)
-            && let Some(v) = check::header(&ex.deviations)
+            && let http::header::Entry::Vacant(slot) =
+                response.headers_mut().entry(crate::headers::DEVIATIONS)
+            && let Some(v) = ex.deviations.header()
         {
-            response.headers_mut().insert(crate::headers::DEVIATIONS, v);
+            slot.insert(v);
         }
         let large = ex.body_len >= LARGE_BODY;
         self.finish(ex, response.status());
@@ -252,7 +255,9 @@ impl Proxy {
     {
         let body = self.read_body(body).await?;
         ex.body_len = body.len();
-        ex.cassette = self.cassette_name(&ex.parts.headers)?;
+        if let Some(named) = self.named_cassette(ex.asked.cassette)? {
+            ex.cassette = named;
+        }
         if let Backend::Replay(replay) = &self.backend
             && replay.key_options(&ex.cassette).is_none()
         {
@@ -613,7 +618,7 @@ impl Proxy {
         let timeout = self.limits.body_timeout;
         // Most bodies came in with their head: a first poll takes them without arming a
         // timer, which would otherwise be registered and cleared on every request.
-        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+        let mut collect = std::pin::pin!(body::whole(Limited::new(body, limit)));
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(std::future::Future::poll(collect.as_mut(), cx))
         })
@@ -638,7 +643,7 @@ impl Proxy {
             ));
         };
         match collected {
-            Ok(collected) => Ok(collected.to_bytes()),
+            Ok(body) => Ok(body),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 tracing::warn!(limit, "request body too large; rejected");
                 Err(Refusal::new(
@@ -664,19 +669,26 @@ impl Proxy {
         }
     }
 
-    fn cassette_name(&self, headers: &HeaderMap) -> Result<CassetteName, Refusal> {
-        match headers.get(crate::headers::CASSETTE) {
-            None => Ok(self.default_cassette.clone()),
-            Some(v) => CassetteName::new(v.to_str().unwrap_or("\u{fffd}")).map_err(|e| {
-                Refusal::new(
-                    Outcome::BadCassette,
-                    GraphError::new(
-                        StatusCode::BAD_REQUEST,
-                        "graphVcrBadCassette",
-                        format!("{CASSETTE_HEADER}: {e}"),
-                    ),
-                )
-            }),
+    /// The cassette a request names with `x-graph-vcr-cassette`, if it names one (the
+    /// exchange starts with the default).
+    fn named_cassette(
+        &self,
+        header: Option<&HeaderValue>,
+    ) -> Result<Option<CassetteName>, Refusal> {
+        match header {
+            None => Ok(None),
+            Some(v) => CassetteName::new(v.to_str().unwrap_or("\u{fffd}"))
+                .map(Some)
+                .map_err(|e| {
+                    Refusal::new(
+                        Outcome::BadCassette,
+                        GraphError::new(
+                            StatusCode::BAD_REQUEST,
+                            "graphVcrBadCassette",
+                            format!("{CASSETTE_HEADER}: {e}"),
+                        ),
+                    )
+                }),
         }
     }
 }
