@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: a figure that does not move with
+# the machine's load, for telling two builds apart when wrk's rounds (bench/wrk/ratio.sh)
+# cannot. Usage:
+#   [SIZES="1"] bash bench/callgrind/per_request.sh [SECONDS]   (default 8 s of load each)
+# For the bare hyper server and graph-vcr replay (N recorded calls, as ratio.sh makes them),
+# each under callgrind with `wrk -t1 -c4` cycling the N bodies, it prints the instructions per
+# request inside hyper's connection dispatcher (`Dispatcher::poll_catch`, inclusive: reading
+# and parsing the request, the service, writing the answer; the kernel's side is not counted)
+# and, for graph-vcr, inside `Proxy::handle`. Requests are wrk's count (a few in flight at the
+# end are not, under 0.1% of the total).
+set -euo pipefail
+seconds="${1:-8}"
+here="$(cd "$(dirname "$0")" && pwd)"; root="$here/../.."
+cd "$root"
+cargo build --release -q --bin graph-vcr --example bare_hyper --example replay_memory
+bin=target/release/graph-vcr; bare=target/release/examples/bare_hyper
+work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+url=/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign
+# Inclusive instructions of the function whose name ends with $2, in callgrind output $1.
+inclusive() {
+  callgrind_annotate --inclusive=yes "$1" 2>/dev/null |
+    awk -v f="$2" 'index($0, f " [") { gsub(",", "", $1); print $1; exit }'
+}
+load() { N="$1" wrk -t1 -c4 -d"${seconds}s" -s "$root/bench/wrk/cycle.lua" "http://127.0.0.1:$2$url" | awk '/requests in/ {print $1}'; }
+wait_for() { until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; done; }
+echo "valgrind $(valgrind --version), $(git rev-parse --short HEAD), ${seconds} s of wrk -t1 -c4 each"
+valgrind --tool=callgrind --callgrind-out-file="$work/bare.out" "$bare" 127.0.0.1:18081 >"$work/bare.log" 2>&1 & pid=$!
+wait_for "$work/bare.log" "listening on"
+requests=$(load 1 18081); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+bare_per=$(( $(inclusive "$work/bare.out" "Dispatcher<D,Bs,I,T>::poll_catch") / requests ))
+echo "bare hyper: $requests requests, $bare_per instructions per request in the dispatcher"
+for n in ${SIZES:-1}; do
+  dir="$work/c$n"
+  "target/release/examples/replay_memory" "$n" "$dir" >/dev/null 2>&1
+  valgrind --tool=callgrind --callgrind-out-file="$work/g$n.out" "$bin" replay --cassettes "$dir" \
+    --cassette bench --listen 127.0.0.1:18080 --log info >/dev/null 2>"$work/g.log" & pid=$!
+  wait_for "$work/g.log" "cassettes indexed"
+  requests=$(load "$n" 18080); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  per=$(( $(inclusive "$work/g$n.out" "Dispatcher<D,Bs,I,T>::poll_catch") / requests ))
+  handle=$(( $(inclusive "$work/g$n.out" "graph_vcr::proxy::Proxy::handle::{{closure}}") / requests ))
+  echo "graph-vcr N=$n: $requests requests, $per instructions per request in the dispatcher ($handle in Proxy::handle), $(awk -v g="$per" -v b="$bare_per" 'BEGIN {printf "%.2f", g / b}') of bare's"
+done
