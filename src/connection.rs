@@ -8,12 +8,12 @@
 //! shorter one, not by a timer per request: hyper's own header timeout armed and cleared a
 //! timer for every request, a tenth of replay's time under load (`docs/PERFORMANCE.md`).
 
+use crate::drain::Watcher;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

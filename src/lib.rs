@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod contract;
 pub mod diff;
+pub mod drain;
 pub mod exchange;
 pub mod export;
 pub mod faults;

@@ -17,7 +17,6 @@ use crate::proxy::Proxy;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -111,7 +110,7 @@ impl Listener {
 
     /// Serves until `shutdown` completes, then drains in-flight requests for up to [`GRACE`].
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
+        let graceful = crate::drain::Drain::default();
         let builder = Arc::new(self.http_builder());
         let slots = Arc::new(Semaphore::new(self.options.max_connections as usize));
         tokio::pin!(shutdown);
