@@ -5,9 +5,10 @@
 #   [SIZES="1"] bash bench/callgrind/per_request.sh [SECONDS]   (default 8 s of load each)
 # For the bare hyper server and graph-vcr replay (N recorded calls, as ratio.sh makes them),
 # each under callgrind with `wrk -t1 -c4` cycling the N bodies, it prints the instructions per
-# request inside hyper's connection dispatcher (`Dispatcher::poll_catch`, inclusive: reading
-# and parsing the request, the service, writing the answer; the kernel's side is not counted)
-# and, for graph-vcr, inside `Proxy::handle`. Requests are wrk's count (a few in flight at the
+# request in the runtime's task polls (`Context::run_task`, inclusive: everything the worker
+# threads do for a request but wait; the kernel's side is not counted), inside hyper's
+# connection dispatcher (`Dispatcher::poll_catch`: reading and parsing the request, the
+# service, writing the answer) and, for graph-vcr, inside `Proxy::handle`. Requests are wrk's count (a few in flight at the
 # end are not, under 0.1% of the total).
 set -euo pipefail
 seconds="${1:-8}"
@@ -29,7 +30,8 @@ valgrind --tool=callgrind --callgrind-out-file="$work/bare.out" "$bare" 127.0.0.
 wait_for "$work/bare.log" "listening on"
 requests=$(load 1 18081); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 bare_per=$(( $(inclusive "$work/bare.out" "Dispatcher<D,Bs,I,T>::poll_catch") / requests ))
-echo "bare hyper: $requests requests, $bare_per instructions per request in the dispatcher"
+bare_task=$(( $(inclusive "$work/bare.out" "worker::Context::run_task") / requests ))
+echo "bare hyper: $requests requests, $bare_task instructions per request in task polls, $bare_per in the dispatcher"
 for n in ${SIZES:-1}; do
   dir="$work/c$n"
   "target/release/examples/replay_memory" "$n" "$dir" >/dev/null 2>&1
@@ -39,5 +41,6 @@ for n in ${SIZES:-1}; do
   requests=$(load "$n" 18080); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   per=$(( $(inclusive "$work/g$n.out" "Dispatcher<D,Bs,I,T>::poll_catch") / requests ))
   handle=$(( $(inclusive "$work/g$n.out" "graph_vcr::proxy::Proxy::handle::{{closure}}") / requests ))
-  echo "graph-vcr N=$n: $requests requests, $per instructions per request in the dispatcher ($handle in Proxy::handle), $(awk -v g="$per" -v b="$bare_per" 'BEGIN {printf "%.2f", g / b}') of bare's"
+  task=$(( $(inclusive "$work/g$n.out" "worker::Context::run_task") / requests ))
+  echo "graph-vcr N=$n: $requests requests, $task instructions per request in task polls ($(awk -v g="$task" -v b="$bare_task" 'BEGIN {printf "%.2f", g / b}') of bare's), $per in the dispatcher ($(awk -v g="$per" -v b="$bare_per" 'BEGIN {printf "%.2f", g / b}')), $handle in Proxy::handle"
 done
