@@ -12,16 +12,14 @@
 # end are not, under 0.1% of the total).
 set -euo pipefail
 seconds="${1:-8}"
-here="$(cd "$(dirname "$0")" && pwd)"; root="$here/../.."
-cd "$root"
-cargo build --release -q --bin graph-vcr --example bare_hyper --example replay_memory
-bin=target/release/graph-vcr; bare=target/release/examples/bare_hyper
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-url=/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign
+# shellcheck source=../prelude.sh
+source "$(dirname "$0")/../prelude.sh"
 # Inclusive instructions of the function whose name ends with $2, in callgrind output $1.
+# awk reads to the end: leaving early would end callgrind_annotate by SIGPIPE, which
+# pipefail turns into the script's failure.
 inclusive() {
   callgrind_annotate --inclusive=yes "$1" 2>/dev/null |
-    awk -v f="$2" 'index($0, f " [") { gsub(",", "", $1); print $1; exit }'
+    awk -v f="$2" '!found && index($0, f " [") { gsub(",", "", $1); print $1; found = 1 }'
 }
 load() { N="$1" wrk -t1 -c4 -d"${seconds}s" -s "$root/bench/wrk/cycle.lua" "http://127.0.0.1:$2$url" | awk '/requests in/ {print $1}'; }
 wait_for() { until grep -q "$2" "$1" 2>/dev/null; do sleep 0.2; done; }

@@ -8,12 +8,8 @@
 # time from SIGTERM to exit (the report: built, judged, written) and the report's size.
 set -euo pipefail
 seconds="${1:-6}"
-here="$(cd "$(dirname "$0")" && pwd)"; root="$here/../.."
-cd "$root"
-cargo build --release -q --bin graph-vcr --example replay_memory
-bin=target/release/graph-vcr
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-url=/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign
+# shellcheck source=../prelude.sh
+source "$(dirname "$0")/../prelude.sh"
 now_ms() { date +%s%3N; }
 for n in ${SIZES:-1 100000}; do
   dir="$work/c$n"

@@ -9,12 +9,8 @@
 # median ratio of graph-vcr to bare over the rounds.
 set -euo pipefail
 rounds="${1:-5}"; seconds="${2:-10}"
-here="$(cd "$(dirname "$0")" && pwd)"; root="$here/../.."
-cd "$root"
-cargo build --release -q --bin graph-vcr --example bare_hyper --example replay_memory
-bin=target/release/graph-vcr; bare=target/release/examples/bare_hyper
-work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-url=/v1.0/deviceManagement/deviceEnrollmentConfigurations/b0c1d2e3-0000-4000-8000-000000000001/assign
+# shellcheck source=../prelude.sh
+source "$(dirname "$0")/../prelude.sh"
 body='{"enrollmentConfigurationAssignments":[{"@odata.type":"#microsoft.graph.enrollmentConfigurationAssignment","id":"705b021c-021c-705b-1c02-5b701c025b70","target":{"@odata.type":"microsoft.graph.configurationManagerCollectionAssignmentTarget","collectionId":"collection-0"}}]}'
 now_ms() { date +%s%3N; }
 hwm() { awk '/VmHWM/ {print $2 " kB"}' "/proc/$1/status"; }
