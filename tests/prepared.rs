@@ -37,9 +37,7 @@ fn served(response: &RecordedResponse) -> (u16, Vec<(String, String)>, Bytes) {
     let Ok(prepared) = Prepared::from_parts("k", 0, response) else {
         panic!("a valid response did not prepare: {response:?}");
     };
-    let r = prepared.respond(None, &|| {
-        graph_vcr::links::STORED_ORIGIN.to_string()
-    });
+    let r = prepared.respond(None, &|| graph_vcr::links::STORED_ORIGIN.to_string());
     let status = r.status().as_u16();
     let headers = r
         .headers()
