@@ -9,25 +9,26 @@ use hyper::body::Body;
 pub(super) async fn whole<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::Error> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
-    let mut joined = bytes::BytesMut::new();
+    // Made only when a second frame comes.
+    let mut joined: Option<bytes::BytesMut> = None;
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
-        match &first {
-            None => first = Some(data),
-            Some(head) => {
-                if joined.is_empty() {
-                    joined.extend_from_slice(head);
-                }
-                joined.extend_from_slice(&data);
+        match (&mut joined, &first) {
+            (Some(all), _) => all.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(head)) => {
+                let mut all = bytes::BytesMut::with_capacity(head.len() + data.len());
+                all.extend_from_slice(head);
+                all.extend_from_slice(&data);
+                joined = Some(all);
             }
         }
     }
-    Ok(if joined.is_empty() {
-        first.unwrap_or_default()
-    } else {
-        joined.freeze()
+    Ok(match joined {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
     })
 }
 
