@@ -32,7 +32,7 @@ pub const LIMIT: usize = 65_536;
 
 /// What `analyze` found for one distinct request, and the call it replays: replay's index
 /// entry, whose action and key are the analysis's (the memo is generic over it so that it
-/// depends on no stage that uses it). Two pointers: the memo holds one per stored request.
+/// depends on no stage that uses it). Small: the memo holds one per stored request.
 #[derive(Debug, Clone)]
 pub struct Analysis<C> {
     /// Shared: calls of one shape have the same findings (usually none, or one warning).
@@ -48,7 +48,7 @@ pub struct Memo<C> {
     /// What the index pre-filled, moved here once its scan ends ([`Memo::freeze`]): read with
     /// no lock and no reference count touched, since under load the lock's and the entries'
     /// shared counters bounced between the worker threads' caches on every request.
-    frozen: OnceLock<HashMap<u128, Analysis<C>, crate::key::PrehashedState>>,
+    frozen: OnceLock<Frozen<C>>,
     /// Filled by the index until it freezes, then by requests (learned calls).
     map: RwLock<Remembered<C>>,
 }
@@ -120,7 +120,7 @@ impl<C: Clone> Memo<C> {
     }
 
     pub fn get(&self, digest: Digest) -> Option<Recalled<'_, C>> {
-        if let Some(found) = self.frozen.get().and_then(|f| f.get(&digest.0)) {
+        if let Some(found) = self.frozen.get().and_then(|f| f.get(digest.0)) {
             return Some(Recalled::Frozen(found));
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
@@ -132,7 +132,9 @@ impl<C: Clone> Memo<C> {
     pub fn freeze(&self) {
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         if self.frozen.get().is_none() {
-            let _ = self.frozen.set(std::mem::take(&mut guard.analyses));
+            let _ = self
+                .frozen
+                .set(Frozen::of(std::mem::take(&mut guard.analyses)));
         }
     }
 
@@ -141,7 +143,7 @@ impl<C: Clone> Memo<C> {
     pub fn insert(&self, digest: Digest, findings: Findings, call: C, prefill: bool) {
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         let m = &mut *guard;
-        let frozen = self.frozen.get().is_some_and(|f| f.contains_key(&digest.0));
+        let frozen = self.frozen.get().is_some_and(|f| f.get(digest.0).is_some());
         if (!prefill && m.learned >= LIMIT) || frozen || m.analyses.contains_key(&digest.0) {
             return;
         }
@@ -157,6 +159,61 @@ impl<C: Clone> Memo<C> {
             m.learned += 1;
         }
         m.analyses.insert(digest.0, Analysis { findings, call });
+    }
+}
+
+/// The frozen table: each digest with its analysis in one slot of a flat array, found by
+/// probing from the digest's low bits (already uniform: the digest is a keyed hash) to the
+/// next slots, until the digest or an empty slot.
+///
+/// Not a `HashMap`, because of what a lookup touches when a test suite cycles through more
+/// calls than the caches hold: std's map reads a group of control bytes, then the entry at an
+/// address those give, two cache misses one after the other; here the entry is read at once
+/// (replay's slot is 48 bytes: the digest, the findings, the call and its answer's buffer). At most 7 slots in 8 are full, so a run of full slots
+/// is short and every probe meets an empty one.
+#[derive(Debug)]
+struct Frozen<C> {
+    /// A power of two long, so the probe wraps with a mask.
+    slots: Box<[Option<Slot<C>>]>,
+}
+
+#[derive(Debug)]
+struct Slot<C> {
+    digest: u128,
+    analysis: Analysis<C>,
+}
+
+impl<C> Frozen<C> {
+    fn of(analyses: HashMap<u128, Analysis<C>, crate::key::PrehashedState>) -> Self {
+        let len = (analyses.len() + analyses.len() / 7 + 1).next_power_of_two();
+        let mut slots: Box<[Option<Slot<C>>]> = (0..len).map(|_| None).collect();
+        for (digest, analysis) in analyses {
+            let mut at = Self::home(digest, len);
+            while let Some(Some(_)) = slots.get(at) {
+                at = (at + 1) & (len - 1);
+            }
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = Some(Slot { digest, analysis });
+            }
+        }
+        Self { slots }
+    }
+
+    fn home(digest: u128, len: usize) -> usize {
+        (digest as usize) & (len - 1)
+    }
+
+    fn get(&self, digest: u128) -> Option<&Analysis<C>> {
+        let len = self.slots.len();
+        let mut at = Self::home(digest, len);
+        // Ends: `of` left at least one slot empty.
+        loop {
+            match self.slots.get(at)? {
+                Some(slot) if slot.digest == digest => return Some(&slot.analysis),
+                Some(_) => at = (at + 1) & (len - 1),
+                None => return None,
+            }
+        }
     }
 }
 
@@ -182,6 +239,45 @@ mod tests {
         memo.insert(d(b"1"), Findings::default(), 3, false);
         assert!(matches!(memo.get(d(b"1")), Some(Recalled::Frozen(a)) if a.call == 1));
         assert!(memo.get(d(b"3")).is_none());
+    }
+
+    #[test]
+    fn the_frozen_table_finds_every_entry_and_no_other() {
+        // Digests chosen to share their low bits, so they collide on one home slot and
+        // wrap around the end of the table.
+        for n in [0usize, 1, 2, 7, 8, 100, 1000] {
+            let digest = |i: usize| ((i as u128) << 64) | 7;
+            let map: HashMap<u128, Analysis<usize>, crate::key::PrehashedState> = (0..n)
+                .map(|i| {
+                    let a = Analysis {
+                        findings: Arc::new(Findings::default()),
+                        call: i,
+                    };
+                    (digest(i), a)
+                })
+                .collect();
+            let frozen = Frozen::of(map);
+            assert!(frozen.slots.len().is_power_of_two() && frozen.slots.len() > n);
+            for i in 0..n {
+                assert_eq!(
+                    frozen.get(digest(i)).map(|a| a.call),
+                    Some(i),
+                    "n={n} i={i}"
+                );
+            }
+            assert!(frozen.get(digest(n)).is_none());
+            assert!(frozen.get(8).is_none());
+        }
+    }
+
+    #[test]
+    fn an_empty_frozen_slot_costs_no_tag() {
+        // The findings' pointer is the niche: a slot is the digest and the analysis, no more.
+        assert_eq!(std::mem::size_of::<Option<Slot<Arc<u8>>>>(), 32);
+        assert_eq!(
+            std::mem::size_of::<Option<Slot<(Arc<u8>, Arc<[u8]>)>>>(),
+            48
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 fn outcome(value: &'static str) -> (HeaderName, HeaderValue) {
     (headers::OUTCOME, HeaderValue::from_static(value))
@@ -41,14 +42,16 @@ pub fn forwarded(upstream: UpstreamResponse, how: &'static str) -> Response<Full
 ///
 /// Compact, because replay keeps every recording of a cassette in memory: the headers and the
 /// body share one buffer (`u16` name length, name, `u16` value length, value, per header;
-/// then the body). A plain boxed slice, not `Bytes`: values are copied out per response (a
-/// few dozen bytes), which costs less than a shared `Bytes` per recording would in memory.
+/// then the body). A plain shared slice, not `Bytes`: values are copied out per response (a
+/// few dozen bytes), which costs less than a `Bytes` per recording would in memory. Shared so
+/// that the memo's entry can name it beside its call (see `index::Entry`); its count is never
+/// changed per request.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub position: u32,
     status: StatusCode,
     headers: u16,
-    buf: Box<[u8]>,
+    buf: Arc<[u8]>,
 }
 
 impl Prepared {
@@ -120,8 +123,13 @@ impl Prepared {
             position,
             status,
             headers: count,
-            buf: buf.into_boxed_slice(),
+            buf: Arc::from(buf),
         })
+    }
+
+    /// The buffer the answer is made from, for [`warm`].
+    pub fn buffer(&self) -> &Arc<[u8]> {
+        &self.buf
     }
 
     /// The response, with `client-request-id` echoing the request's (`client_request_id`), as
@@ -181,6 +189,17 @@ impl Prepared {
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// Reads a byte of each cache line of an answer's buffer ([`Prepared::buffer`]), so that when
+/// replay has more recordings than the caches hold, their misses are taken together and early,
+/// not one after another as `respond` walks the buffer. See `index::Entry::warm`.
+pub fn warm(buffer: &[u8]) {
+    let mut sum = 0u8;
+    for at in (0..buffer.len()).step_by(64) {
+        sum ^= buffer.get(at).copied().unwrap_or(0);
+    }
+    std::hint::black_box(sum);
 }
 
 /// Headers Graph sends that `http` has no constant for: served from these static names, since

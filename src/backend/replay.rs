@@ -10,7 +10,7 @@ use crate::analyze::Analyzed;
 use crate::cassette::{CassetteName, StoreError};
 use crate::exchange::{Answer, Exchange, Refusal};
 use crate::graph_error::{GraphError, MISS_STATUS};
-use crate::index::{Call, CallMemo, InMemory, Index};
+use crate::index::{Call, CallMemo, Entry, InMemory, Index};
 use crate::key::KeyOptions;
 use crate::memo::Digest;
 use crate::mode::{self, Occurrences, OnExhausted};
@@ -42,7 +42,7 @@ pub struct Replay {
 }
 
 /// A request the memo knew: its analysis and the call it replays.
-pub type Remembered<'a> = crate::memo::Recalled<'a, Arc<Call>>;
+pub type Remembered<'a> = crate::memo::Recalled<'a, Entry>;
 
 impl Replay {
     pub fn new(
@@ -126,7 +126,9 @@ impl Replay {
 
     /// What the memo remembers of this request.
     pub fn recall(&self, digest: Option<Digest>) -> Option<Remembered<'_>> {
-        self.memo.as_ref()?.get(digest?)
+        let known = self.memo.as_ref()?.get(digest?)?;
+        known.call.warm();
+        Some(known)
     }
 
     /// Replays a request the memo knew. `analyze` explains a miss (all recordings played).
@@ -182,7 +184,7 @@ impl Replay {
         match self.serve(&call, n, ex)? {
             Some(answer) => {
                 if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-                    memo.insert(digest, analyzed.findings, call, false);
+                    memo.insert(digest, analyzed.findings, Entry::new(call), false);
                 }
                 Ok(answer)
             }

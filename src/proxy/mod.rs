@@ -285,7 +285,9 @@ impl Proxy {
                         self.note_remembered(&known, ex)?;
                         self.throttle(ex).await?;
                         let analyze = |ex: &mut Exchange<'_>| self.analyze(&body, ex);
-                        replay.answer_remembered(&known.call, analyze, ex).await
+                        replay
+                            .answer_remembered(&known.call.call, analyze, ex)
+                            .await
                     }
                     None => {
                         let analyzed = self.analyze(&body, ex)?;
@@ -437,12 +439,9 @@ impl Proxy {
     ) -> Result<(), Refusal> {
         self.stats.remembered.bump();
         ex.remembered = true;
-        ex.call = Some(Arc::clone(&known.call));
-        ex.analyzed(
-            Arc::clone(&known.call.action),
-            known.call.key,
-            &known.findings,
-        );
+        let call = &known.call.call;
+        ex.call = Some(Arc::clone(call));
+        ex.analyzed(Arc::clone(&call.action), call.key, &known.findings);
         self.reject_on_error(ex)
     }
 

@@ -46,6 +46,12 @@ pub struct RunLog {
 pub struct CallLog(Mutex<Option<CallState>>);
 
 impl CallLog {
+    /// Whether a request panicked holding the state (it is used anyway): read by
+    /// `index::Call::warm` only for the cache line it is on.
+    pub fn is_poisoned(&self) -> bool {
+        self.0.is_poisoned()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<CallState>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
