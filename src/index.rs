@@ -649,3 +649,40 @@ fn corrupt(e: &StoreError) -> GraphError {
         e.to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interaction::{Body, RecordedResponse};
+
+    fn answer(position: u32, body: &[u8]) -> Prepared {
+        let response = RecordedResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::from_bytes(body),
+        };
+        match Prepared::from_parts("k", position, &response) {
+            Ok(p) => p,
+            Err(e) => panic!("a valid recording did not prepare: {}", e.message),
+        }
+    }
+
+    #[test]
+    fn the_memo_entry_names_the_answer_of_a_call_with_one_recording_only() {
+        let one = Arc::new(Call::new(
+            Arc::from("a"),
+            Key([1; 32]),
+            Ok(vec![answer(0, b"{}")]),
+        ));
+        let entry = Entry::new(Arc::clone(&one));
+        // The very buffer the call answers from, not a copy.
+        let served = one.recordings().map(|r| Arc::as_ptr(r[0].buffer()));
+        assert_eq!(entry.answer.as_ref().map(Arc::as_ptr), served.ok());
+        entry.warm();
+
+        let two = vec![answer(0, b"{}"), answer(1, b"[]")];
+        let many = Entry::new(Arc::new(Call::new(Arc::from("a"), Key([2; 32]), Ok(two))));
+        assert!(many.answer.is_none());
+        many.warm();
+    }
+}

@@ -169,8 +169,9 @@ impl<C: Clone> Memo<C> {
 /// Not a `HashMap`, because of what a lookup touches when a test suite cycles through more
 /// calls than the caches hold: std's map reads a group of control bytes, then the entry at an
 /// address those give, two cache misses one after the other; here the entry is read at once
-/// (replay's slot is 48 bytes: the digest, the findings, the call and its answer's buffer). At most 7 slots in 8 are full, so a run of full slots
-/// is short and every probe meets an empty one.
+/// (replay's slot is 48 bytes: the digest, the findings, the call and its answer's buffer).
+/// At most 7 slots in 8 are full, so a run of full slots is short and every probe meets an
+/// empty one.
 #[derive(Debug)]
 struct Frozen<C> {
     /// A power of two long, so the probe wraps with a mask.
