@@ -91,44 +91,72 @@ pub async fn run(command: &[String], env: &[(String, String)]) -> std::io::Resul
     let Some((program, args)) = command.split_first() else {
         return Err(std::io::Error::other("no command after --"));
     };
+    // Listened for before the command starts: a signal that came after it started but before
+    // the handlers were installed would end this process by the default action and leave the
+    // command running, with nobody to pass the signal on (seen in CI: the wrap test's shell
+    // went on looping, holding its pipes, after the proxy had died of the SIGTERM).
+    let signals = Signals::listen()?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
-    forward_signals(&mut child).await
+    signals.forward(&mut child).await
+}
+
+/// The signals passed on to the command, caught from [`Signals::listen`] on.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
-async fn forward_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        let sig = tokio::select! {
-            status = child.wait() => return status,
-            _ = term.recv() => libc::SIGTERM,
-            _ = int.recv() => libc::SIGINT,
-        };
-        if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
-            tracing::info!(pid, signal = sig, "passing the signal on to the command");
-            // SAFETY: kill(2) with a pid this process spawned and has not yet reaped (`wait`
-            // has not returned), so it cannot name another process.
-            unsafe {
-                libc::kill(pid, sig);
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn forward(mut self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+        loop {
+            let sig = tokio::select! {
+                status = child.wait() => return status,
+                _ = self.term.recv() => libc::SIGTERM,
+                _ = self.int.recv() => libc::SIGINT,
+            };
+            if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+                tracing::info!(pid, signal = sig, "passing the signal on to the command");
+                // SAFETY: kill(2) with a pid this process spawned and has not yet reaped
+                // (`wait` has not returned), so it cannot name another process.
+                unsafe {
+                    libc::kill(pid, sig);
+                }
             }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn forward_signals(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
-    tokio::select! {
-        status = child.wait() => status,
-        _ = tokio::signal::ctrl_c() => {
-            child.start_kill()?;
-            child.wait().await
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn forward(self, child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+        tokio::select! {
+            status = child.wait() => status,
+            _ = tokio::signal::ctrl_c() => {
+                child.start_kill()?;
+                child.wait().await
+            }
         }
     }
 }

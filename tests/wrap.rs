@@ -90,6 +90,51 @@ async fn the_wrapper_exits_with_the_commands_failure_or_the_verdict() -> TestRes
     Ok(())
 }
 
+/// The wrapper's exit status within `limit`, or the failure of the test: a wrapper that died
+/// without passing a signal on leaves its command running, holding the pipes, so waiting for
+/// its output would never end.
+fn exit_within(child: &mut std::process::Child, limit: std::time::Duration) -> Result<i32, Error> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return status
+                .code()
+                .ok_or_else(|| format!("the wrapper was ended by a signal: {status:?}").into());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("the wrapper had not exited after {limit:?}").into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_the_moment_the_command_starts_is_passed_on() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = recorded(tmp.path()).await?;
+    let mark = tmp.path().join("got-term");
+    // The command's first act is to signal the wrapper, its parent: the signal arrives as
+    // soon after the command starts as it can. At most 20 s of looping, so a wrapper that
+    // did not pass it on leaves nothing behind.
+    let script = format!(
+        "trap 'echo term > {}; exit 7' TERM; kill -TERM $PPID; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
+        s(&mark)?
+    );
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&mark);
+        let mut child = Command::new(binary())
+            .args(["replay", "--cassettes", s(&dir)?, "--", "sh", "-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let code = exit_within(&mut child, std::time::Duration::from_secs(30))?;
+        assert_eq!(code, 7, "the command's status, as the signal ended it");
+        assert_eq!(std::fs::read_to_string(&mark)?.trim(), "term");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_reach_the_command_and_a_proxy_that_cannot_start_runs_nothing() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -98,7 +143,7 @@ async fn signals_reach_the_command_and_a_proxy_that_cannot_start_runs_nothing() 
 
     // SIGTERM to the wrapper is passed on; the command's own exit status comes back.
     let script = format!(
-        "trap 'echo term > {}; exit 7' TERM; echo started; while :; do sleep 0.05; done",
+        "trap 'echo term > {}; exit 7' TERM; echo started; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
         s(&mark)?
     );
     let mut child = Command::new(binary())
@@ -126,13 +171,12 @@ async fn signals_reach_the_command_and_a_proxy_that_cannot_start_runs_nothing() 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;
-    let out = child.wait_with_output()?;
-    assert_eq!(
-        out.status.code(),
-        Some(7),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let code = exit_within(&mut child, std::time::Duration::from_secs(30));
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut err)?;
+    }
+    assert_eq!(code?, 7, "{err}");
     assert_eq!(std::fs::read_to_string(&mark)?.trim(), "term");
 
     // A proxy that cannot start: exit 2, the reason, and the command never ran.
