@@ -109,6 +109,28 @@ fn exit_within(child: &mut std::process::Child, limit: std::time::Duration) -> R
     }
 }
 
+/// A shell script that does `first`, then waits (20 s at most, so nothing is left behind) for
+/// SIGTERM, on which it writes "term" to `mark` and exits 7.
+fn on_term_exit_7(mark: &Path, first: &str) -> Result<String, Error> {
+    Ok(format!(
+        "trap 'echo term > {}; exit 7' TERM; {first}; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
+        s(mark)?
+    ))
+}
+
+/// `graph-vcr replay` on `dir` wrapping `sh -c script`; stdout as `out`, stderr piped.
+fn replay_wrapping(
+    dir: &Path,
+    script: &str,
+    out: std::process::Stdio,
+) -> Result<std::process::Child, Error> {
+    Ok(Command::new(binary())
+        .args(["replay", "--cassettes", s(dir)?, "--", "sh", "-c", script])
+        .stdout(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_the_moment_the_command_starts_is_passed_on() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -117,17 +139,10 @@ async fn a_signal_the_moment_the_command_starts_is_passed_on() -> TestResult {
     // The command's first act is to signal the wrapper, its parent: the signal arrives as
     // soon after the command starts as it can. At most 20 s of looping, so a wrapper that
     // did not pass it on leaves nothing behind.
-    let script = format!(
-        "trap 'echo term > {}; exit 7' TERM; kill -TERM $PPID; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
-        s(&mark)?
-    );
+    let script = on_term_exit_7(&mark, "kill -TERM $PPID")?;
     for _ in 0..5 {
         let _ = std::fs::remove_file(&mark);
-        let mut child = Command::new(binary())
-            .args(["replay", "--cassettes", s(&dir)?, "--", "sh", "-c", &script])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
+        let mut child = replay_wrapping(&dir, &script, std::process::Stdio::null())?;
         let code = exit_within(&mut child, std::time::Duration::from_secs(30))?;
         assert_eq!(code, 7, "the command's status, as the signal ended it");
         assert_eq!(std::fs::read_to_string(&mark)?.trim(), "term");
@@ -142,15 +157,8 @@ async fn signals_reach_the_command_and_a_proxy_that_cannot_start_runs_nothing() 
     let mark = tmp.path().join("got-term");
 
     // SIGTERM to the wrapper is passed on; the command's own exit status comes back.
-    let script = format!(
-        "trap 'echo term > {}; exit 7' TERM; echo started; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
-        s(&mark)?
-    );
-    let mut child = Command::new(binary())
-        .args(["replay", "--cassettes", s(&dir)?, "--", "sh", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
+    let script = on_term_exit_7(&mark, "echo started")?;
+    let mut child = replay_wrapping(&dir, &script, std::process::Stdio::piped())?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     // "listening on …" from the proxy, then "started" from the command.
