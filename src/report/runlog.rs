@@ -47,7 +47,7 @@ pub struct CallLog(Mutex<Option<CallState>>);
 
 impl CallLog {
     /// Whether a request panicked holding the state (it is used anyway): read by
-    /// `index::Call::warm` only for the cache line it is on.
+    /// `index::Entry::warm` only for the cache line it is on.
     pub fn is_poisoned(&self) -> bool {
         self.0.is_poisoned()
     }
