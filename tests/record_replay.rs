@@ -100,6 +100,12 @@ async fn record_then_replay_with_the_upstream_stopped() -> TestResult {
     let exit = proxy.signal("TERM")?;
     assert!(exit.status.success(), "{}", exit.stderr);
     assert!(exit.stderr.contains("2 recorded"), "{}", exit.stderr);
+    // A run that recorded leaves its directory compacted; the replay below reads it so.
+    assert!(
+        exit.stderr.contains("cassette directory compacted"),
+        "{}",
+        exit.stderr
+    );
     stand_in.stop().await;
 
     let proxy = replay(&s.dir(), &["--cassette", "onboarding"])?;

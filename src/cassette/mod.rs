@@ -20,6 +20,7 @@ mod packing;
 mod recorder;
 mod records;
 
+pub use compact::{Compacted, compact_dir};
 pub use files::PrivateCopy;
 pub use records::Cassette;
 
@@ -528,6 +529,53 @@ mod tests {
             assert_eq!(read, 2_000);
             let closed = store.close().map_err(|_| StoreError::NoStore)?;
             store = closed.open()?;
+        }
+        Ok(())
+    }
+
+    /// The end of a record run (`compact_dir`): the log shrinks to what is live (here every
+    /// record's first version is dead, overwritten), every record reads as it was written
+    /// last, nothing is left of the work, and the directory is opened afresh for it: the
+    /// run's own store, dropped a moment before, is waited out.
+    #[test]
+    fn compacting_a_directory_keeps_every_record_and_drops_the_dead_ones()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempdir()?;
+        let dir = tmp.path().join("cassettes");
+        let name = CassetteName::new("c")?;
+        {
+            let store = Store::open(&dir, Access::ReadWrite)?;
+            let cassette = store.cassette(&name)?;
+            for version in [b'a', b'b'] {
+                for i in 0..2_000u32 {
+                    cassette.put(&key(i), 0, vec![version; 1_000])?;
+                }
+                store.flush_blocking()?;
+            }
+        }
+        let before = fs::metadata(dir.join("db"))?.len();
+        let done = compact_dir(&dir)?;
+        assert_eq!(done.before, before);
+        assert_eq!(done.after, fs::metadata(dir.join("db"))?.len());
+        assert!(
+            done.after < done.before,
+            "{} bytes before, {} after",
+            done.before,
+            done.after
+        );
+        assert!(!dir.join(".graph-vcr-compacting").exists());
+        let store = Store::open(&dir, Access::ReadOnly)?;
+        let cassette = store.cassette(&name)?;
+        assert_eq!(cassette.tree.len(), 2_000);
+        for i in 0..2_000u32 {
+            let stored = cassette.tree.get(record_key(&key(i), 0));
+            let stored = stored.map_err(|e| store.sled_err(e))?.unwrap_or_default();
+            let record = packing::unpack(&stored).map(|r| r.into_owned());
+            assert_eq!(
+                record.as_deref().ok(),
+                Some(&[b'b'; 1_000][..]),
+                "record {i}"
+            );
         }
         Ok(())
     }
