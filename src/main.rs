@@ -606,8 +606,10 @@ fn compact_after_recording(proxy: Arc<Proxy>, dir: &std::path::Path) {
         return;
     }
     match graph_vcr::cassette::compact_dir(dir) {
-        Ok(c) => tracing::info!(cassettes = %dir.display(), before_bytes = c.before,
+        Ok(Some(c)) => tracing::info!(cassettes = %dir.display(), before_bytes = c.before,
             after_bytes = c.after, took_ms = c.took.as_millis(), "cassette directory compacted"),
+        Ok(None) => tracing::info!(cassettes = %dir.display(),
+            "not compacted: it holds large recordings (sled's blobs); `cassette sanitize` compacts it"),
         Err(e) => tracing::warn!(cassettes = %dir.display(), error = %e,
             "not compacted; replay of it opens more slowly until a later record run compacts it"),
     }
@@ -842,10 +844,12 @@ fn cassette_command(
                 );
             }
             // As record leaves it (`cassette::compact_dir`): replay opens a compact log faster.
-            store
-                .compact()
-                .and_then(|s| s.flush_blocking())
-                .map_err(|e| format!("compacting {}: {e}", dir.cassettes.display()))?;
+            if !graph_vcr::cassette::has_blobs(&dir.cassettes) {
+                store
+                    .compact()
+                    .and_then(|s| s.flush_blocking())
+                    .map_err(|e| format!("compacting {}: {e}", dir.cassettes.display()))?;
+            }
             Ok(())
         }
         CassetteCommand::Sanitize {

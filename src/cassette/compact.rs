@@ -81,11 +81,22 @@ pub struct Compacted {
     pub took: std::time::Duration,
 }
 
+/// Whether sled keeps pages of `dir` outside its log, in `blobs/` (a page over 128 KiB: a
+/// large recording). Compaction moves that directory in after the log, so an interruption
+/// between the two would leave the new log without its blobs; the automatic compactions
+/// (the end of a record run, an import) leave such a directory alone.
+pub fn has_blobs(dir: &Path) -> bool {
+    fs::read_dir(dir.join("blobs")).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 /// Compacts the cassette directory `dir` once nothing else has it open: for the end of a run
 /// that recorded. Waits a little for the file locks of the run's own store, which sled's
 /// threads let go of a moment after it is dropped; a lock held longer (another recorder) is
-/// an error, and the directory is left as it was.
-pub fn compact_dir(dir: &Path) -> Result<Compacted, StoreError> {
+/// an error, and the directory is left as it was. `None`: left alone, it [`has_blobs`].
+pub fn compact_dir(dir: &Path) -> Result<Option<Compacted>, StoreError> {
+    if has_blobs(dir) {
+        return Ok(None);
+    }
     let started = std::time::Instant::now();
     let size = |p: &Path| fs::metadata(p.join("db")).map_or(0, |m| m.len());
     let before = size(dir);
@@ -101,11 +112,11 @@ pub fn compact_dir(dir: &Path) -> Result<Compacted, StoreError> {
     let store = store.compact()?;
     store.flush_blocking()?;
     drop(store);
-    Ok(Compacted {
+    Ok(Some(Compacted {
         before,
         after: size(dir),
         took: started.elapsed(),
-    })
+    }))
 }
 
 fn copy_trees(from: &sled::Db, to: &sled::Db) -> Result<(), sled::Error> {
