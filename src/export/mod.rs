@@ -167,7 +167,17 @@ pub fn import(
     replace: bool,
     file: &str,
 ) -> Result<Imported, ImportError> {
-    import_with(store, doc, name, replace, file, false)
+    import_with(store, doc, name, replace, file, false, Write::Atomic)
+}
+
+/// How an import writes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// In one atomic batch: the old cassette stays whole until the new one is written whole.
+    Atomic,
+    /// Record by record into an empty cassette of a scratch store (replay's private import),
+    /// which leaves sled's log compact (`Cassette::fill`).
+    Scratch,
 }
 
 pub(crate) fn import_with(
@@ -177,6 +187,7 @@ pub(crate) fn import_with(
     replace: bool,
     file: &str,
     renumber: bool,
+    write: Write,
 ) -> Result<Imported, ImportError> {
     let invalid = |message: String| ImportError::Invalid {
         file: file.to_string(),
@@ -227,7 +238,10 @@ pub(crate) fn import_with(
     if let Some(p) = &doc.pseudonymized {
         meta[crate::sanitize::META_FIELD] = serde_json::to_value(p).unwrap_or_default();
     }
-    cassette.replace_all(&meta, records)?;
+    match write {
+        Write::Scratch if cassette.is_empty() => cassette.fill(&meta, records)?,
+        _ => cassette.replace_all(&meta, records)?,
+    }
     store.flush_blocking()?;
     store.write_manifest()?;
     Ok(Imported {
@@ -428,8 +442,8 @@ pub fn open(dir: &Path, access: crate::cassette::Access) -> Result<Store, StoreE
     for file in files {
         let shown = file.display().to_string();
         let bytes = std::fs::read(&file).map_err(io)?;
-        if let Err(e) =
-            parse(&bytes, &shown).and_then(|doc| import(&store, doc, None, false, &shown))
+        if let Err(e) = parse(&bytes, &shown)
+            .and_then(|doc| import_with(&store, doc, None, false, &shown, false, Write::Scratch))
         {
             return Err(not_cassettes(e.to_string()));
         }
@@ -501,5 +515,32 @@ mod order_tests {
                 "/v1.0/b/us-later"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    /// Replay's private import of exports (`Write::Scratch`, `Cassette::fill`) lands every
+    /// record and the cassette's metadata, as the atomic import does.
+    #[test]
+    fn a_scratch_import_lands_every_record() -> Result<(), Box<dyn std::error::Error>> {
+        let n = 2_000;
+        let body = |i: usize| format!(r#"{{"assignments":[{{"id":"a-{i}"}}]}}"#);
+        for write in [Write::Atomic, Write::Scratch] {
+            let store = Store::private(Path::new("exports"))?;
+            let doc = synthetic("c", "/v1.0/deviceManagement/x/assign", n, body);
+            let done = import_with(&store, doc, None, false, "c.json", false, write)?;
+            assert_eq!(done.interactions, n);
+            let cassette = store.cassette(&CassetteName::new("c")?)?;
+            assert_eq!(
+                cassette.iter().filter(|i| i.is_ok()).count(),
+                n,
+                "{write:?}"
+            );
+            assert!(cassette.meta().is_some(), "{write:?}");
+        }
+        Ok(())
     }
 }
