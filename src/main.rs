@@ -581,7 +581,7 @@ async fn run(serve: Serve) -> ExitCode {
         Err(e) => return fail(&format!("building the report: {e}")),
     };
     if recorded > 0 {
-        compact_after_recording(proxy, &dir);
+        compact_after_recording(proxy, dir).await;
     }
     match wrapped {
         None => ExitCode::from(verdict),
@@ -599,13 +599,22 @@ async fn run(serve: Serve) -> ExitCode {
 /// `cassette::compact_dir`): every later replay of it opens faster. Best effort: the
 /// recordings are durable already, so a directory that cannot be compacted now is named and
 /// left as it is, and the run's verdict stands.
-fn compact_after_recording(proxy: Arc<Proxy>, dir: &std::path::Path) {
+async fn compact_after_recording(proxy: Arc<Proxy>, dir: std::path::PathBuf) {
     // A connection that outlived the grace period still holds the proxy, and with it the store.
     if Arc::into_inner(proxy).is_none() {
         tracing::warn!(cassettes = %dir.display(), "not compacted: a connection is still open");
         return;
     }
-    match graph_vcr::cassette::compact_dir(dir) {
+    let compacting = dir.clone();
+    let done = tokio::task::spawn_blocking(move || graph_vcr::cassette::compact_dir(&compacting))
+        .await
+        .unwrap_or_else(|e| {
+            Err(graph_vcr::cassette::StoreError::Io {
+                dir: dir.clone(),
+                source: std::io::Error::other(e),
+            })
+        });
+    match done {
         Ok(Some(c)) => tracing::info!(cassettes = %dir.display(), before_bytes = c.before,
             after_bytes = c.after, took_ms = c.took.as_millis(), "cassette directory compacted"),
         Ok(None) => tracing::info!(cassettes = %dir.display(),
