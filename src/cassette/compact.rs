@@ -9,14 +9,16 @@
 //! the new snapshots, so that an interruption between steps leaves a log sled can open (this
 //! order is reasoned; no test kills a compaction midway).
 //!
-//! Record and auto compact their directory when a run that recorded ends ([`compact_dir`]):
-//! sled 0.34 leaves about a third of a database it wrote call by call as free segments
-//! (100,000 recordings: 222 of 625), and rewrites every free segment each time a database is
-//! opened. Replay opens its private copy once before it listens and again every few thousand
-//! records of its scan, so a compacted cassette answers its first request and finishes its
-//! scan in half the time (`docs/PERFORMANCE.md`, session 13).
+//! `cassette import` and a record run that recorded compact their directory as they end
+//! ([`compact_dir`]): sled 0.34 leaves about a third of a log written in one large batch (an
+//! import's) as free segments (100,000 recordings: 222 of 625), and rewrites every free
+//! segment each time a database is opened. Replay opens its private copy once before it
+//! listens and again every few thousand records of its scan, so a compacted cassette answers
+//! its first request and finishes its scan in half the time (`docs/PERFORMANCE.md`, session
+//! 13). Records written one at a time, as a record run writes them, leave few (1 in 25
+//! segments for 20,000, measured once), so after a record run alone it reclaims little.
 
-use super::files::open_sled;
+use super::files::{open_sled, waiting_out_lock};
 use super::{Store, StoreError};
 use std::fs;
 use std::path::Path;
@@ -64,7 +66,7 @@ impl Store {
         swap_in(&new, &dir).map_err(io)?;
         let lock = self._lock.take();
         drop(self);
-        let db = reopen(&dir)?;
+        let db = waiting_out_lock(|| open_sled(&dir, &dir))?;
         let recorder = super::Recorder::start(db.clone(), dir.clone()).map_err(io)?;
         Ok(Store {
             recorder: Some(recorder),
@@ -85,7 +87,7 @@ pub struct Compacted {
 /// large recording). Compaction moves that directory in after the log, so an interruption
 /// between the two would leave the new log without its blobs; the automatic compactions
 /// (the end of a record run, an import) leave such a directory alone.
-pub fn has_blobs(dir: &Path) -> bool {
+pub(super) fn has_blobs(dir: &Path) -> bool {
     fs::read_dir(dir.join("blobs")).is_ok_and(|mut entries| entries.next().is_some())
 }
 
@@ -100,18 +102,9 @@ pub fn compact_dir(dir: &Path) -> Result<Option<Compacted>, StoreError> {
     let started = std::time::Instant::now();
     let size = |p: &Path| fs::metadata(p.join("db")).map_or(0, |m| m.len());
     let before = size(dir);
-    let deadline = started + std::time::Duration::from_secs(10);
-    let store = loop {
-        match Store::open(dir, super::Access::ReadWrite) {
-            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => break other?,
-        }
-    };
-    let store = store.compact()?;
-    store.flush_blocking()?;
-    drop(store);
+    let store = waiting_out_lock(|| Store::open(dir, super::Access::ReadWrite))?;
+    // `compact` made the new log durable before moving it in.
+    drop(store.compact()?);
     Ok(Some(Compacted {
         before,
         after: size(dir),
@@ -169,18 +162,4 @@ fn swap_in(new: &Path, dir: &Path) -> std::io::Result<()> {
         fs::rename(new.join("blobs"), dir.join("blobs"))?;
     }
     fs::remove_dir_all(new)
-}
-
-/// Opens the swapped-in database, waiting out the moment in which sled's threads of the
-/// databases just dropped still hold its file lock.
-fn reopen(dir: &Path) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match open_sled(dir, dir) {
-            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => return other,
-        }
-    }
 }

@@ -56,6 +56,24 @@ pub(super) fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db, StoreError>
         })
 }
 
+/// Calls `open` until it no longer fails as locked, for at most 10 s. sled's I/O threads let
+/// go of a database's file lock a moment after the database is dropped, so one opened again
+/// right after (a private copy between chunks of the scan, a directory just compacted or
+/// just recorded into) can find the lock still held; a lock held longer is the error.
+pub(super) fn waiting_out_lock<T>(
+    mut open: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(super) fn take_lock(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
     let io = |source| StoreError::Io {

@@ -20,13 +20,15 @@ mod packing;
 mod recorder;
 mod records;
 
-pub use compact::{Compacted, compact_dir, has_blobs};
+pub use compact::{Compacted, compact_dir};
 pub use files::PrivateCopy;
 pub use records::Cassette;
 
 use crate::key::Key;
 pub use files::{Scratch, scratch_path};
-use files::{copy_dir, describe_holder, open_sled, remove_stale_copies, take_lock};
+use files::{
+    copy_dir, describe_holder, open_sled, remove_stale_copies, take_lock, waiting_out_lock,
+};
 use recorder::Recorder;
 use records::record_key;
 use std::fs::{self, File};
@@ -305,6 +307,12 @@ impl Store {
         &self.dir
     }
 
+    /// Whether the store is a scratch database of replay's (a private copy, or the import of
+    /// a directory of exports): removed with the store, so a crash mid-write loses nothing.
+    pub fn is_scratch(&self) -> bool {
+        self.private_copy.is_some()
+    }
+
     /// The sled log this store works on: its private copy's, or the directory's own.
     #[cfg(test)]
     pub(crate) fn db_path(&self) -> PathBuf {
@@ -444,18 +452,8 @@ pub struct ClosedStore {
 
 impl ClosedStore {
     pub fn open(&self) -> Result<Store, StoreError> {
-        // sled's I/O threads finish their last tasks, and let go of the database file and its
-        // lock, a moment after the database is dropped; until then opening it fails as locked.
-        // Nobody else can hold this private copy's lock, so waiting for it is safe.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let db = loop {
-            match open_sled(&self.copy.0, &self.dir) {
-                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                other => break other?,
-            }
-        };
+        // Nobody else can hold this private copy's lock: only the store just closed has.
+        let db = waiting_out_lock(|| open_sled(&self.copy.0, &self.dir))?;
         Ok(Store::assemble(
             db,
             &self.dir,
@@ -467,6 +465,7 @@ impl ClosedStore {
 
 #[cfg(test)]
 mod tests {
+    use super::compact::has_blobs;
     use super::*;
 
     fn tempdir() -> Result<tempfile::TempDir, StoreError> {
