@@ -191,12 +191,18 @@ impl Prepared {
     }
 }
 
-/// Reads a byte of each cache line of an answer's buffer ([`Prepared::buffer`]), so that when
-/// replay has more recordings than the caches hold, their misses are taken together and early,
-/// not one after another as `respond` walks the buffer. See `index::Entry::warm`.
+/// How much of an answer's buffer [`warm`] reads: the headers and a small body. Past it,
+/// `respond` copies the body in order, which the CPU's own prefetching follows; reading a large
+/// body here too would only add a pass over it to every request.
+const WARMED: usize = 1024;
+
+/// Reads a byte of each cache line of the start of an answer's buffer ([`Prepared::buffer`]),
+/// so that when replay has more recordings than the caches hold, their misses are taken
+/// together and early, not one after another as `respond` walks the buffer. See
+/// `index::Entry::warm`.
 pub fn warm(buffer: &[u8]) {
     let mut sum = 0u8;
-    for at in (0..buffer.len()).step_by(64) {
+    for at in (0..buffer.len().min(WARMED)).step_by(64) {
         sum ^= buffer.get(at).copied().unwrap_or(0);
     }
     std::hint::black_box(sum);

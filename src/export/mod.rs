@@ -167,17 +167,7 @@ pub fn import(
     replace: bool,
     file: &str,
 ) -> Result<Imported, ImportError> {
-    import_with(store, doc, name, replace, file, false, Write::Atomic)
-}
-
-/// How an import writes its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Write {
-    /// In one atomic batch: the old cassette stays whole until the new one is written whole.
-    Atomic,
-    /// Record by record into an empty cassette of a scratch store (replay's private import),
-    /// which leaves sled's log compact (`Cassette::fill`).
-    Scratch,
+    import_with(store, doc, name, replace, file, false)
 }
 
 pub(crate) fn import_with(
@@ -187,7 +177,6 @@ pub(crate) fn import_with(
     replace: bool,
     file: &str,
     renumber: bool,
-    write: Write,
 ) -> Result<Imported, ImportError> {
     let invalid = |message: String| ImportError::Invalid {
         file: file.to_string(),
@@ -238,9 +227,12 @@ pub(crate) fn import_with(
     if let Some(p) = &doc.pseudonymized {
         meta[crate::sanitize::META_FIELD] = serde_json::to_value(p).unwrap_or_default();
     }
-    match write {
-        Write::Scratch if cassette.is_empty() => cassette.fill(&meta, records)?,
-        _ => cassette.replace_all(&meta, records)?,
+    // Into a scratch store (replay's private import of exports), where a crash loses only
+    // the scratch copy: record by record, which leaves sled's log compact (`Cassette::fill`).
+    if store.is_scratch() && cassette.is_empty() {
+        cassette.fill(&meta, records)?;
+    } else {
+        cassette.replace_all(&meta, records)?;
     }
     store.flush_blocking()?;
     store.write_manifest()?;
@@ -442,8 +434,8 @@ pub fn open(dir: &Path, access: crate::cassette::Access) -> Result<Store, StoreE
     for file in files {
         let shown = file.display().to_string();
         let bytes = std::fs::read(&file).map_err(io)?;
-        if let Err(e) = parse(&bytes, &shown)
-            .and_then(|doc| import_with(&store, doc, None, false, &shown, false, Write::Scratch))
+        if let Err(e) =
+            parse(&bytes, &shown).and_then(|doc| import(&store, doc, None, false, &shown))
         {
             return Err(not_cassettes(e.to_string()));
         }
@@ -522,24 +514,32 @@ mod order_tests {
 mod write_tests {
     use super::*;
 
-    /// Replay's private import of exports (`Write::Scratch`, `Cassette::fill`) lands every
-    /// record and the cassette's metadata, as the atomic import does.
+    /// Replay's private import of exports (a scratch store: `Cassette::fill`) lands every
+    /// record and the cassette's metadata, as the atomic import into a directory does.
     #[test]
     fn a_scratch_import_lands_every_record() -> Result<(), Box<dyn std::error::Error>> {
         let n = 2_000;
         let body = |i: usize| format!(r#"{{"assignments":[{{"id":"a-{i}"}}]}}"#);
-        for write in [Write::Atomic, Write::Scratch] {
-            let store = Store::private(Path::new("exports"))?;
+        let tmp = tempfile::tempdir()?;
+        let stores = [
+            Store::open(
+                &tmp.path().join("cassettes"),
+                crate::cassette::Access::ReadWrite,
+            )?,
+            Store::private(Path::new("exports"))?,
+        ];
+        for store in &stores {
             let doc = synthetic("c", "/v1.0/deviceManagement/x/assign", n, body);
-            let done = import_with(&store, doc, None, false, "c.json", false, write)?;
+            let done = import(store, doc, None, false, "c.json")?;
             assert_eq!(done.interactions, n);
             let cassette = store.cassette(&CassetteName::new("c")?)?;
+            let scratch = store.is_scratch();
             assert_eq!(
                 cassette.iter().filter(|i| i.is_ok()).count(),
                 n,
-                "{write:?}"
+                "{scratch}"
             );
-            assert!(cassette.meta().is_some(), "{write:?}");
+            assert!(cassette.meta().is_some(), "{scratch}");
         }
         Ok(())
     }

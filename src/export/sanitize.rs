@@ -3,9 +3,7 @@
 //! rewritten so the replaced values leave the disk) or a directory of exports (each rewritten
 //! in place).
 
-use super::{
-    ImportError, Imported, Write, export, export_files, import, import_with, parse, to_bytes,
-};
+use super::{ImportError, Imported, export, export_files, import, import_with, parse, to_bytes};
 use crate::cassette::{Access, CassetteName, Store};
 use crate::sanitize::Setup;
 use std::path::{Path, PathBuf};
@@ -106,15 +104,7 @@ pub fn sanitize(
         sanitizer.interaction(interaction);
     }
     doc.pseudonymized = remember;
-    import_with(
-        store,
-        doc,
-        Some(name.clone()),
-        true,
-        name.as_str(),
-        true,
-        Write::Atomic,
-    )
+    import_with(store, doc, Some(name.clone()), true, name.as_str(), true)
 }
 
 /// `cassette sanitize` on a directory of exports (what the README has teams commit): each
