@@ -24,8 +24,10 @@ use super::{Store, StoreError};
 use std::fs;
 use std::path::Path;
 
-/// Where the new database is written, inside the cassette directory.
-const NEW_DIR: &str = ".graph-vcr-compacting";
+/// Where the new database is written, inside the cassette directory. What an interrupted
+/// compaction leaves there is removed by the next one and never copied for replay
+/// (`files::copy_dir`).
+pub(super) const NEW_DIR: &str = ".graph-vcr-compacting";
 
 impl Store {
     /// Rewrites the database into a new file with only its live data and reopens it. Only a
@@ -45,16 +47,10 @@ impl Store {
         if new.exists() {
             fs::remove_dir_all(&new).map_err(io)?;
         }
-        {
-            let fresh = open_sled(&new, &dir)?;
-            copy_trees(&self.db, &fresh).map_err(|source| StoreError::Sled {
-                dir: dir.clone(),
-                source,
-            })?;
-            fresh.flush().map_err(|source| StoreError::Sled {
-                dir: dir.clone(),
-                source,
-            })?;
+        if let Err(e) = write_copy(&self.db, &new, &dir) {
+            // A full disk is the likely cause: give the half-written copy's space back.
+            drop(fs::remove_dir_all(&new));
+            return Err(e);
         }
         // Every queued record is durable before the old database goes.
         if let Some(recorder) = self.recorder.take() {
@@ -111,6 +107,18 @@ pub fn compact_dir(dir: &Path) -> Result<Option<Compacted>, StoreError> {
         after: size(dir),
         took: started.elapsed(),
     }))
+}
+
+/// Writes every tree of `db` into a new database at `new`, durably.
+fn write_copy(db: &sled::Db, new: &Path, dir: &Path) -> Result<(), StoreError> {
+    let fresh = open_sled(new, dir)?;
+    let sled_err = |source| StoreError::Sled {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    copy_trees(db, &fresh).map_err(sled_err)?;
+    fresh.flush().map_err(sled_err)?;
+    Ok(())
 }
 
 fn copy_trees(from: &sled::Db, to: &sled::Db) -> Result<(), sled::Error> {

@@ -190,12 +190,14 @@ fn is_gone(_pid: u32) -> bool {
     false
 }
 
+/// Copies a cassette directory for replay: not its lock or journal, which are the original's,
+/// nor what an interrupted compaction left (`compact::NEW_DIR`), which replay never reads.
 pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == LOCK_FILE || name == JOURNAL_FILE {
+        if name == LOCK_FILE || name == JOURNAL_FILE || name == super::compact::NEW_DIR {
             continue;
         }
         let ty = entry.file_type()?;

@@ -580,6 +580,40 @@ mod tests {
         Ok(())
     }
 
+    /// What a compaction killed midway leaves (its half-written database) is not copied into
+    /// replay's private copy, which would pay for it at every start, and the next compaction
+    /// removes it.
+    #[test]
+    fn an_interrupted_compaction_leaves_nothing_replay_copies()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempdir()?;
+        let dir = tmp.path().join("cassettes");
+        let name = CassetteName::new("c")?;
+        {
+            let store = Store::open(&dir, Access::ReadWrite)?;
+            store.cassette(&name)?.put(&key(7), 0, b"{}".to_vec())?;
+            store.flush_blocking()?;
+        }
+        let left = dir.join(compact::NEW_DIR);
+        fs::create_dir_all(&left)?;
+        fs::write(left.join("db"), vec![0u8; 1 << 20])?;
+        {
+            let store = Store::open(&dir, Access::ReadOnly)?;
+            let copy = store
+                .private_copy
+                .as_ref()
+                .ok_or("replay works on a copy")?;
+            assert!(copy.0.join("db").exists());
+            assert!(!copy.0.join(compact::NEW_DIR).exists());
+            assert_eq!(store.cassette(&name)?.tree.len(), 1);
+        }
+        compact_dir(&dir)?.ok_or("left alone")?;
+        assert!(!left.exists());
+        let store = Store::open(&dir, Access::ReadOnly)?;
+        assert_eq!(store.cassette(&name)?.tree.len(), 1);
+        Ok(())
+    }
+
     /// A directory whose log keeps pages in `blobs/` (a recording too large for a segment) is
     /// left alone by the automatic compaction: its swap would move the blobs in after the log.
     #[test]
