@@ -605,6 +605,8 @@ async fn compact_after_recording(proxy: Arc<Proxy>, dir: std::path::PathBuf) {
         tracing::warn!(cassettes = %dir.display(), "not compacted: a connection is still open");
         return;
     }
+    // Seconds for a large cassette: say so first, so the pause is not taken for a hang.
+    tracing::info!(cassettes = %dir.display(), "compacting the cassette directory");
     let compacting = dir.clone();
     let done = tokio::task::spawn_blocking(move || graph_vcr::cassette::compact_dir(&compacting))
         .await
