@@ -46,6 +46,7 @@ pub mod redact;
 pub mod report;
 pub mod respond;
 pub mod sanitize;
+pub mod serve;
 pub mod stats;
 pub mod throttle;
 pub mod upstream;

@@ -5,21 +5,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use graph_vcr::ca::{self, CaOptions};
 use graph_vcr::cassette::{Access, CassetteName, Store};
 use graph_vcr::check::{self, CheckOptions};
-use graph_vcr::forward::{ForwardOptions, Forwarder};
+use graph_vcr::forward::ForwardOptions;
 use graph_vcr::journal::JournalOptions;
 use graph_vcr::key::KeyOptions;
-use graph_vcr::listener::{ListenOptions, Listener};
+use graph_vcr::listener::ListenOptions;
 use graph_vcr::mode::{Mode, OnExhausted};
 use graph_vcr::proxy::{
-    CassetteOptions, Proxy, ProxyConfig, PseudonymizeOption, RequestLimits, SanitizeConfig,
+    CassetteOptions, ProxyConfig, PseudonymizeOption, RequestLimits, SanitizeConfig,
 };
 use graph_vcr::report::ReportOptions;
+use graph_vcr::serve::Serve;
 use graph_vcr::throttle::ThrottleOptions;
 use graph_vcr::upstream::UpstreamOptions;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Record and replay Microsoft Graph Intune `assign` calls, for offline, deterministic tests.
 ///
@@ -422,18 +422,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run(serve))
-}
-
-/// Everything a serving mode needs, from its flags.
-struct Serve {
-    listen: ListenOptions,
-    config: ProxyConfig,
-    reports: ReportOptions,
-    max_age: Option<(std::time::Duration, bool)>,
-    forward: ForwardOptions,
-    /// `-- COMMAND [ARGS…]`: run it under the proxy (empty: serve until a signal).
-    command: Vec<String>,
+    match runtime.block_on(graph_vcr::serve::run(serve)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("graph-vcr: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn forward_config(
@@ -463,218 +458,6 @@ fn forward_config(
         max_age: None,
         forward: a.forward,
         command: a.command,
-    }
-}
-
-async fn run(serve: Serve) -> ExitCode {
-    let Serve {
-        mut listen,
-        config,
-        reports,
-        max_age,
-        forward,
-        command,
-    } = serve;
-    // A wrapped command gets a free port unless one is asked for: nothing to collide with.
-    if !command.is_empty() && listen.listen.is_none() {
-        listen.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    }
-    let mode = config.mode;
-    let dir = config.cassettes.cassettes.clone();
-    let connect_timeout = config
-        .upstream
-        .as_ref()
-        .map_or(std::time::Duration::from_secs(30), |u| u.upstream_timeout);
-    let proxy = match Proxy::new(config) {
-        Ok(p) => Arc::new(p),
-        Err(e) => return fail(&format!("cannot start {} mode: {e}", mode.as_str())),
-    };
-    let forwarder = if forward.forward {
-        match Forwarder::new(
-            &forward,
-            mode,
-            proxy.upstream_is_explicit(),
-            connect_timeout,
-        ) {
-            Ok(f) => Some(Arc::new(f)),
-            Err(e) => return fail(&format!("cannot start {} --forward: {e}", mode.as_str())),
-        }
-    } else {
-        None
-    };
-    let stale = max_age.and_then(|(age, strict)| {
-        let found = proxy.with_store(|store| graph_vcr::inspect::stale(store, age))?;
-        Some((
-            age,
-            strict,
-            found
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string())),
-        ))
-    });
-    if let Some((age, strict, stale)) = stale {
-        match stale {
-            Ok(stale) if !stale.is_empty() => {
-                for (cassette, i) in stale.iter().take(20) {
-                    tracing::warn!(%cassette, key = &i.key[..16.min(i.key.len())], recorded_at = %i.recorded_at,
-                        action = %i.action, "recording older than --max-age");
-                }
-                let what = format!(
-                    "{} recording(s) older than {}",
-                    stale.len(),
-                    humantime::format_duration(age)
-                );
-                if strict {
-                    eprintln!("graph-vcr: error: {what} (--strict); re-record them");
-                    return ExitCode::from(1);
-                }
-                tracing::warn!("{what}; re-record them, or pass a larger --max-age");
-            }
-            Ok(_) => {}
-            Err(e) => return fail(&format!("reading recording dates: {e}")),
-        }
-    }
-    let listener = match Listener::bind(&listen, Arc::clone(&proxy), forwarder.clone()).await {
-        Ok(l) => l,
-        Err(e) => return fail(&format!("cannot listen on {}: {e}", listen.addr())),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return fail(&format!("cannot read the bound address: {e}")),
-    };
-    if let Some(f) = &forwarder {
-        f.listening_on(addr);
-    }
-    // The one line scripts wait for; everything else goes to stderr.
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on http://{addr}");
-    let _ = stdout.flush();
-    tracing::info!(mode = mode.as_str(), cassettes = %dir.display(),
-        journal = %proxy.journal_path().map_or("none".into(), |p| p.display().to_string()), "graph-vcr ready");
-    if let Some(f) = &forwarder {
-        tracing::info!(intercept = %f.hosts().join(","), tunnel = %f.tunnel_hosts().join(","),
-            ca = %f.ca().info().files.cert.display(),
-            "forward proxy ready: clients set HTTPS_PROXY=http://{addr}");
-    }
-
-    let wrapped = if command.is_empty() {
-        listener.serve(shutdown_signal()).await;
-        None
-    } else {
-        let ca = forwarder.as_ref().map(|f| f.ca().info().files.cert.clone());
-        match run_wrapped(listener, addr, ca.as_deref(), &command).await {
-            Ok(status) => Some(status),
-            Err(e) => return fail(&e),
-        }
-    };
-    if let Err(e) = proxy.close().await {
-        return fail(&format!("shutting down: {e}"));
-    }
-    for line in [proxy.stats.memo_summary(), proxy.stats.forward_summary()]
-        .into_iter()
-        .flatten()
-    {
-        eprintln!("graph-vcr: {line}");
-    }
-    let (verdict, recorded) = match proxy.report() {
-        Ok(report) => (conclude(&report, &reports), report.totals.recorded),
-        Err(e) => return fail(&format!("building the report: {e}")),
-    };
-    if recorded > 0 {
-        compact_after_recording(proxy, dir).await;
-    }
-    match wrapped {
-        None => ExitCode::from(verdict),
-        Some(status) => {
-            let code = graph_vcr::wrap::exit_code(status, verdict);
-            if !status.success() {
-                eprintln!("graph-vcr: the command exited with {status}; exiting with {code}");
-            }
-            ExitCode::from(code)
-        }
-    }
-}
-
-/// Record and auto leave their directory compacted when they recorded (see
-/// `cassette::compact_dir`): every later replay of it opens faster. Best effort: the
-/// recordings are durable already, so a directory that cannot be compacted now is named and
-/// left as it is, and the run's verdict stands.
-async fn compact_after_recording(proxy: Arc<Proxy>, dir: std::path::PathBuf) {
-    // A connection that outlived the grace period still holds the proxy, and with it the store.
-    if Arc::into_inner(proxy).is_none() {
-        tracing::warn!(cassettes = %dir.display(), "not compacted: a connection is still open");
-        return;
-    }
-    // Seconds for a large cassette: say so first, so the pause is not taken for a hang.
-    tracing::info!(cassettes = %dir.display(), "compacting the cassette directory");
-    let compacting = dir.clone();
-    let done = tokio::task::spawn_blocking(move || graph_vcr::cassette::compact_dir(&compacting))
-        .await
-        .unwrap_or_else(|e| {
-            Err(graph_vcr::cassette::StoreError::Io {
-                dir: dir.clone(),
-                source: std::io::Error::other(e),
-            })
-        });
-    log_compaction(&dir, done);
-}
-
-/// What the compaction after a record run or an import did (`cassette::compact_dir`).
-fn log_compaction(
-    dir: &std::path::Path,
-    done: Result<Option<graph_vcr::cassette::Compacted>, graph_vcr::cassette::StoreError>,
-) {
-    match done {
-        Ok(Some(c)) => tracing::info!(cassettes = %dir.display(), before_bytes = c.before,
-            after_bytes = c.after, took_ms = c.took.as_millis(), "cassette directory compacted"),
-        Ok(None) => tracing::info!(cassettes = %dir.display(),
-            "not compacted: it holds large recordings (sled's blobs); `cassette sanitize` compacts it"),
-        Err(e) => tracing::warn!(cassettes = %dir.display(), error = %e,
-            "not compacted; replay of it opens more slowly until a later record run or import compacts it"),
-    }
-}
-
-/// Runs the wrapped command while the listener serves, then stops the listener gracefully.
-async fn run_wrapped(
-    listener: Listener,
-    addr: std::net::SocketAddr,
-    ca: Option<&std::path::Path>,
-    command: &[String],
-) -> Result<std::process::ExitStatus, String> {
-    let scratch = graph_vcr::wrap::scratch_dir()
-        .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
-    let env = graph_vcr::wrap::environment(addr, ca, &scratch)
-        .map_err(|e| format!("preparing the command's environment: {e}"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(listener.serve(async {
-        let _ = stopped.await;
-    }));
-    let status = match env {
-        Ok(env) => graph_vcr::wrap::run(command, &env)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
-    let _ = stop.send(());
-    let _ = serving.await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    status
-}
-
-/// Writes the reports, prints the verdict, and turns it into the exit status: 0 passed, 1
-/// failed, 2 when the reports could not be written.
-fn conclude(report: &graph_vcr::report::Report, opts: &ReportOptions) -> u8 {
-    if let Err(e) = report.write(opts) {
-        eprintln!("graph-vcr: error: writing reports: {e}");
-        return 2;
-    }
-    for line in report.summary_lines(opts) {
-        eprintln!("graph-vcr: {line}");
-    }
-    if report.failures(opts).is_empty() {
-        0
-    } else {
-        1
     }
 }
 
@@ -715,7 +498,7 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
             u.recorded_at
         );
     }
-    ExitCode::from(conclude(&report, &a.report))
+    ExitCode::from(graph_vcr::serve::conclude(&report, &a.report))
 }
 
 fn run_cassette(
@@ -865,7 +648,7 @@ fn cassette_command(
             // As a record run leaves it: replay opens a compact log faster. Best effort, as
             // there: what was imported is durable already.
             drop(store);
-            log_compaction(
+            graph_vcr::serve::log_compaction(
                 &dir.cassettes,
                 graph_vcr::cassette::compact_dir(&dir.cassettes),
             );
@@ -1039,29 +822,6 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }
 
 fn fail(message: &str) -> ExitCode {
