@@ -207,6 +207,9 @@ enum CassetteCommand {
         dir: DirArg,
     },
     /// Remove a cassette.
+    ///
+    /// The database is rewritten after, so the cassette's recordings leave the disk too (sled
+    /// would keep them in its file until it reused the space).
     Rm {
         name: CassetteName,
         #[command(flatten)]
@@ -579,10 +582,20 @@ fn cassette_command(
             store.drop_cassette(&name).map_err(|e| e.to_string())?;
             store.flush_blocking().map_err(|e| e.to_string())?;
             store.write_manifest().map_err(|e| e.to_string())?;
-            eprintln!(
-                "graph-vcr: removed cassette {name} from {}",
-                dir.cassettes.display()
-            );
+            // sled keeps a dropped tree's values in its log until it reuses the space: a
+            // directory committed after `rm` would still hold them. Rewritten, as sanitize does.
+            let shown = dir.cassettes.display();
+            store
+                .compact()
+                .and_then(|store| store.flush_blocking())
+                .map_err(|e| {
+                    format!(
+                        "removed cassette {name}, but its recordings stay in {shown}/db until \
+                         the database is rewritten: {e} (`graph-vcr cassette sanitize --all` \
+                         rewrites it)"
+                    )
+                })?;
+            eprintln!("graph-vcr: removed cassette {name} from {shown}");
             Ok(())
         }
         CassetteCommand::Export {

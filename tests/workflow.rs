@@ -459,11 +459,40 @@ async fn cassette_list_show_and_rm() -> TestResult {
 
     let e = run_to_end(&["cassette", "rm", "nope", "--cassettes", s(&dir)?])?;
     assert_eq!(e.status.code(), Some(2));
+    // A removed cassette leaves the disk too, not only the database: a directory committed
+    // after `rm` must not carry it.
+    let marker = b"compressed-assignment";
+    assert!(
+        files_holding(&dir, marker)? > 0,
+        "the recording is not on disk"
+    );
     let e = run_to_end(&["cassette", "rm", "suite", "--cassettes", s(&dir)?])?;
     assert!(e.status.success(), "{}", e.stderr);
+    assert_eq!(
+        files_holding(&dir, marker)?,
+        0,
+        "rm left the recording on disk"
+    );
     let e = run_to_end(&["cassette", "list", "--cassettes", s(&dir)?])?;
     assert!(!e.stderr.contains("suite\t"), "{}", e.stderr);
     Ok(())
+}
+
+/// How many files under `dir` hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Result<usize, Error> {
+    let mut found = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found += files_holding(&path, needle)?;
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found += 1;
+        }
+    }
+    Ok(found)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
