@@ -544,19 +544,15 @@ fn cassette_command(
     rules: &std::sync::Arc<graph_vcr::sanitize::Rules>,
 ) -> Result<(), CassetteFailure> {
     use graph_vcr::{export, inspect};
-    let open = |dir: &DirArg, access| {
-        graph_vcr::export::open(&dir.cassettes, access).map_err(|e| e.to_string())
-    };
-    let out = |text: &[u8]| std::io::stdout().write_all(text).map_err(|e| e.to_string());
     match command {
         CassetteCommand::List(dir) => {
             let (text, damaged) =
-                inspect::list(&open(&dir, Access::ReadOnly)?).map_err(|e| e.to_string())?;
-            out(text.as_bytes())?;
+                inspect::list(&open_dir(&dir, Access::ReadOnly)?).map_err(|e| e.to_string())?;
+            write_stdout(text.as_bytes())?;
             damaged_is_failure(&damaged)
         }
         CassetteCommand::Check(dir) => {
-            let store = open(&dir, Access::ReadOnly)?;
+            let store = open_dir(&dir, Access::ReadOnly)?;
             let (text, damaged) = inspect::list(&store).map_err(|e| e.to_string())?;
             let cassettes = text.lines().count().saturating_sub(1);
             if damaged.is_empty() {
@@ -569,112 +565,143 @@ fn cassette_command(
             damaged_is_failure(&damaged)
         }
         CassetteCommand::Show { name, dir } => {
-            let store = open(&dir, Access::ReadOnly)?;
+            let store = open_dir(&dir, Access::ReadOnly)?;
             require(&store, &name)?;
             let cassette = store.cassette(&name).map_err(|e| e.to_string())?;
-            Ok(out(inspect::show(&cassette)
-                .map_err(|e| e.to_string())?
-                .as_bytes())?)
+            Ok(write_stdout(
+                inspect::show(&cassette)
+                    .map_err(|e| e.to_string())?
+                    .as_bytes(),
+            )?)
         }
-        CassetteCommand::Rm { name, dir } => {
-            let store = open(&dir, Access::ReadWrite)?;
-            require(&store, &name)?;
-            store.drop_cassette(&name).map_err(|e| e.to_string())?;
-            store.flush_blocking().map_err(|e| e.to_string())?;
-            store.write_manifest().map_err(|e| e.to_string())?;
-            // sled keeps a dropped tree's values in its log until it reuses the space: a
-            // directory committed after `rm` would still hold them. Rewritten, as sanitize does.
-            let shown = dir.cassettes.display();
-            store
-                .compact()
-                .and_then(|store| store.flush_blocking())
-                .map_err(|e| {
-                    format!(
-                        "removed cassette {name}, but its recordings stay in {shown}/db until \
-                         the database is rewritten: {e} (`graph-vcr cassette sanitize --all` \
-                         rewrites it)"
-                    )
-                })?;
-            eprintln!("graph-vcr: removed cassette {name} from {shown}");
-            Ok(())
-        }
+        CassetteCommand::Rm { name, dir } => Ok(remove_cassette(&name, &dir)?),
         CassetteCommand::Export {
             name,
             all,
             output,
             dir,
-        } => {
-            let store = open(&dir, Access::ReadOnly)?;
-            let names = match (name, all) {
-                (Some(n), _) => {
-                    require(&store, &n)?;
-                    vec![n]
-                }
-                (None, _) => store.cassette_names(),
-            };
-            for n in names {
-                let cassette = store.cassette(&n).map_err(|e| e.to_string())?;
-                let bytes =
-                    export::to_bytes(&export::export(&cassette).map_err(|e| e.to_string())?);
-                match (&output, all) {
-                    (None, _) => out(&bytes)?,
-                    (Some(dir_out), true) => {
-                        std::fs::create_dir_all(dir_out)
-                            .map_err(|e| format!("{}: {e}", dir_out.display()))?;
-                        let path = dir_out.join(format!("{n}.json"));
-                        std::fs::write(&path, &bytes)
-                            .map_err(|e| format!("{}: {e}", path.display()))?;
-                    }
-                    (Some(file), false) => {
-                        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                            std::fs::create_dir_all(parent)
-                                .map_err(|e| format!("{}: {e}", parent.display()))?;
-                        }
-                        std::fs::write(file, &bytes)
-                            .map_err(|e| format!("{}: {e}", file.display()))?
-                    }
-                }
-            }
-            Ok(())
-        }
+        } => Ok(export_cassettes(name, all, output.as_deref(), &dir)?),
         CassetteCommand::Import {
             files,
             as_name,
             replace,
             dir,
-        } => {
-            if as_name.is_some() && files.len() > 1 {
-                return Err("--as takes one file".to_string().into());
-            }
-            let store = open(&dir, Access::ReadWrite)?;
-            for file in files {
-                let shown = file.display().to_string();
-                let bytes = std::fs::read(&file).map_err(|e| format!("{shown}: {e}"))?;
-                let doc = export::parse(&bytes, &shown).map_err(|e| e.to_string())?;
-                let done = export::import(&store, doc, as_name.clone(), replace, &shown)
-                    .map_err(|e| e.to_string())?;
-                eprintln!(
-                    "graph-vcr: imported {} interaction(s) into cassette {} ({} re-keyed)",
-                    done.interactions, done.name, done.rekeyed
-                );
-            }
-            // As a record run leaves it: replay opens a compact log faster. Best effort, as
-            // there: what was imported is durable already.
-            drop(store);
-            graph_vcr::serve::log_compaction(
-                &dir.cassettes,
-                graph_vcr::cassette::compact_dir(&dir.cassettes),
-            );
-            Ok(())
-        }
+        } => Ok(import_files(&files, as_name, replace, &dir)?),
         CassetteCommand::Sanitize {
             name,
             all,
             pseudonymize,
             dir,
         } => sanitize_cassettes(name, all, pseudonymize, &dir, rules),
-        CassetteCommand::Textconv { file } => Ok(out(&export::textconv(&file)?)?),
+        CassetteCommand::Textconv { file } => Ok(write_stdout(&export::textconv(&file)?)?),
     }
+}
+
+/// A store of `dir` (a directory of exports is imported read-only), its error as text.
+fn open_dir(dir: &DirArg, access: Access) -> Result<Store, String> {
+    graph_vcr::export::open(&dir.cassettes, access).map_err(|e| e.to_string())
+}
+
+fn write_stdout(text: &[u8]) -> Result<(), String> {
+    std::io::stdout().write_all(text).map_err(|e| e.to_string())
+}
+
+/// `cassette rm`: the cassette dropped, the manifest updated, the database rewritten.
+fn remove_cassette(name: &CassetteName, dir: &DirArg) -> Result<(), String> {
+    let store = open_dir(dir, Access::ReadWrite)?;
+    require(&store, name)?;
+    store.drop_cassette(name).map_err(|e| e.to_string())?;
+    store.flush_blocking().map_err(|e| e.to_string())?;
+    store.write_manifest().map_err(|e| e.to_string())?;
+    // sled keeps a dropped tree's values in its log until it reuses the space: a directory
+    // committed after `rm` would still hold them. Rewritten, as sanitize does.
+    let shown = dir.cassettes.display();
+    store
+        .compact()
+        .and_then(|store| store.flush_blocking())
+        .map_err(|e| {
+            format!(
+                "removed cassette {name}, but its recordings stay in {shown}/db until the \
+                 database is rewritten: {e} (`graph-vcr cassette sanitize --all` rewrites it)"
+            )
+        })?;
+    eprintln!("graph-vcr: removed cassette {name} from {shown}");
+    Ok(())
+}
+
+/// `cassette export`: one cassette to stdout or `-o FILE`, or `--all` into `-o DIR`.
+fn export_cassettes(
+    name: Option<CassetteName>,
+    all: bool,
+    output: Option<&std::path::Path>,
+    dir: &DirArg,
+) -> Result<(), String> {
+    use graph_vcr::export;
+    let store = open_dir(dir, Access::ReadOnly)?;
+    let names = match name {
+        Some(n) => {
+            require(&store, &n)?;
+            vec![n]
+        }
+        None => store.cassette_names(),
+    };
+    let write = |path: &std::path::Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let make = |path: &std::path::Path| {
+        std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    for n in names {
+        let cassette = store.cassette(&n).map_err(|e| e.to_string())?;
+        let bytes = export::to_bytes(&export::export(&cassette).map_err(|e| e.to_string())?);
+        match (output, all) {
+            (None, _) => write_stdout(&bytes)?,
+            (Some(dir_out), true) => {
+                make(dir_out)?;
+                write(&dir_out.join(format!("{n}.json")), &bytes)?;
+            }
+            (Some(file), false) => {
+                if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    make(parent)?;
+                }
+                write(file, &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cassette import`: each file keyed and gated into the store, then the directory compacted.
+fn import_files(
+    files: &[PathBuf],
+    as_name: Option<CassetteName>,
+    replace: bool,
+    dir: &DirArg,
+) -> Result<(), String> {
+    use graph_vcr::export;
+    if as_name.is_some() && files.len() > 1 {
+        return Err("--as takes one file".to_string());
+    }
+    let store = open_dir(dir, Access::ReadWrite)?;
+    for file in files {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(file).map_err(|e| format!("{shown}: {e}"))?;
+        let doc = export::parse(&bytes, &shown).map_err(|e| e.to_string())?;
+        let done = export::import(&store, doc, as_name.clone(), replace, &shown)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "graph-vcr: imported {} interaction(s) into cassette {} ({} re-keyed)",
+            done.interactions, done.name, done.rekeyed
+        );
+    }
+    // As a record run leaves it: replay opens a compact log faster. Best effort, as there:
+    // what was imported is durable already.
+    drop(store);
+    graph_vcr::serve::log_compaction(
+        &dir.cassettes,
+        graph_vcr::cassette::compact_dir(&dir.cassettes),
+    );
+    Ok(())
 }
 
 /// `cassette sanitize`: each named cassette rewritten through the rules and pseudonymisation.
