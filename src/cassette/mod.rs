@@ -467,6 +467,22 @@ mod tests {
         })
     }
 
+    /// Whether any file under `dir` holds `needle`.
+    fn holds(dir: &Path, needle: &[u8]) -> std::io::Result<bool> {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let found = if path.is_dir() {
+                holds(&path, needle)?
+            } else {
+                fs::read(&path)?.windows(needle.len()).any(|w| w == needle)
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A distinct made-up request key per `i`.
     fn key(i: u32) -> Key {
         let mut key = [0u8; 32];
@@ -532,10 +548,11 @@ mod tests {
         Ok(())
     }
 
-    /// The end of a record run (`compact_dir`): the log shrinks to what is live (here every
-    /// record's first version is dead, overwritten), every record reads as it was written
-    /// last, nothing is left of the work, and the directory is opened afresh for it: the
-    /// run's own store, dropped a moment before, is waited out.
+    /// The end of a record run (`compact_dir`): what is dead (here every record's first
+    /// version, overwritten) leaves the disk, every record reads as it was written last,
+    /// nothing is left of the work, and the directory is opened afresh for it: the run's own
+    /// store, dropped a moment before, is waited out. (Not the log's size: how sled lays out
+    /// a rewritten log varies with its threads' timing, and CI once saw it grow.)
     #[test]
     fn compacting_a_directory_keeps_every_record_and_drops_the_dead_ones()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -545,23 +562,25 @@ mod tests {
         {
             let store = Store::open(&dir, Access::ReadWrite)?;
             let cassette = store.cassette(&name)?;
-            for version in [b'a', b'b'] {
-                for i in 0..2_000u32 {
-                    cassette.put(&key(i), 0, vec![version; 1_000])?;
-                }
-                store.flush_blocking()?;
+            for i in 0..2_000u32 {
+                cassette.put(&key(i), 0, format!("old-version-{i:0>988}").into_bytes())?;
             }
+            store.flush_blocking()?;
+            for i in 0..2_000u32 {
+                cassette.put(&key(i), 0, vec![b'b'; 1_000])?;
+            }
+            store.flush_blocking()?;
         }
         let before = fs::metadata(dir.join("db"))?.len();
         assert!(!has_blobs(&dir));
+        let dead = b"old-version-";
+        assert!(holds(&dir, dead)?, "the overwritten values are not on disk");
         let done = compact_dir(&dir)?.ok_or("left alone")?;
         assert_eq!(done.before, before);
         assert_eq!(done.after, fs::metadata(dir.join("db"))?.len());
         assert!(
-            done.after < done.before,
-            "{} bytes before, {} after",
-            done.before,
-            done.after
+            !holds(&dir, dead)?,
+            "compaction left overwritten values on disk"
         );
         assert!(!dir.join(".graph-vcr-compacting").exists());
         let store = Store::open(&dir, Access::ReadOnly)?;
