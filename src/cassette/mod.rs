@@ -582,7 +582,7 @@ mod tests {
             !holds(&dir, dead)?,
             "compaction left overwritten values on disk"
         );
-        assert!(!dir.join(".graph-vcr-compacting").exists());
+        assert!(!dir.join(compact::NEW_DIR).exists());
         let store = Store::open(&dir, Access::ReadOnly)?;
         let cassette = store.cassette(&name)?;
         assert_eq!(cassette.tree.len(), 2_000);
